@@ -1,0 +1,29 @@
+# personalize: PGXS build.  `make && make install`, then see test/run.
+EXTENSION   = personalize
+MODULE_big  = personalize
+OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+DATA        = $(sort $(wildcard personalize--*.sql))
+
+# pg_regress suites live in sql/ and expected/ (one file per concept).
+REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --inputdir=. --load-extension=personalize
+
+# -Wall -Wextra are always on; CI adds WERROR=1 so a warning fails the build.
+PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+ifdef WERROR
+PG_CFLAGS  += -Werror
+endif
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: test demo bench format
+test:
+	test/run
+demo:
+	demo/run
+bench:
+	bench/run
+format:
+	clang-format -i src/*.c src/*.h

@@ -1,0 +1,476 @@
+/*
+ * distinct.c
+ *	  The distinct_state trait state (HyperLogLog): type support, merge,
+ *	  aggregate, accessors.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "common/hashfn.h"
+#include "port/pg_bitutils.h"
+
+#include "distinct.h"
+
+#define DISTINCT_M(s) (1 << (s)->p)
+/* largest rank: 64 - p hash bits after the index, plus one */
+#define DISTINCT_QMAX(s) (64 - (s)->p + 1)
+/* sparse while it holds at most m/4 registers (4 bytes each: no bigger than dense) */
+#define DISTINCT_SPARSE_MAX(s) (DISTINCT_M(s) / 4)
+
+DistinctState *
+distinct_new(int32 p)
+{
+	DistinctState *s = palloc(sizeof(DistinctState));
+
+	s->hdr.kind = PZ_KIND_DISTINCT;
+	s->p = p;
+	s->regs = NULL;
+	s->cap = 16;
+	s->sparse = palloc(sizeof(uint32) * s->cap);
+	s->nsparse = 0;
+	s->nsorted = 0;
+	return s;
+}
+
+/*
+ * 64-bit hash of a value's bytes: PostgreSQL's hash_bytes_extended, then the
+ * splitmix64 finalizer so every output bit depends on every input bit.
+ */
+uint64
+distinct_hash(const char *val, int32 len)
+{
+	uint64 h = hash_bytes_extended((const unsigned char *) val, len, 0);
+
+	h ^= h >> 30;
+	h *= UINT64CONST(0xbf58476d1ce4e5b9);
+	h ^= h >> 27;
+	h *= UINT64CONST(0x94d049bb133111eb);
+	h ^= h >> 31;
+	return h;
+}
+
+static int
+uint32_cmp(const void *a, const void *b)
+{
+	uint32 x = *(const uint32 *) a;
+	uint32 y = *(const uint32 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/* Sort the sparse list and keep, per register, its largest rank. */
+static void
+distinct_compact(DistinctState *s)
+{
+	int i;
+	int out = 0;
+
+	if (s->regs != NULL || s->nsorted == s->nsparse)
+		return;
+	qsort(s->sparse, s->nsparse, sizeof(uint32), uint32_cmp);
+	for (i = 0; i < s->nsparse; i++)
+	{
+		/* same register as the next entry: the next has the larger rank */
+		if (i + 1 < s->nsparse && (s->sparse[i] >> 8) == (s->sparse[i + 1] >> 8))
+			continue;
+		s->sparse[out++] = s->sparse[i];
+	}
+	s->nsparse = s->nsorted = out;
+}
+
+static void
+distinct_densify(DistinctState *s)
+{
+	int i;
+
+	s->regs = palloc0(DISTINCT_M(s));
+	for (i = 0; i < s->nsparse; i++)
+	{
+		uint32 idx = s->sparse[i] >> 8;
+		uint8 rank = s->sparse[i] & 0xff;
+
+		if (rank > s->regs[idx])
+			s->regs[idx] = rank;
+	}
+	pfree(s->sparse);
+	s->sparse = NULL;
+	s->nsparse = s->nsorted = s->cap = 0;
+}
+
+static void
+distinct_set(DistinctState *s, uint32 idx, uint8 rank)
+{
+	if (s->regs != NULL)
+	{
+		if (rank > s->regs[idx])
+			s->regs[idx] = rank;
+		return;
+	}
+	if (s->nsparse == s->cap)
+	{
+		distinct_compact(s);
+		if (s->nsparse > DISTINCT_SPARSE_MAX(s))
+		{
+			distinct_densify(s);
+			distinct_set(s, idx, rank);
+			return;
+		}
+		if (s->nsparse * 2 > s->cap)
+		{
+			s->cap = Min(s->cap * 2, 2 * DISTINCT_SPARSE_MAX(s) + 2);
+			s->sparse = repalloc(s->sparse, sizeof(uint32) * s->cap);
+		}
+	}
+	s->sparse[s->nsparse++] = (idx << 8) | rank;
+}
+
+void
+distinct_add_hash(DistinctState *s, uint64 h)
+{
+	uint32 idx = (uint32) (h >> (64 - s->p));
+	uint64 rest = h << s->p;
+	uint8 rank;
+
+	/* rank: position of the first 1 bit after the index bits, from 1 */
+	rank = rest == 0 ? DISTINCT_QMAX(s) : 64 - pg_leftmost_one_pos64(rest);
+	distinct_set(s, idx, rank);
+}
+
+static void
+distinct_merge(PzState *dst_, const PzState *src_)
+{
+	DistinctState *dst = (DistinctState *) dst_;
+	const DistinctState *src = (const DistinctState *) src_;
+	int i;
+
+	if (dst->p != src->p)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("cannot merge distinct_state values of precision %d and %d", dst->p,
+							   src->p),
+						errhint("Build every state of one trait with the same precision.")));
+	if (src->regs != NULL)
+	{
+		if (dst->regs == NULL)
+			distinct_densify(dst);
+		for (i = 0; i < DISTINCT_M(dst); i++)
+			if (src->regs[i] > dst->regs[i])
+				dst->regs[i] = src->regs[i];
+		return;
+	}
+	for (i = 0; i < src->nsparse; i++)
+		distinct_set(dst, src->sparse[i] >> 8, src->sparse[i] & 0xff);
+}
+
+/* Non-zero registers, whichever the representation. */
+static int32
+distinct_nonzero(DistinctState *s)
+{
+	int i;
+	int32 n = 0;
+
+	if (s->regs == NULL)
+	{
+		distinct_compact(s);
+		return s->nsparse;
+	}
+	for (i = 0; i < DISTINCT_M(s); i++)
+		n += s->regs[i] != 0;
+	return n;
+}
+
+/* Visit the non-zero registers in index order. */
+#define DISTINCT_FOREACH(s, idx, rank, body)                                                       \
+	do                                                                                             \
+	{                                                                                              \
+		if ((s)->regs == NULL)                                                                     \
+		{                                                                                          \
+			distinct_compact(s);                                                                   \
+			for (int i_ = 0; i_ < (s)->nsparse; i_++)                                              \
+			{                                                                                      \
+				uint32 idx = (s)->sparse[i_] >> 8;                                                 \
+				uint8 rank = (s)->sparse[i_] & 0xff;                                               \
+				body;                                                                              \
+			}                                                                                      \
+		}                                                                                          \
+		else                                                                                       \
+		{                                                                                          \
+			for (int i_ = 0; i_ < DISTINCT_M(s); i_++)                                             \
+			{                                                                                      \
+				uint32 idx = i_;                                                                   \
+				uint8 rank = (s)->regs[i_];                                                        \
+				if (rank != 0)                                                                     \
+					body;                                                                          \
+			}                                                                                      \
+		}                                                                                          \
+	} while (0)
+
+static double
+hll_sigma(double x)
+{
+	double y = 1.0;
+	double z = x;
+	double prev;
+
+	if (x == 1.0)
+		return INFINITY;
+	do
+	{
+		x *= x;
+		prev = z;
+		z += x * y;
+		y += y;
+	} while (z != prev);
+	return z;
+}
+
+static double
+hll_tau(double x)
+{
+	double y = 1.0;
+	double z = 1.0 - x;
+	double prev;
+
+	if (x == 0.0 || x == 1.0)
+		return 0.0;
+	do
+	{
+		x = sqrt(x);
+		prev = z;
+		y *= 0.5;
+		z -= (1.0 - x) * (1.0 - x) * y;
+	} while (z != prev);
+	return z / 3.0;
+}
+
+double
+distinct_estimate(DistinctState *s)
+{
+	double m = DISTINCT_M(s);
+	int q = 64 - s->p;
+	double hist[66] = {0};
+	double z;
+	int k;
+	int32 nonzero = 0;
+
+	DISTINCT_FOREACH(s, idx, rank, {
+		(void) idx;
+		hist[rank] += 1;
+		nonzero++;
+	});
+	hist[0] = m - nonzero;
+	z = m * hll_tau(1.0 - hist[q + 1] / m);
+	for (k = q; k >= 1; k--)
+		z = 0.5 * (z + hist[k]);
+	z += m * hll_sigma(hist[0] / m);
+	return (0.5 / M_LN2) * m * m / z;
+}
+
+/* ---- flat form: p, then a sparse list or the dense registers ---- */
+
+static void
+distinct_write(PzState *s_, StringInfo buf)
+{
+	DistinctState *s = (DistinctState *) s_;
+	int32 nonzero = distinct_nonzero(s);
+
+	pz_write_u8(buf, (uint8) s->p);
+	if (nonzero <= DISTINCT_SPARSE_MAX(s))
+	{
+		pz_write_u8(buf, 0);
+		pz_write_i32(buf, nonzero);
+		DISTINCT_FOREACH(s, idx, rank, pz_write_i32(buf, (int32) ((idx << 8) | rank)));
+	}
+	else
+	{
+		pz_write_u8(buf, 1);
+		if (s->regs == NULL)
+			distinct_densify(s);
+		appendBinaryStringInfo(buf, (char *) s->regs, DISTINCT_M(s));
+	}
+}
+
+static void
+distinct_check_register(DistinctState *s, int64 idx, int64 rank, const char *type_name, bool text)
+{
+	if (idx < 0 || idx >= DISTINCT_M(s) || rank < 1 || rank > DISTINCT_QMAX(s))
+	{
+		char *detail =
+			psprintf("Register %lld = %lld is outside index 0..%d, rank 1..%d.", (long long) idx,
+					 (long long) rank, DISTINCT_M(s) - 1, DISTINCT_QMAX(s));
+
+		if (text)
+			pz_bad_text(type_name, detail, NULL);
+		pz_corrupt(type_name, detail);
+	}
+}
+
+static PzState *
+distinct_read(PzReader *r)
+{
+	int32 p = pz_read_u8(r);
+	uint8 format;
+	DistinctState *s;
+	int i;
+
+	if (p < DISTINCT_MIN_P || p > DISTINCT_MAX_P)
+		pz_corrupt(r->type_name, psprintf("The precision %d is outside %d..%d.", p, DISTINCT_MIN_P,
+										  DISTINCT_MAX_P));
+	s = distinct_new(p);
+	format = pz_read_u8(r);
+	if (format == 0)
+	{
+		int32 n = pz_read_count(r, DISTINCT_M(s), "registers");
+
+		for (i = 0; i < n; i++)
+		{
+			uint32 e = (uint32) pz_read_i32(r);
+
+			distinct_check_register(s, e >> 8, e & 0xff, r->type_name, false);
+			distinct_set(s, e >> 8, e & 0xff);
+		}
+	}
+	else if (format == 1)
+	{
+		if (r->end - r->cur < DISTINCT_M(s))
+			pz_corrupt(r->type_name, "The data ends early.");
+		distinct_densify(s);
+		for (i = 0; i < DISTINCT_M(s); i++)
+		{
+			uint8 rank = (uint8) r->cur[i];
+
+			if (rank != 0)
+				distinct_check_register(s, i, rank, r->type_name, false);
+			s->regs[i] = rank;
+		}
+		r->cur += DISTINCT_M(s);
+	}
+	else
+		pz_corrupt(r->type_name, psprintf("Unknown register format %d.", format));
+	return (PzState *) s;
+}
+
+static void
+distinct_to_json(PzState *s_, StringInfo buf)
+{
+	DistinctState *s = (DistinctState *) s_;
+	bool first = true;
+
+	appendStringInfo(buf, "{\"p\": %d, \"registers\": [", s->p);
+	DISTINCT_FOREACH(s, idx, rank, {
+		appendStringInfo(buf, first ? "[%u, %u]" : ", [%u, %u]", idx, rank);
+		first = false;
+	});
+	appendStringInfoString(buf, "]}");
+}
+
+static PzState *
+distinct_from_json(JsonbContainer *obj)
+{
+	const char *tn = "distinct_state";
+	JsonbValue v;
+	JsonbContainer *regs;
+	int64 p;
+	int n;
+	int i;
+	DistinctState *s;
+
+	pz_json_expect_keys(obj, 2, tn, "p, registers");
+	pz_json_get(obj, "p", &v, false, tn);
+	p = pz_json_int64(&v, "p", tn);
+	if (p < DISTINCT_MIN_P || p > DISTINCT_MAX_P)
+		pz_bad_text(tn, psprintf("\"p\" is %lld.", (long long) p),
+					psprintf("\"p\" must be between %d and %d.", DISTINCT_MIN_P, DISTINCT_MAX_P));
+	s = distinct_new((int32) p);
+	pz_json_get(obj, "registers", &v, false, tn);
+	regs = pz_json_array(&v, &n, "registers", tn);
+	for (i = 0; i < n; i++)
+	{
+		JsonbValue e;
+		JsonbValue x;
+		JsonbContainer *pair;
+		int plen;
+		int64 idx;
+		int64 rank;
+
+		pz_json_elem(regs, i, &e);
+		pair = pz_json_array(&e, &plen, "registers[i]", tn);
+		if (plen != 2)
+			pz_bad_text(tn, "Each register must be a pair [index, rank].", NULL);
+		pz_json_elem(pair, 0, &x);
+		idx = pz_json_int64(&x, "register index", tn);
+		pz_json_elem(pair, 1, &x);
+		rank = pz_json_int64(&x, "register rank", tn);
+		distinct_check_register(s, idx, rank, tn, true);
+		distinct_set(s, (uint32) idx, (uint8) rank);
+	}
+	return (PzState *) s;
+}
+
+const PzKindOps pz_distinct_ops = {
+	.kind = PZ_KIND_DISTINCT,
+	.type_name = "distinct_state",
+	.read = distinct_read,
+	.write = distinct_write,
+	.merge = distinct_merge,
+	.to_json = distinct_to_json,
+	.from_json = distinct_from_json,
+};
+
+/* distinct_agg(value text|bigint [, p int]) transition */
+PG_FUNCTION_INFO_V1(distinct_agg_trans);
+Datum
+distinct_agg_trans(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext = pz_agg_context(fcinfo, "distinct_agg");
+	DistinctState *s = PG_ARGISNULL(0) ? NULL : (DistinctState *) PG_GETARG_POINTER(0);
+	int32 p = DISTINCT_DEFAULT_P;
+	char buf[PZ_INT8_BUFLEN];
+	const char *val;
+	int32 len;
+
+	if (PG_NARGS() > 2)
+		p = pz_arg_int(fcinfo, 2, DISTINCT_MIN_P, DISTINCT_MAX_P, "precision", "distinct_agg");
+	if (s != NULL && s->p != p)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("precision of distinct_agg must be the same in every row")));
+	if (!pz_arg_value(fcinfo, 1, buf, &val, &len))
+	{
+		if (s == NULL)
+			PG_RETURN_NULL();
+		PG_RETURN_POINTER(s);
+	}
+	if (s == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(aggcontext);
+
+		s = distinct_new(p);
+		MemoryContextSwitchTo(old);
+	}
+	/* the sparse list may grow: it lives in the aggregate's context */
+	{
+		MemoryContext old = MemoryContextSwitchTo(aggcontext);
+
+		distinct_add_hash(s, distinct_hash(val, len));
+		MemoryContextSwitchTo(old);
+	}
+	PG_RETURN_POINTER(s);
+}
+
+PG_FUNCTION_INFO_V1(distinct_count);
+Datum
+distinct_count(PG_FUNCTION_ARGS)
+{
+	DistinctState *s = (DistinctState *) pz_state_from_datum(PG_GETARG_DATUM(0), PZ_KIND_DISTINCT);
+
+	PG_RETURN_INT64((int64) llround(distinct_estimate(s)));
+}
+
+PG_FUNCTION_INFO_V1(distinct_precision);
+Datum
+distinct_precision(PG_FUNCTION_ARGS)
+{
+	DistinctState *s = (DistinctState *) pz_state_from_datum(PG_GETARG_DATUM(0), PZ_KIND_DISTINCT);
+
+	PG_RETURN_INT32(s->p);
+}

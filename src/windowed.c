@@ -1,0 +1,458 @@
+/*
+ * windowed.c
+ *	  The windowed_state trait state: type support, merge, aggregate,
+ *	  accessors.  See windowed.h for the bucket layout.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/xact.h"
+#include "utils/builtins.h"
+
+#include "windowed.h"
+
+#define WINDOWED_DAY_ZONE_DAYS 90
+#define WINDOWED_MAX_BUCKETS   1000 /* far above what the zones allow (~300) */
+
+static inline int64
+floor_to(int64 t, int64 unit)
+{
+	int64 q = t / unit;
+
+	if (t % unit < 0)
+		q--;
+	return q * unit;
+}
+
+/* The bucket an event (or bucket) at t belongs to under head; false: too old. */
+static inline bool
+window_key(TimestampTz head, TimestampTz t, TimestampTz *key)
+{
+	if (t >= floor_to(head, USECS_PER_HOUR) - USECS_PER_HOUR)
+		*key = floor_to(t, USECS_PER_MINUTE);
+	else if (t >= floor_to(head, USECS_PER_DAY) - 2 * USECS_PER_DAY)
+		*key = floor_to(t, USECS_PER_HOUR);
+	else if (t >= floor_to(head, USECS_PER_DAY) - WINDOWED_DAY_ZONE_DAYS * USECS_PER_DAY)
+		*key = floor_to(t, USECS_PER_DAY);
+	else
+		return false;
+	return true;
+}
+
+WindowedState *
+windowed_new(TimestampTz first_event)
+{
+	WindowedState *s = palloc(sizeof(WindowedState));
+
+	s->hdr.kind = PZ_KIND_WINDOWED;
+	s->head = first_event;
+	s->count = 0;
+	s->sum = 0;
+	s->nbuckets = 0;
+	s->cap = 8;
+	s->buckets = palloc(sizeof(WindowBucket) * s->cap);
+	return s;
+}
+
+static void
+bucket_add(WindowedState *s, TimestampTz key, int64 count, double sum)
+{
+	int lo = 0;
+	int hi = s->nbuckets;
+
+	/* events mostly arrive in time order: try the newest bucket first */
+	if (hi > 0 && s->buckets[hi - 1].start <= key)
+		lo = s->buckets[hi - 1].start == key ? hi - 1 : hi;
+	else
+	{
+		while (lo < hi)
+		{
+			int mid = (lo + hi) / 2;
+
+			if (s->buckets[mid].start < key)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+	}
+	if (lo < s->nbuckets && s->buckets[lo].start == key)
+	{
+		s->buckets[lo].count += count;
+		s->buckets[lo].sum += sum;
+		return;
+	}
+	if (s->nbuckets == s->cap)
+	{
+		s->cap *= 2;
+		s->buckets = repalloc(s->buckets, sizeof(WindowBucket) * s->cap);
+	}
+	memmove(&s->buckets[lo + 1], &s->buckets[lo], sizeof(WindowBucket) * (s->nbuckets - lo));
+	s->buckets[lo].start = key;
+	s->buckets[lo].count = count;
+	s->buckets[lo].sum = sum;
+	s->nbuckets++;
+}
+
+/*
+ * Move the head forward and re-bucket.  Keys map monotonically, so the
+ * buckets stay sorted; equal neighbours coalesce; too-old ones fall off the
+ * front.
+ */
+static void
+windowed_advance(WindowedState *s, TimestampTz head)
+{
+	bool rezone = floor_to(head, USECS_PER_HOUR) != floor_to(s->head, USECS_PER_HOUR);
+	int i;
+	int out = 0;
+
+	s->head = head;
+	if (!rezone)
+		return;
+	for (i = 0; i < s->nbuckets; i++)
+	{
+		TimestampTz key;
+
+		if (!window_key(head, s->buckets[i].start, &key))
+			continue;
+		if (out > 0 && s->buckets[out - 1].start == key)
+		{
+			s->buckets[out - 1].count += s->buckets[i].count;
+			s->buckets[out - 1].sum += s->buckets[i].sum;
+			continue;
+		}
+		s->buckets[out] = s->buckets[i];
+		s->buckets[out].start = key;
+		out++;
+	}
+	s->nbuckets = out;
+}
+
+void
+windowed_add(WindowedState *s, TimestampTz ts, double value)
+{
+	TimestampTz key;
+
+	if (ts > s->head)
+		windowed_advance(s, ts);
+	s->count++;
+	s->sum += value;
+	if (window_key(s->head, ts, &key))
+		bucket_add(s, key, 1, value);
+}
+
+static void
+windowed_merge(PzState *dst_, const PzState *src_)
+{
+	WindowedState *dst = (WindowedState *) dst_;
+	const WindowedState *src = (const WindowedState *) src_;
+	int i;
+
+	if (src->head > dst->head)
+		windowed_advance(dst, src->head);
+	dst->count += src->count;
+	dst->sum += src->sum;
+	for (i = 0; i < src->nbuckets; i++)
+	{
+		TimestampTz key;
+
+		if (window_key(dst->head, src->buckets[i].start, &key))
+			bucket_add(dst, key, src->buckets[i].count, src->buckets[i].sum);
+	}
+}
+
+void
+windowed_read(const WindowedState *s, TimestampTz at, int64 window_us, int64 *count, double *sum)
+{
+	TimestampTz from = at - window_us;
+	int i;
+
+	*count = 0;
+	*sum = 0;
+	for (i = s->nbuckets - 1; i >= 0; i--)
+	{
+		if (s->buckets[i].start < from)
+			break;
+		if (s->buckets[i].start > at)
+			continue;
+		*count += s->buckets[i].count;
+		*sum += s->buckets[i].sum;
+	}
+}
+
+/*
+ * Build a state from its parts (text or binary input), checking what an
+ * aggregate could have produced and re-bucketing into canonical form.
+ */
+typedef struct WindowedLoader
+{
+	WindowedState *s;
+	int64 bucket_total;
+	const char *type_name;
+	bool text;
+} WindowedLoader;
+
+static pg_attribute_noreturn() void windowed_bad(WindowedLoader *l, const char *detail)
+{
+	if (l->text)
+		pz_bad_text(l->type_name, detail, NULL);
+	pz_corrupt(l->type_name, detail);
+}
+
+static void
+windowed_load_start(WindowedLoader *l, TimestampTz head, int64 count, double sum, bool text)
+{
+	l->type_name = "windowed_state";
+	l->text = text;
+	l->bucket_total = 0;
+	if (count < 1)
+		windowed_bad(l, "A windowed_state holds at least one event.");
+	l->s = windowed_new(head);
+	l->s->count = count;
+	l->s->sum = sum;
+}
+
+static void
+windowed_load_bucket(WindowedLoader *l, TimestampTz start, int64 count, double sum)
+{
+	TimestampTz key;
+
+	if (start > l->s->head)
+		windowed_bad(l, "A bucket starts after the latest event.");
+	if (count < 1)
+		windowed_bad(l, "A bucket holds at least one event.");
+	l->bucket_total += count;
+	if (l->bucket_total > l->s->count)
+		windowed_bad(l, "The buckets hold more events than the total.");
+	if (window_key(l->s->head, start, &key))
+		bucket_add(l->s, key, count, sum);
+}
+
+static PzState *
+windowed_read_flat(PzReader *r)
+{
+	WindowedLoader l;
+	TimestampTz head = pz_read_time(r);
+	int64 count = pz_read_i64(r);
+	double sum = pz_read_f64(r);
+	int32 n;
+	int i;
+
+	windowed_load_start(&l, head, count, sum, false);
+	n = pz_read_count(r, WINDOWED_MAX_BUCKETS, "buckets");
+	for (i = 0; i < n; i++)
+	{
+		TimestampTz start = pz_read_time(r);
+		int64 c = pz_read_i64(r);
+		double v = pz_read_f64(r);
+
+		windowed_load_bucket(&l, start, c, v);
+	}
+	return (PzState *) l.s;
+}
+
+static void
+windowed_write(PzState *s_, StringInfo buf)
+{
+	WindowedState *s = (WindowedState *) s_;
+	int i;
+
+	pz_write_i64(buf, s->head);
+	pz_write_i64(buf, s->count);
+	pz_write_f64(buf, s->sum);
+	pz_write_i32(buf, s->nbuckets);
+	for (i = 0; i < s->nbuckets; i++)
+	{
+		pz_write_i64(buf, s->buckets[i].start);
+		pz_write_i64(buf, s->buckets[i].count);
+		pz_write_f64(buf, s->buckets[i].sum);
+	}
+}
+
+static void
+windowed_to_json(PzState *s_, StringInfo buf)
+{
+	WindowedState *s = (WindowedState *) s_;
+	int i;
+
+	appendStringInfoString(buf, "{\"head\": ");
+	pz_json_time(buf, s->head);
+	appendStringInfo(buf, ", \"count\": " INT64_FORMAT ", \"sum\": ", s->count);
+	pz_json_float8(buf, s->sum);
+	appendStringInfoString(buf, ", \"buckets\": [");
+	for (i = 0; i < s->nbuckets; i++)
+	{
+		appendStringInfoString(buf, i > 0 ? ", [" : "[");
+		pz_json_time(buf, s->buckets[i].start);
+		appendStringInfo(buf, ", " INT64_FORMAT ", ", s->buckets[i].count);
+		pz_json_float8(buf, s->buckets[i].sum);
+		appendStringInfoChar(buf, ']');
+	}
+	appendStringInfoString(buf, "]}");
+}
+
+static PzState *
+windowed_from_json(JsonbContainer *obj)
+{
+	const char *tn = "windowed_state";
+	WindowedLoader l;
+	JsonbValue v;
+	JsonbContainer *buckets;
+	TimestampTz head;
+	int64 count;
+	double sum;
+	int n;
+	int i;
+
+	pz_json_expect_keys(obj, 4, tn, "head, count, sum, buckets");
+	pz_json_get(obj, "head", &v, false, tn);
+	head = pz_json_timestamp(&v, "head", tn);
+	pz_json_get(obj, "count", &v, false, tn);
+	count = pz_json_int64(&v, "count", tn);
+	pz_json_get(obj, "sum", &v, false, tn);
+	sum = pz_json_float8_value(&v, "sum", tn);
+	windowed_load_start(&l, head, count, sum, true);
+	pz_json_get(obj, "buckets", &v, false, tn);
+	buckets = pz_json_array(&v, &n, "buckets", tn);
+	if (n > WINDOWED_MAX_BUCKETS)
+		pz_bad_text(
+			tn, psprintf("There are %d buckets; at most %d are possible.", n, WINDOWED_MAX_BUCKETS),
+			NULL);
+	for (i = 0; i < n; i++)
+	{
+		JsonbValue e;
+		JsonbValue x;
+		JsonbContainer *triple;
+		int tlen;
+		TimestampTz start;
+		int64 c;
+		double s;
+
+		pz_json_elem(buckets, i, &e);
+		triple = pz_json_array(&e, &tlen, "buckets[i]", tn);
+		if (tlen != 3)
+			pz_bad_text(tn, "Each bucket must be [start, count, sum].", NULL);
+		pz_json_elem(triple, 0, &x);
+		start = pz_json_timestamp(&x, "bucket start", tn);
+		pz_json_elem(triple, 1, &x);
+		c = pz_json_int64(&x, "bucket count", tn);
+		pz_json_elem(triple, 2, &x);
+		s = pz_json_float8_value(&x, "bucket sum", tn);
+		windowed_load_bucket(&l, start, c, s);
+	}
+	return (PzState *) l.s;
+}
+
+const PzKindOps pz_windowed_ops = {
+	.kind = PZ_KIND_WINDOWED,
+	.type_name = "windowed_state",
+	.read = windowed_read_flat,
+	.write = windowed_write,
+	.merge = windowed_merge,
+	.to_json = windowed_to_json,
+	.from_json = windowed_from_json,
+};
+
+/* windowed_agg(ts timestamptz [, value float8]) transition */
+PG_FUNCTION_INFO_V1(windowed_agg_trans);
+Datum
+windowed_agg_trans(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext = pz_agg_context(fcinfo, "windowed_agg");
+	WindowedState *s = PG_ARGISNULL(0) ? NULL : (WindowedState *) PG_GETARG_POINTER(0);
+	TimestampTz ts;
+	double value = 0;
+	MemoryContext old;
+
+	if (PG_NARGS() > 2)
+	{
+		if (PG_ARGISNULL(2))
+			goto skip;
+		value = PG_GETARG_FLOAT8(2);
+		if (isnan(value) || isinf(value))
+			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							errmsg("value of windowed_agg must be finite")));
+	}
+	if (!pz_arg_time(fcinfo, 1, &ts))
+		goto skip;
+	old = MemoryContextSwitchTo(aggcontext);
+	if (s == NULL)
+		s = windowed_new(ts);
+	windowed_add(s, ts, value);
+	MemoryContextSwitchTo(old);
+	PG_RETURN_POINTER(s);
+
+skip:
+	if (s == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_POINTER(s);
+}
+
+static WindowedState *
+windowed_arg_read(FunctionCallInfo fcinfo, int64 *window_us, TimestampTz *at)
+{
+	WindowedState *s = (WindowedState *) pz_state_from_datum(PG_GETARG_DATUM(0), PZ_KIND_WINDOWED);
+
+	*window_us = pz_interval_usecs(PG_GETARG_INTERVAL_P(1), "window");
+	*at = PG_NARGS() > 2 ? PG_GETARG_TIMESTAMPTZ(2) : GetCurrentTransactionStartTimestamp();
+	if (TIMESTAMP_NOT_FINITE(*at))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("the time a window is read at must be finite")));
+	return s;
+}
+
+/* windowed_count(state, window interval [, at timestamptz default now()]) */
+PG_FUNCTION_INFO_V1(windowed_count);
+Datum
+windowed_count(PG_FUNCTION_ARGS)
+{
+	int64 window_us;
+	TimestampTz at;
+	WindowedState *s = windowed_arg_read(fcinfo, &window_us, &at);
+	int64 count;
+	double sum;
+
+	windowed_read(s, at, window_us, &count, &sum);
+	PG_RETURN_INT64(count);
+}
+
+PG_FUNCTION_INFO_V1(windowed_sum);
+Datum
+windowed_sum(PG_FUNCTION_ARGS)
+{
+	int64 window_us;
+	TimestampTz at;
+	WindowedState *s = windowed_arg_read(fcinfo, &window_us, &at);
+	int64 count;
+	double sum;
+
+	windowed_read(s, at, window_us, &count, &sum);
+	PG_RETURN_FLOAT8(sum);
+}
+
+PG_FUNCTION_INFO_V1(windowed_total_count);
+Datum
+windowed_total_count(PG_FUNCTION_ARGS)
+{
+	WindowedState *s = (WindowedState *) pz_state_from_datum(PG_GETARG_DATUM(0), PZ_KIND_WINDOWED);
+
+	PG_RETURN_INT64(s->count);
+}
+
+PG_FUNCTION_INFO_V1(windowed_total_sum);
+Datum
+windowed_total_sum(PG_FUNCTION_ARGS)
+{
+	WindowedState *s = (WindowedState *) pz_state_from_datum(PG_GETARG_DATUM(0), PZ_KIND_WINDOWED);
+
+	PG_RETURN_FLOAT8(s->sum);
+}
+
+PG_FUNCTION_INFO_V1(windowed_latest);
+Datum
+windowed_latest(PG_FUNCTION_ARGS)
+{
+	WindowedState *s = (WindowedState *) pz_state_from_datum(PG_GETARG_DATUM(0), PZ_KIND_WINDOWED);
+
+	PG_RETURN_TIMESTAMPTZ(s->head);
+}

@@ -1,0 +1,48 @@
+/*
+ * windowed.h
+ *	  windowed count/sum: events counted (and their values summed) into
+ *	  sparse time buckets whose width grows with age, so that "how many in the
+ *	  last hour / day / week / month" is answered at read time against any
+ *	  "now".  Relative to the state's head (its latest event time):
+ *
+ *		minute buckets  from the start of the hour before head's hour
+ *		hour buckets    from midnight (UTC) two days before head's day
+ *		day buckets     from midnight (UTC) 90 days before head's day
+ *		older events    only in the lifetime totals
+ *
+ *	  Zone edges fall on whole hours and days, so re-bucketing a bucket
+ *	  under a later head gives the bucket its events would have had anyway:
+ *	  the state is a function of the events alone, and merge is exact.
+ *	  A read counts the buckets that start at or after now - window (and not
+ *	  after now): exact when now - window falls on a bucket edge, otherwise
+ *	  the partly covered bucket at the far edge is left out.
+ */
+#ifndef PERSONALIZE_WINDOWED_H
+#define PERSONALIZE_WINDOWED_H
+
+#include "state.h"
+
+typedef struct WindowBucket
+{
+	TimestampTz start;
+	int64 count;
+	double sum;
+} WindowBucket;
+
+typedef struct WindowedState
+{
+	PzState hdr;
+	TimestampTz head; /* latest event time */
+	int64 count;      /* lifetime totals */
+	double sum;
+	int32 nbuckets;
+	int32 cap;
+	WindowBucket *buckets; /* by start, ascending */
+} WindowedState;
+
+extern WindowedState *windowed_new(TimestampTz first_event);
+extern void windowed_add(WindowedState *s, TimestampTz ts, double value);
+extern void windowed_read(const WindowedState *s, TimestampTz at, int64 window_us, int64 *count,
+						  double *sum);
+
+#endif /* PERSONALIZE_WINDOWED_H */
