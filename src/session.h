@@ -11,6 +11,10 @@
  *	  current one: a late event can then still join or bridge the sessions it
  *	  belongs to.  The current session is exact for any order of events and
  *	  any split into merged parts as long as it lasts less than the horizon.
+ *	  The oldest kept session may differ between splits: a part may already
+ *	  have dropped its share of a session that, merged, still reaches into the
+ *	  horizon.  No bounded state can avoid that; the horizon keeps it far from
+ *	  the session anyone reads.
  *	  A session counts its 16 most frequent categories (ties by value bytes);
  *	  its dominant category is exact while it has no more than 16.
  */
