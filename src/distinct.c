@@ -433,7 +433,9 @@ distinct_agg_trans(PG_FUNCTION_ARGS)
 		p = pz_arg_int(fcinfo, 2, DISTINCT_MIN_P, DISTINCT_MAX_P, "precision", "distinct_agg");
 	if (s != NULL && s->p != p)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						errmsg("precision of distinct_agg must be the same in every row")));
+						errmsg("precision of distinct_agg must be the same in every row"),
+						errhint("Pass a constant, not a column: the states of one trait must share "
+								"it to merge.")));
 	if (!pz_arg_value(fcinfo, 1, buf, &val, &len))
 	{
 		if (s == NULL)

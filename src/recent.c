@@ -230,7 +230,9 @@ recent_agg_trans(PG_FUNCTION_ARGS)
 
 	if (s != NULL && s->n != n)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						errmsg("size of recent_agg must be the same in every row")));
+						errmsg("size of recent_agg must be the same in every row"),
+						errhint("Pass a constant, not a column: the states of one trait must share "
+								"it to merge.")));
 	if (!pz_arg_value(fcinfo, 1, buf, &val, &len) || !pz_arg_time(fcinfo, 2, &ts))
 	{
 		if (s == NULL)

@@ -480,13 +480,16 @@ session_agg_trans(PG_FUNCTION_ARGS)
 	if (PG_NARGS() > 4)
 	{
 		if (PG_ARGISNULL(4))
-			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-							errmsg("gap of session_agg must not be NULL")));
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("gap of session_agg must not be NULL"), errhint("Pass a constant.")));
 		gap = pz_interval_usecs(PG_GETARG_INTERVAL_P(4), "gap of session_agg");
 	}
 	if (s != NULL && s->gap != gap)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						errmsg("gap of session_agg must be the same in every row")));
+						errmsg("gap of session_agg must be the same in every row"),
+						errhint("Pass a constant, not a column: the states of one trait must share "
+								"it to merge.")));
 	if (!pz_arg_time(fcinfo, 1, &ts))
 	{
 		if (s == NULL)

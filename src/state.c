@@ -396,7 +396,8 @@ pz_interval_usecs(const Interval *iv, const char *what)
 
 	if (us <= 0 || us > (int128) 100 * 366 * USECS_PER_DAY)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						errmsg("%s must be a positive interval of at most 100 years", what)));
+						errmsg("%s must be a positive interval of at most 100 years", what),
+						errhint("Write it as an interval such as '30 minutes' or '7 days'.")));
 	return (int64) us;
 }
 
@@ -407,13 +408,15 @@ pz_arg_int(FunctionCallInfo fcinfo, int argno, int32 min, int32 max, const char 
 	int32 v;
 
 	if (PG_ARGISNULL(argno))
-		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-						errmsg("%s of %s must not be NULL", what, fname)));
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s of %s must not be NULL", what, fname), errhint("Pass a constant.")));
 	v = PG_GETARG_INT32(argno);
 	if (v < min || v > max)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s of %s must be between %d and %d, not %d", what, fname, min, max, v)));
+				 errmsg("%s of %s must be between %d and %d, not %d", what, fname, min, max, v),
+				 errhint("Use a constant in that range: it bounds the size of every state.")));
 	return v;
 }
 

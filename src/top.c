@@ -338,12 +338,15 @@ top_agg_trans(PG_FUNCTION_ARGS)
 	MemoryContext old;
 
 	if (PG_ARGISNULL(4))
-		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-						errmsg("half-life of top_agg must not be NULL")));
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("half-life of top_agg must not be NULL"), errhint("Pass a constant.")));
 	half_life = pz_interval_usecs(PG_GETARG_INTERVAL_P(4), "half-life of top_agg");
 	if (s != NULL && (s->n != n || s->half_life != half_life))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						errmsg("size and half-life of top_agg must be the same in every row")));
+						errmsg("size and half-life of top_agg must be the same in every row"),
+						errhint("Pass a constant, not a column: the states of one trait must share "
+								"it to merge.")));
 	if (PG_NARGS() > 5)
 	{
 		if (PG_ARGISNULL(5))
@@ -352,7 +355,8 @@ top_agg_trans(PG_FUNCTION_ARGS)
 		if (!(weight >= 0) || isinf(weight))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("weight of top_agg must be a finite number >= 0, not %g", weight)));
+					 errmsg("weight of top_agg must be a finite number >= 0, not %g", weight),
+					 errhint("Give events a weight such as 1 for a view and 5 for a purchase.")));
 	}
 	if (!pz_arg_value(fcinfo, 1, buf, &val, &len) || !pz_arg_time(fcinfo, 2, &ts))
 		goto skip;
@@ -384,7 +388,8 @@ top_values(PG_FUNCTION_ARGS)
 	{
 		if (PG_GETARG_INT32(1) < 0)
 			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							errmsg("the number of values to read must not be negative")));
+							errmsg("the number of values to read must not be negative"),
+							errhint("Pass 0 or more, or leave it out to read every value.")));
 		k = Min(k, PG_GETARG_INT32(1));
 	}
 	for (i = 0; i < k; i++)
@@ -414,7 +419,8 @@ top_weights(PG_FUNCTION_ARGS)
 
 		if (TIMESTAMP_NOT_FINITE(at))
 			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							errmsg("the time weights are read at must be finite")));
+							errmsg("the time weights are read at must be finite"),
+							errhint("Leave it out to read the weights as of the latest event.")));
 		f = exp2((double) (s->latest - at) / (double) s->half_life);
 	}
 	for (i = 0; i < s->count; i++)

@@ -371,7 +371,8 @@ windowed_agg_trans(PG_FUNCTION_ARGS)
 		value = PG_GETARG_FLOAT8(2);
 		if (isnan(value) || isinf(value))
 			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							errmsg("value of windowed_agg must be finite")));
+							errmsg("value of windowed_agg must be finite"),
+							errhint("Filter out NaN and infinite values.")));
 	}
 	if (!pz_arg_time(fcinfo, 1, &ts))
 		goto skip;
@@ -397,7 +398,8 @@ windowed_arg_read(FunctionCallInfo fcinfo, int64 *window_us, TimestampTz *at)
 	*at = PG_NARGS() > 2 ? PG_GETARG_TIMESTAMPTZ(2) : GetCurrentTransactionStartTimestamp();
 	if (TIMESTAMP_NOT_FINITE(*at))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						errmsg("the time a window is read at must be finite")));
+						errmsg("the time a window is read at must be finite"),
+						errhint("Leave it out to read at now().")));
 	return s;
 }
 
