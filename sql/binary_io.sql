@@ -58,19 +58,41 @@ SELECT binary_copy_in(typ, substring(b FROM 1 FOR length(b) - 3))
 FROM (SELECT typ, send_bytes(typ, s) b FROM binary_samples) q WHERE typ = 'session_state'::regtype;
 SELECT binary_copy_in(typ, send_bytes(typ, s) || '\x00'::bytea) FROM binary_samples WHERE typ = 'top_state'::regtype;
 SELECT binary_copy_in('windowed_state', '\x');
--- refused: sizes and counts out of range
-SELECT binary_copy_in('recent_state', '\x0101' || int4send(-5) || int4send(0));
-SELECT binary_copy_in('recent_state', '\x0101' || int4send(10) || int4send(2147483647));
-SELECT binary_copy_in('recent_state', '\x0101' || int4send(10) || int4send(1) || int8send(0) || int4send(-1));
-SELECT binary_copy_in('recent_state', '\x0101' || int4send(10) || int4send(1) || int8send(0) || int4send(1000000));
-SELECT binary_copy_in('first_state', '\x0105' || int8send(9223372036854775807) || int4send(1) || '\x41'::bytea);
-SELECT binary_copy_in('first_state', '\x0105' || int8send(0) || int4send(1) || '\x00'::bytea);
+-- Crafted payloads.  Counts, lengths and deltas are varints (LEB128).
+CREATE FUNCTION varint(v numeric) RETURNS bytea LANGUAGE plpgsql AS $$
+DECLARE b bytea := '\x';
+BEGIN
+  LOOP
+    IF v < 128 THEN RETURN b || set_byte('\x00'::bytea, 0, v::int); END IF;
+    b := b || set_byte('\x00'::bytea, 0, (v % 128)::int + 128);
+    v := floor(v / 128);
+  END LOOP;
+END $$;
+
+-- refused: sizes, counts and lengths out of range
+SELECT binary_copy_in('recent_state', '\x0101' || varint(0) || varint(0));
+SELECT binary_copy_in('recent_state', '\x0101' || varint(5000) || varint(0));
+SELECT binary_copy_in('recent_state', '\x0101' || varint(10) || varint(2147483647));
+SELECT binary_copy_in('recent_state', '\x0101' || '\xffffffffffffffffffff01'::bytea);
+SELECT binary_copy_in('recent_state', '\x0101' || varint(10) || varint(1) || int8send(0) || varint(4294967296));
+SELECT binary_copy_in('recent_state', '\x0101' || varint(10) || varint(1) || int8send(0) || varint(1000000));
+SELECT binary_copy_in('recent_state', '\x0101' || varint(10) || varint(2) || int8send(-211813400000000000) || varint(1) || '\x41'::bytea
+                                      || varint(1000000000000000) || varint(1) || '\x42'::bytea);
+SELECT binary_copy_in('first_state', '\x0105' || int8send(9223372036854775807) || varint(1) || '\x41'::bytea);
+SELECT binary_copy_in('first_state', '\x0105' || int8send(0) || varint(1) || '\x00'::bytea);
 SELECT binary_copy_in('distinct_state', '\x010403' || '\x00'::bytea);
 SELECT binary_copy_in('distinct_state', '\x010404' || '\x01'::bytea || '\x00000000000000000000000000000063'::bytea);
 SELECT binary_copy_in('distinct_state', '\x010404' || '\x07'::bytea);
-SELECT binary_copy_in('windowed_state', '\x0103' || int8send(0) || int8send(1) || float8send(0) || int4send(1) || int8send(0) || int8send(5) || float8send(0));
-SELECT binary_copy_in('top_state', '\x0102' || int4send(3) || int8send(3600000000) || int8send(0) || int4send(1) || float8send('NaN') || int4send(1) || '\x41'::bytea);
-SELECT binary_copy_in('session_state', '\x0107' || int8send(1800000000) || int4send(65));
--- accepted and put in canonical form: unsorted, duplicated input
-SELECT binary_copy_in('recent_state', '\x0101' || int4send(2) || int4send(2)
-    || int8send(0) || int4send(1) || '\x41'::bytea || int8send(60000000) || int4send(1) || '\x41'::bytea);
+SELECT binary_copy_in('distinct_state', '\x010404' || '\x00'::bytea || varint(2) || varint(3) || '\x01'::bytea || varint(0) || '\x02'::bytea);
+SELECT binary_copy_in('windowed_state', '\x0103' || int8send(0) || varint(1) || '\x00'::bytea || varint(1) || varint(0) || varint(5));
+SELECT binary_copy_in('windowed_state', '\x0103' || int8send(0) || varint(3) || '\x00'::bytea || varint(2) || varint(10) || varint(1) || varint(0) || varint(1));
+SELECT binary_copy_in('windowed_state', '\x0103' || int8send(0) || varint(1) || '\x02'::bytea);
+SELECT binary_copy_in('top_state', '\x0102' || varint(3) || int8send(3600000000) || int8send(0) || varint(1) || float8send('NaN') || varint(1) || '\x41'::bytea);
+SELECT binary_copy_in('session_state', '\x0107' || int8send(1800000000) || varint(65));
+SELECT binary_copy_in('session_state', '\x0107' || int8send(1800000000) || varint(1) || int8send(0) || varint(60) || varint(1) || '\x01'::bytea || varint(61));
+-- accepted and put in canonical form: ties and duplicates in any order
+SELECT binary_copy_in('recent_state', '\x0101' || varint(3) || varint(3)
+    || int8send(0) || varint(1) || '\x42'::bytea
+    || varint(0) || varint(1) || '\x41'::bytea
+    || varint(60000000) || varint(1) || '\x42'::bytea);
+SELECT binary_copy_in('windowed_state', '\x0103' || int8send(7200000000) || varint(2) || '\x00'::bytea || varint(2) || varint(2880) || varint(1) || varint(1) || varint(1));

@@ -277,9 +277,16 @@ distinct_write(PzState *s_, StringInfo buf)
 	pz_write_u8(buf, (uint8) s->p);
 	if (nonzero <= DISTINCT_SPARSE_MAX(s))
 	{
+		uint32 prev = 0;
+
+		/* sparse: each register as its index's distance from the last, and its rank */
 		pz_write_u8(buf, 0);
-		pz_write_i32(buf, nonzero);
-		DISTINCT_FOREACH(s, idx, rank, pz_write_i32(buf, (int32) ((idx << 8) | rank)));
+		pz_write_varint(buf, nonzero);
+		DISTINCT_FOREACH(s, idx, rank, {
+			pz_write_varint(buf, idx - prev);
+			pz_write_u8(buf, rank);
+			prev = idx;
+		});
 	}
 	else
 	{
@@ -321,13 +328,19 @@ distinct_read(PzReader *r)
 	if (format == 0)
 	{
 		int32 n = pz_read_count(r, DISTINCT_M(s), "registers");
+		int64 idx = 0;
 
 		for (i = 0; i < n; i++)
 		{
-			uint32 e = (uint32) pz_read_i32(r);
+			int64 delta = pz_read_varint_max(r, DISTINCT_M(s), "A register index");
+			uint8 rank;
 
-			distinct_check_register(s, e >> 8, e & 0xff, r->type_name, false);
-			distinct_set(s, e >> 8, e & 0xff);
+			if (i > 0 && delta == 0)
+				pz_corrupt(r->type_name, "A register appears twice.");
+			idx += delta;
+			rank = pz_read_u8(r);
+			distinct_check_register(s, idx, rank, r->type_name, false);
+			distinct_set(s, (uint32) idx, rank);
 		}
 	}
 	else if (format == 1)

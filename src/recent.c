@@ -102,24 +102,41 @@ recent_merge(PzState *dst_, const PzState *src_)
 		recent_add(dst, src->items[i].val, src->items[i].len, src->items[i].ts);
 }
 
+/*
+ * Flat body: n, count, then the items newest first: the first item's time in
+ * full, each later one as its (non-negative) distance from the one before.
+ */
 static PzState *
 recent_read(PzReader *r)
 {
-	int32 n = pz_read_i32(r);
+	int32 n = (int32) pz_read_varint_max(r, RECENT_MAX_N, "The size");
 	int32 count;
 	RecentState *s;
+	TimestampTz prev = 0;
 	int i;
 
-	if (n < 1 || n > RECENT_MAX_N)
+	if (n < 1)
 		pz_corrupt(r->type_name, psprintf("The size %d is outside 1..%d.", n, RECENT_MAX_N));
 	count = pz_read_count(r, n, "items");
 	s = recent_new(n);
 	for (i = 0; i < count; i++)
 	{
-		TimestampTz ts = pz_read_time(r);
+		TimestampTz ts;
 		int32 len;
-		char *val = pz_read_value(r, &len);
+		char *val;
 
+		if (i == 0)
+			ts = pz_read_time(r);
+		else
+		{
+			uint64 delta = pz_read_varint(r);
+
+			if (delta > (uint64) (prev - MIN_TIMESTAMP))
+				pz_corrupt(r->type_name, "A time is out of range.");
+			ts = prev - (int64) delta;
+		}
+		prev = ts;
+		val = pz_read_value(r, &len);
 		recent_add(s, val, len, ts);
 		pfree(val);
 	}
@@ -132,11 +149,14 @@ recent_write(PzState *s_, StringInfo buf)
 	RecentState *s = (RecentState *) s_;
 	int i;
 
-	pz_write_i32(buf, s->n);
-	pz_write_i32(buf, s->count);
+	pz_write_varint(buf, s->n);
+	pz_write_varint(buf, s->count);
 	for (i = 0; i < s->count; i++)
 	{
-		pz_write_i64(buf, s->items[i].ts);
+		if (i == 0)
+			pz_write_i64(buf, s->items[i].ts);
+		else
+			pz_write_varint(buf, (uint64) (s->items[i - 1].ts - s->items[i].ts));
 		pz_write_value(buf, s->items[i].val, s->items[i].len);
 	}
 }

@@ -234,6 +234,10 @@ session_merge(PzState *dst_, const PzState *src_)
 
 /* ---- flat form ---- */
 
+/*
+ * Flat body: gap, count, then per session its start in full, its end, last
+ * item time and category counts as varints relative to it.
+ */
 static void
 session_write(PzState *s_, StringInfo buf)
 {
@@ -242,25 +246,25 @@ session_write(PzState *s_, StringInfo buf)
 	int j;
 
 	pz_write_i64(buf, s->gap);
-	pz_write_i32(buf, s->count);
+	pz_write_varint(buf, s->count);
 	for (i = 0; i < s->count; i++)
 	{
 		Session *x = &s->sessions[i];
 
 		qsort(x->cats, x->ncat, sizeof(SessionCategory), category_cmp);
 		pz_write_i64(buf, x->start);
-		pz_write_i64(buf, x->end);
-		pz_write_i64(buf, x->events);
+		pz_write_varint(buf, (uint64) (x->end - x->start));
+		pz_write_varint(buf, (uint64) x->events);
 		pz_write_u8(buf, x->item != NULL);
 		if (x->item)
 		{
-			pz_write_i64(buf, x->item_time);
+			pz_write_varint(buf, (uint64) (x->item_time - x->start));
 			pz_write_value(buf, x->item, x->item_len);
 		}
-		pz_write_i32(buf, x->ncat);
+		pz_write_varint(buf, x->ncat);
 		for (j = 0; j < x->ncat; j++)
 		{
-			pz_write_i64(buf, x->cats[j].count);
+			pz_write_varint(buf, (uint64) x->cats[j].count);
 			pz_write_value(buf, x->cats[j].val, x->cats[j].len);
 		}
 	}
@@ -307,20 +311,24 @@ session_read(PzReader *r)
 	{
 		Session x;
 		const char *bad;
+		uint8 has_item;
 
 		memset(&x, 0, sizeof(x));
 		x.start = pz_read_time(r);
-		x.end = pz_read_time(r);
-		x.events = pz_read_i64(r);
-		if (pz_read_u8(r))
+		x.end = x.start + pz_read_varint_max(r, END_TIMESTAMP - 1 - x.start, "A session's end");
+		x.events = pz_read_varint_max(r, PG_INT64_MAX, "A session's event count");
+		has_item = pz_read_u8(r);
+		if (has_item > 1)
+			pz_corrupt(r->type_name, "Unknown session format.");
+		if (has_item)
 		{
-			x.item_time = pz_read_time(r);
+			x.item_time = x.start + pz_read_varint_max(r, x.end - x.start, "A last item's time");
 			x.item = pz_read_value(r, &x.item_len);
 		}
 		x.ncat = pz_read_count(r, SESSION_MAX_CATEGORIES, "categories");
 		for (j = 0; j < x.ncat; j++)
 		{
-			x.cats[j].count = pz_read_i64(r);
+			x.cats[j].count = pz_read_varint_max(r, PG_INT64_MAX, "A category count");
 			x.cats[j].val = pz_read_value(r, &x.cats[j].len);
 		}
 		bad = session_check(&x);

@@ -22,6 +22,7 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/syscache.h"
 
@@ -111,13 +112,40 @@ pz_read_f64(PzReader *r)
 	return d;
 }
 
+uint64
+pz_read_varint(PzReader *r)
+{
+	uint64 v = 0;
+	int shift;
+
+	for (shift = 0; shift < 64; shift += 7)
+	{
+		uint8 b = pz_read_u8(r);
+
+		if (shift == 63 && b > 1)
+			break;
+		v |= (uint64) (b & 0x7f) << shift;
+		if ((b & 0x80) == 0)
+			return v;
+	}
+	pz_corrupt(r->type_name, "A number is longer than 64 bits.");
+}
+
+int64
+pz_read_varint_max(PzReader *r, int64 max, const char *what)
+{
+	uint64 v = pz_read_varint(r);
+
+	if (v > (uint64) max)
+		pz_corrupt(r->type_name, psprintf("%s is out of range.", what));
+	return (int64) v;
+}
+
 char *
 pz_read_value(PzReader *r, int32 *len)
 {
-	int32 n = pz_read_i32(r);
+	int32 n = (int32) pz_read_varint_max(r, MaxAllocSize - 1, "A value's length");
 
-	if (n < 0)
-		pz_corrupt(r->type_name, "A value has a negative length.");
 	pz_need(r, n);
 	if (memchr(r->cur, '\0', n) != NULL)
 		pz_corrupt(r->type_name, "A value contains a zero byte.");
@@ -129,11 +157,12 @@ pz_read_value(PzReader *r, int32 *len)
 int32
 pz_read_count(PzReader *r, int32 max, const char *what)
 {
-	int32 n = pz_read_i32(r);
+	uint64 n = pz_read_varint(r);
 
-	if (n < 0 || n > max)
-		pz_corrupt(r->type_name, psprintf("The number of %s (%d) is outside 0..%d.", what, n, max));
-	return n;
+	if (n > (uint64) max)
+		pz_corrupt(r->type_name,
+				   psprintf("The number of %s (" UINT64_FORMAT ") is more than %d.", what, n, max));
+	return (int32) n;
 }
 
 TimestampTz
@@ -165,6 +194,17 @@ pz_write_i32(StringInfo buf, int32 v)
 }
 
 void
+pz_write_varint(StringInfo buf, uint64 v)
+{
+	while (v >= 0x80)
+	{
+		appendStringInfoCharMacro(buf, (char) ((v & 0x7f) | 0x80));
+		v >>= 7;
+	}
+	appendStringInfoCharMacro(buf, (char) v);
+}
+
+void
 pz_write_i64(StringInfo buf, int64 v)
 {
 	uint64 n = pg_hton64((uint64) v);
@@ -184,7 +224,7 @@ pz_write_f64(StringInfo buf, double v)
 void
 pz_write_value(StringInfo buf, const char *data, int32 len)
 {
-	pz_write_i32(buf, len);
+	pz_write_varint(buf, (uint64) len);
 	appendBinaryStringInfo(buf, data, len);
 }
 

@@ -11,7 +11,9 @@
  *	  what the aggregates' transition functions and the streaming worker fold
  *	  events into, with the kind's plain C "add" and "merge" functions;
  *	- flat, a varlena: 1 byte format version, 1 byte kind, then the kind's
- *	  body, every integer big-endian.  The flat form is the stored value of
+ *	  body: fixed-width integers big-endian, counts, lengths and deltas as
+ *	  varints (LEB128, 7 bits a byte), so a typical state costs a few bytes
+ *	  per item.  The flat form is the stored value of
  *	  the SQL type, the payload of binary send/receive, and the serialized
  *	  aggregate state, so all three are read by the same validating reader.
  *
@@ -92,11 +94,14 @@ extern void pz_reader_init(PzReader *r, const char *data, int len, const char *t
 extern pg_attribute_noreturn() void pz_corrupt(const char *type_name, const char *detail);
 extern uint8 pz_read_u8(PzReader *r);
 extern int32 pz_read_i32(PzReader *r);
+extern uint64 pz_read_varint(PzReader *r);
+/* a varint that must be <= max */
+extern int64 pz_read_varint_max(PzReader *r, int64 max, const char *what);
 extern int64 pz_read_i64(PzReader *r);
 extern double pz_read_f64(PzReader *r);
 /* a length-prefixed value, copied NUL-terminated into CurrentMemoryContext */
 extern char *pz_read_value(PzReader *r, int32 *len);
-/* a count, checked against an upper bound so a damaged count cannot allocate */
+/* a count (varint), checked against an upper bound so a damaged count cannot allocate */
 extern int32 pz_read_count(PzReader *r, int32 max, const char *what);
 extern TimestampTz pz_read_time(PzReader *r);
 
@@ -104,6 +109,7 @@ extern TimestampTz pz_read_time(PzReader *r);
 
 extern void pz_write_u8(StringInfo buf, uint8 v);
 extern void pz_write_i32(StringInfo buf, int32 v);
+extern void pz_write_varint(StringInfo buf, uint64 v);
 extern void pz_write_i64(StringInfo buf, int64 v);
 extern void pz_write_f64(StringInfo buf, double v);
 extern void pz_write_value(StringInfo buf, const char *data, int32 len);

@@ -181,10 +181,10 @@ top_write(PzState *s_, StringInfo buf)
 	int i;
 
 	top_normalize(s);
-	pz_write_i32(buf, s->n);
+	pz_write_varint(buf, s->n);
 	pz_write_i64(buf, s->half_life);
 	pz_write_i64(buf, s->latest);
-	pz_write_i32(buf, s->count);
+	pz_write_varint(buf, s->count);
 	for (i = 0; i < s->count; i++)
 	{
 		pz_write_f64(buf, s->items[i].w);
@@ -206,7 +206,7 @@ top_check_header(int64 n, int64 half_life)
 static PzState *
 top_read(PzReader *r)
 {
-	int32 n = pz_read_i32(r);
+	int32 n = (int32) pz_read_varint_max(r, TOP_MAX_N, "The size");
 	int64 half_life = pz_read_i64(r);
 	TimestampTz latest = pz_read_time(r);
 	const char *bad = top_check_header(n, half_life);

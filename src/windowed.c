@@ -228,25 +228,50 @@ windowed_load_bucket(WindowedLoader *l, TimestampTz start, int64 count, double s
 		bucket_add(l->s, key, count, sum);
 }
 
+/*
+ * Flat body: head, count, a flag telling whether sums follow, sum, then the
+ * buckets oldest first, their starts in minutes: the first as its distance
+ * back from head's minute, each later one as its distance from the one
+ * before; per bucket its count and, with the flag, its sum.  A count-only
+ * bucket costs 2 to 4 bytes.
+ */
 static PzState *
 windowed_read_flat(PzReader *r)
 {
 	WindowedLoader l;
 	TimestampTz head = pz_read_time(r);
-	int64 count = pz_read_i64(r);
-	double sum = pz_read_f64(r);
+	int64 count = pz_read_varint_max(r, PG_INT64_MAX, "The count");
+	uint8 has_sums = pz_read_u8(r);
+	double sum;
+	int64 head_min = floor_to(head, USECS_PER_MINUTE) / USECS_PER_MINUTE;
+	int64 key_min = head_min;
 	int32 n;
 	int i;
 
+	if (has_sums > 1)
+		pz_corrupt(r->type_name, "Unknown bucket format.");
+	sum = has_sums ? pz_read_f64(r) : 0;
 	windowed_load_start(&l, head, count, sum, false);
 	n = pz_read_count(r, WINDOWED_MAX_BUCKETS, "buckets");
 	for (i = 0; i < n; i++)
 	{
-		TimestampTz start = pz_read_time(r);
-		int64 c = pz_read_i64(r);
-		double v = pz_read_f64(r);
+		int64 c;
+		double v;
 
-		windowed_load_bucket(&l, start, c, v);
+		if (i == 0)
+			key_min -= pz_read_varint_max(r, head_min - MIN_TIMESTAMP / USECS_PER_MINUTE,
+										  "A bucket start");
+		else
+		{
+			int64 delta = pz_read_varint_max(r, head_min - key_min, "A bucket start");
+
+			if (delta == 0)
+				pz_corrupt(r->type_name, "Two buckets start at the same time.");
+			key_min += delta;
+		}
+		c = pz_read_varint_max(r, PG_INT64_MAX, "A bucket count");
+		v = has_sums ? pz_read_f64(r) : 0;
+		windowed_load_bucket(&l, key_min * USECS_PER_MINUTE, c, v);
 	}
 	return (PzState *) l.s;
 }
@@ -255,17 +280,28 @@ static void
 windowed_write(PzState *s_, StringInfo buf)
 {
 	WindowedState *s = (WindowedState *) s_;
+	int64 head_min = floor_to(s->head, USECS_PER_MINUTE) / USECS_PER_MINUTE;
+	int64 prev = head_min;
+	bool has_sums = s->sum != 0;
 	int i;
 
+	for (i = 0; i < s->nbuckets && !has_sums; i++)
+		has_sums = s->buckets[i].sum != 0;
 	pz_write_i64(buf, s->head);
-	pz_write_i64(buf, s->count);
-	pz_write_f64(buf, s->sum);
-	pz_write_i32(buf, s->nbuckets);
+	pz_write_varint(buf, (uint64) s->count);
+	pz_write_u8(buf, has_sums);
+	if (has_sums)
+		pz_write_f64(buf, s->sum);
+	pz_write_varint(buf, s->nbuckets);
 	for (i = 0; i < s->nbuckets; i++)
 	{
-		pz_write_i64(buf, s->buckets[i].start);
-		pz_write_i64(buf, s->buckets[i].count);
-		pz_write_f64(buf, s->buckets[i].sum);
+		int64 key_min = s->buckets[i].start / USECS_PER_MINUTE;
+
+		pz_write_varint(buf, (uint64) (i == 0 ? head_min - key_min : key_min - prev));
+		prev = key_min;
+		pz_write_varint(buf, (uint64) s->buckets[i].count);
+		if (has_sums)
+			pz_write_f64(buf, s->buckets[i].sum);
 	}
 }
 
