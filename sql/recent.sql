@@ -44,6 +44,12 @@ SELECT recent_agg(sku, ts, 1001) FROM recent_views;
 SELECT recent_agg(sku, ts, NULL) FROM recent_views;
 SELECT recent_agg(sku, ts, CASE WHEN sku = 'bag-9' THEN 2 ELSE 3 END) FROM recent_views;
 SELECT recent_agg('x', 'infinity'::timestamptz, 3);
+-- values are bounded by personalize.max_value_bytes (stored states are not)
+SELECT recent_agg(repeat('x', 3000), '2026-01-01', 3);
+SET personalize.max_value_bytes = 4000;
+SELECT length((recent_values(recent_agg(repeat('x', 3000), '2026-01-01', 3)))[1]);
+RESET personalize.max_value_bytes;
+SELECT length((recent_values(('{"n": 1, "items": [["' || repeat('y', 3000) || '", "2026-01-01"]]}')::recent_state))[1]);
 SELECT '{"n": 0, "items": []}'::recent_state;
 SELECT '{"n": 2}'::recent_state;
 SELECT '{"n": 2, "items": [], "extra": 1}'::recent_state;

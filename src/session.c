@@ -498,6 +498,10 @@ session_agg_trans(PG_FUNCTION_ARGS)
 						errmsg("gap of session_agg must be the same in every row"),
 						errhint("Pass a constant, not a column: the states of one trait must share "
 								"it to merge.")));
+	if (cat != NULL)
+		pz_check_value_length(VARSIZE_ANY_EXHDR(cat), "session_agg");
+	if (item != NULL)
+		pz_check_value_length(VARSIZE_ANY_EXHDR(item), "session_agg");
 	if (!pz_arg_time(fcinfo, 1, &ts))
 	{
 		if (s == NULL)

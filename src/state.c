@@ -22,6 +22,7 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/syscache.h"
@@ -386,6 +387,18 @@ pz_arg_is_int8(FunctionCallInfo fcinfo, int argno)
 	return *(bool *) flinfo->fn_extra;
 }
 
+void
+pz_check_value_length(int32 len, const char *fname)
+{
+	if (len > pz_max_value_bytes)
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						errmsg("a value of %d bytes passed to %s is longer than "
+							   "personalize.max_value_bytes (%d)",
+							   len, fname, pz_max_value_bytes),
+						errhint("Shorten the values (e.g. left(url, 500)) or raise "
+								"personalize.max_value_bytes.")));
+}
+
 bool
 pz_arg_value(FunctionCallInfo fcinfo, int argno, char *buf, const char **data, int32 *len)
 {
@@ -402,6 +415,16 @@ pz_arg_value(FunctionCallInfo fcinfo, int argno, char *buf, const char **data, i
 
 		*data = VARDATA_ANY(t);
 		*len = VARSIZE_ANY_EXHDR(t);
+		if (unlikely(*len > pz_max_value_bytes))
+		{
+			/* name the aggregate, not its transition function */
+			char *fname = get_func_name(fcinfo->flinfo->fn_oid);
+			char *suffix = fname ? strstr(fname, "_trans") : NULL;
+
+			if (suffix)
+				*suffix = '\0';
+			pz_check_value_length(*len, fname ? fname : "an aggregate");
+		}
 	}
 	return true;
 }

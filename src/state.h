@@ -159,6 +159,12 @@ extern MemoryContext pz_agg_context(FunctionCallInfo fcinfo, const char *fname);
  * Returns false when the argument is NULL.
  */
 #define PZ_INT8_BUFLEN 24
+
+/* personalize.max_value_bytes (personalize.c) */
+extern int pz_max_value_bytes;
+
+/* ERROR unless an event's value fits personalize.max_value_bytes */
+extern void pz_check_value_length(int32 len, const char *fname);
 extern bool pz_arg_value(FunctionCallInfo fcinfo, int argno, char *buf, const char **data,
 						 int32 *len);
 
