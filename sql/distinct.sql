@@ -34,6 +34,12 @@ SELECT distinct_count((SELECT distinct_agg(x) FROM generate_series(1, 60) x)
 SELECT distinct_count(merge_agg(s)) FROM (
   SELECT distinct_agg(x) s FROM generate_series(1, 100) x GROUP BY x % 7) q;
 
+-- as a window aggregate the state goes on after each final call, through
+-- the switch from sparse to dense: every running state equals the
+-- aggregate over its prefix
+SELECT count(*) AS rows, count(*) FILTER (WHERE running <> (SELECT distinct_agg(y, 6) FROM generate_series(1, x) y)) AS mismatches
+FROM (SELECT x, distinct_agg(x, 6) OVER (ORDER BY x) running FROM generate_series(1, 200) x) q;
+
 -- errors
 SELECT distinct_agg(x, 3) FROM generate_series(1, 3) x;
 SELECT distinct_agg(x, 17) FROM generate_series(1, 3) x;

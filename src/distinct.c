@@ -291,9 +291,21 @@ distinct_write(PzState *s_, StringInfo buf)
 	else
 	{
 		pz_write_u8(buf, 1);
-		if (s->regs == NULL)
-			distinct_densify(s);
-		appendBinaryStringInfo(buf, (char *) s->regs, DISTINCT_M(s));
+		if (s->regs != NULL)
+			appendBinaryStringInfo(buf, (char *) s->regs, DISTINCT_M(s));
+		else
+		{
+			/*
+			 * Still sparse in memory.  Write the dense form without turning
+			 * the state dense: a final function must not allocate into a
+			 * state that outlives it (window aggregates keep going).
+			 */
+			uint8 *regs = palloc0(DISTINCT_M(s));
+
+			DISTINCT_FOREACH(s, idx, rank, regs[idx] = Max(regs[idx], rank));
+			appendBinaryStringInfo(buf, (char *) regs, DISTINCT_M(s));
+			pfree(regs);
+		}
 	}
 }
 
