@@ -25,15 +25,27 @@ floor_to(int64 t, int64 unit)
 	return q * unit;
 }
 
-/* The bucket an event (or bucket) at t belongs to under head; false: too old. */
-static inline bool
-window_key(TimestampTz head, TimestampTz t, TimestampTz *key)
+static void
+windowed_set_zones(WindowedState *s)
 {
-	if (t >= floor_to(head, USECS_PER_HOUR) - USECS_PER_HOUR)
+	TimestampTz hour = floor_to(s->head, USECS_PER_HOUR);
+	TimestampTz day = floor_to(s->head, USECS_PER_DAY);
+
+	s->zones_until = hour + USECS_PER_HOUR;
+	s->minute_from = hour - USECS_PER_HOUR;
+	s->hour_from = day - 2 * USECS_PER_DAY;
+	s->day_from = day - WINDOWED_DAY_ZONE_DAYS * USECS_PER_DAY;
+}
+
+/* The bucket an event (or bucket) at t belongs to under the state's head; false: too old. */
+static inline bool
+window_key(const WindowedState *s, TimestampTz t, TimestampTz *key)
+{
+	if (t >= s->minute_from)
 		*key = floor_to(t, USECS_PER_MINUTE);
-	else if (t >= floor_to(head, USECS_PER_DAY) - 2 * USECS_PER_DAY)
+	else if (t >= s->hour_from)
 		*key = floor_to(t, USECS_PER_HOUR);
-	else if (t >= floor_to(head, USECS_PER_DAY) - WINDOWED_DAY_ZONE_DAYS * USECS_PER_DAY)
+	else if (t >= s->day_from)
 		*key = floor_to(t, USECS_PER_DAY);
 	else
 		return false;
@@ -47,6 +59,7 @@ windowed_new(TimestampTz first_event)
 
 	s->hdr.kind = PZ_KIND_WINDOWED;
 	s->head = first_event;
+	windowed_set_zones(s);
 	s->count = 0;
 	s->sum = 0;
 	s->nbuckets = 0;
@@ -102,18 +115,18 @@ bucket_add(WindowedState *s, TimestampTz key, int64 count, double sum)
 static void
 windowed_advance(WindowedState *s, TimestampTz head)
 {
-	bool rezone = floor_to(head, USECS_PER_HOUR) != floor_to(s->head, USECS_PER_HOUR);
 	int i;
 	int out = 0;
 
 	s->head = head;
-	if (!rezone)
-		return;
+	if (head < s->zones_until)
+		return; /* same hour: the zone edges stay */
+	windowed_set_zones(s);
 	for (i = 0; i < s->nbuckets; i++)
 	{
 		TimestampTz key;
 
-		if (!window_key(head, s->buckets[i].start, &key))
+		if (!window_key(s, s->buckets[i].start, &key))
 			continue;
 		if (out > 0 && s->buckets[out - 1].start == key)
 		{
@@ -137,7 +150,7 @@ windowed_add(WindowedState *s, TimestampTz ts, double value)
 		windowed_advance(s, ts);
 	s->count++;
 	s->sum += value;
-	if (window_key(s->head, ts, &key))
+	if (window_key(s, ts, &key))
 		bucket_add(s, key, 1, value);
 }
 
@@ -156,7 +169,7 @@ windowed_merge(PzState *dst_, const PzState *src_)
 	{
 		TimestampTz key;
 
-		if (window_key(dst->head, src->buckets[i].start, &key))
+		if (window_key(dst, src->buckets[i].start, &key))
 			bucket_add(dst, key, src->buckets[i].count, src->buckets[i].sum);
 	}
 }
@@ -224,7 +237,7 @@ windowed_load_bucket(WindowedLoader *l, TimestampTz start, int64 count, double s
 	l->bucket_total += count;
 	if (l->bucket_total > l->s->count)
 		windowed_bad(l, "The buckets hold more events than the total.");
-	if (window_key(l->s->head, start, &key))
+	if (window_key(l->s, start, &key))
 		bucket_add(l->s, key, count, sum);
 }
 

@@ -33,7 +33,12 @@ typedef struct WindowedState
 {
 	PzState hdr;
 	TimestampTz head; /* latest event time */
-	int64 count;      /* lifetime totals */
+	/* zone edges derived from head (see above), cached: every event needs them */
+	TimestampTz zones_until; /* end of head's hour: the edges move when head passes it */
+	TimestampTz minute_from;
+	TimestampTz hour_from;
+	TimestampTz day_from;
+	int64 count; /* lifetime totals */
 	double sum;
 	int32 nbuckets;
 	int32 cap;
