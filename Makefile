@@ -18,6 +18,10 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# every object depends on every header: they are few, and a stale object
+# built against an older struct layout is worse than a slower rebuild
+$(OBJS): $(wildcard src/*.h)
+
 .PHONY: test demo bench format
 test:
 	test/run

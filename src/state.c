@@ -345,11 +345,13 @@ pz_state_from_datum(Datum d, PzKind expect)
 }
 
 PzState *
-pz_state_copy(const PzState *s)
+pz_state_copy(const PzState *s, MemoryContext target)
 {
 	struct varlena *flat = pz_state_flatten((PzState *) s);
+	MemoryContext old = MemoryContextSwitchTo(target);
 	PzState *copy = pz_state_unflatten(flat, s->kind);
 
+	MemoryContextSwitchTo(old);
 	pfree(flat);
 	return copy;
 }
@@ -855,17 +857,63 @@ pz_agg_combine(PG_FUNCTION_ARGS)
 			PG_RETURN_NULL();
 		PG_RETURN_POINTER(a);
 	}
-	old = MemoryContextSwitchTo(aggcontext);
-	if (a == NULL)
-		a = pz_state_copy(b);
-	else
+	if (b->kind == PZ_KIND_UNREAD)
 	{
-		if (a->kind != b->kind)
-			elog(ERROR, "cannot combine trait states of different kinds");
-		pz_kind_ops(a->kind)->merge(a, b);
+		struct varlena *flat = ((PzUnreadState *) b)->flat;
+
+		if (a == NULL)
+		{
+			old = MemoryContextSwitchTo(aggcontext);
+			a = pz_state_unflatten(flat, 0);
+			MemoryContextSwitchTo(old);
+			PG_RETURN_POINTER(a);
+		}
+		/* read in the per-tuple context: garbage once merged */
+		b = pz_state_unflatten(flat, a->kind);
 	}
+	old = MemoryContextSwitchTo(aggcontext);
+	if (pz_kind_ops(b->kind)->settle)
+		pz_kind_ops(b->kind)->settle(b);
+	if (a == NULL)
+	{
+		/*
+		 * b may live in a shorter-lived context (deserialize allocates in
+		 * the per-tuple context): the accumulator is a copy of it.
+		 */
+		MemoryContextSwitchTo(old);
+		PG_RETURN_POINTER(pz_state_copy(b, aggcontext));
+	}
+	if (pz_kind_ops(a->kind)->settle)
+		pz_kind_ops(a->kind)->settle(a);
+	if (a->kind != b->kind)
+		elog(ERROR, "cannot combine trait states of different kinds");
+	pz_kind_ops(a->kind)->merge(a, b);
 	MemoryContextSwitchTo(old);
 	PG_RETURN_POINTER(a);
+}
+
+/*
+ * Fold what an aggregate buffered into the state, in the aggregate's memory:
+ * a final function may run in a shorter-lived context than the state, which
+ * window aggregates keep using after it.
+ */
+static void
+pz_agg_settle(FunctionCallInfo fcinfo, PzState *s)
+{
+	const PzKindOps *ops = pz_kind_ops(s->kind);
+	MemoryContext aggcontext;
+
+	if (ops->settle == NULL)
+		return;
+	if (AggCheckCallContext(fcinfo, &aggcontext))
+	{
+		MemoryContext old = MemoryContextSwitchTo(aggcontext);
+
+		ops->settle(s);
+		MemoryContextSwitchTo(old);
+	}
+	else
+		ops->settle(s);
 }
 
 /* Aggregate support: serialize and final are both "flatten". */
@@ -873,21 +921,31 @@ PG_FUNCTION_INFO_V1(pz_agg_flatten);
 Datum
 pz_agg_flatten(PG_FUNCTION_ARGS)
 {
+	PzState *s;
+
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	PG_RETURN_POINTER(pz_state_flatten((PzState *) PG_GETARG_POINTER(0)));
+	s = (PzState *) PG_GETARG_POINTER(0);
+	pz_agg_settle(fcinfo, s);
+	PG_RETURN_POINTER(pz_state_flatten(s));
 }
 
 PG_FUNCTION_INFO_V1(pz_agg_deserialize);
 Datum
 pz_agg_deserialize(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = pz_agg_context(fcinfo, "pz_agg_deserialize");
-	MemoryContext old = MemoryContextSwitchTo(aggcontext);
-	PzState *s = pz_state_unflatten(PG_GETARG_BYTEA_PP(0), 0);
+	PzUnreadState *u;
 
-	MemoryContextSwitchTo(old);
-	PG_RETURN_POINTER(s);
+	/*
+	 * Deserialization only ever feeds combine, which either makes the partial
+	 * state its accumulator or merges it and drops it.  So defer the reading
+	 * to combine, which then reads it once, into the right context.
+	 */
+	pz_agg_context(fcinfo, "pz_agg_deserialize");
+	u = palloc(sizeof(PzUnreadState));
+	u->hdr.kind = PZ_KIND_UNREAD;
+	u->flat = PG_GETARG_BYTEA_PP(0);
+	PG_RETURN_POINTER(u);
 }
 
 /* merge_agg(state): transition function folding stored states together. */

@@ -48,11 +48,23 @@ typedef enum PzKind
 
 #define PZ_KIND_COUNT 8 /* one past the largest kind */
 
+/*
+ * Not a kind: a serialized partial aggregate state that deserialize handed
+ * to combine without reading it (see pz_agg_deserialize).
+ */
+#define PZ_KIND_UNREAD 0
+
 /* First member of every in-memory state. */
 typedef struct PzState
 {
 	PzKind kind;
 } PzState;
+
+typedef struct PzUnreadState
+{
+	PzState hdr; /* kind PZ_KIND_UNREAD */
+	struct varlena *flat;
+} PzUnreadState;
 
 /* A value as held in a state: bytes of its text form, NUL-terminated. */
 typedef struct PzValue
@@ -124,6 +136,11 @@ typedef struct PzKindOps
 	PzState *(*read)(PzReader *r);
 	/* write the body of a flat state (canonical: equal states, equal bytes) */
 	void (*write)(PzState *s, StringInfo buf);
+	/*
+	 * optional: fold events an aggregate buffered in the state into it, in
+	 * the state's own memory context; called before write and merge
+	 */
+	void (*settle)(PzState *s);
 	/* fold src into dst; dst's memory is CurrentMemoryContext; src unchanged */
 	void (*merge)(PzState *dst, const PzState *src);
 	/* text output: a JSON object */
@@ -146,7 +163,8 @@ extern const PzKindOps *pz_kind_ops(PzKind kind);
 extern struct varlena *pz_state_flatten(PzState *s);
 extern PzState *pz_state_unflatten(struct varlena *flat, PzKind expect);
 extern PzState *pz_state_from_datum(Datum d, PzKind expect);
-extern PzState *pz_state_copy(const PzState *s);
+/* a deep copy, allocated in target */
+extern PzState *pz_state_copy(const PzState *s, MemoryContext target);
 
 /* ---- helpers for SQL-callable functions ---- */
 

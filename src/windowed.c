@@ -63,8 +63,10 @@ windowed_new(TimestampTz first_event)
 	s->count = 0;
 	s->sum = 0;
 	s->nbuckets = 0;
-	s->cap = 8;
-	s->buckets = palloc(sizeof(WindowBucket) * s->cap);
+	s->npending = 0;
+	/* no buckets until the first event is settled: many states stay small */
+	s->cap = 0;
+	s->buckets = NULL;
 	return s;
 }
 
@@ -97,8 +99,9 @@ bucket_add(WindowedState *s, TimestampTz key, int64 count, double sum)
 	}
 	if (s->nbuckets == s->cap)
 	{
-		s->cap *= 2;
-		s->buckets = repalloc(s->buckets, sizeof(WindowBucket) * s->cap);
+		s->cap = s->cap == 0 ? 4 : s->cap * 2;
+		s->buckets = s->buckets == NULL ? palloc(sizeof(WindowBucket) * s->cap)
+										: repalloc(s->buckets, sizeof(WindowBucket) * s->cap);
 	}
 	memmove(&s->buckets[lo + 1], &s->buckets[lo], sizeof(WindowBucket) * (s->nbuckets - lo));
 	s->buckets[lo].start = key;
@@ -154,6 +157,46 @@ windowed_add(WindowedState *s, TimestampTz ts, double value)
 		bucket_add(s, key, 1, value);
 }
 
+/*
+ * The aggregate's transition buffers events in the state itself and buckets
+ * them a handful at a time, in time order: a group's buckets are then touched
+ * once per handful rather than once per event, which is what a hash
+ * aggregate over many groups pays for (a cache miss per touch).
+ */
+void
+windowed_buffer(WindowedState *s, TimestampTz ts, double value)
+{
+	if (s->npending == WINDOWED_PENDING)
+		windowed_settle((PzState *) s);
+	s->pending[s->npending].ts = ts;
+	s->pending[s->npending].value = value;
+	s->npending++;
+}
+
+void
+windowed_settle(PzState *s_)
+{
+	WindowedState *s = (WindowedState *) s_;
+	int n = s->npending;
+	int i;
+	int j;
+
+	/* insertion sort: a handful of events, often already in order */
+	for (i = 1; i < n; i++)
+	{
+		WindowEvent e = s->pending[i];
+
+		for (j = i; j > 0 && s->pending[j - 1].ts > e.ts; j--)
+			s->pending[j] = s->pending[j - 1];
+		s->pending[j] = e;
+	}
+	s->npending = 0;
+	if (n > 0 && s->pending[n - 1].ts > s->head)
+		windowed_advance(s, s->pending[n - 1].ts);
+	for (i = 0; i < n; i++)
+		windowed_add(s, s->pending[i].ts, s->pending[i].value);
+}
+
 static void
 windowed_merge(PzState *dst_, const PzState *src_)
 {
@@ -172,6 +215,8 @@ windowed_merge(PzState *dst_, const PzState *src_)
 		if (window_key(dst, src->buckets[i].start, &key))
 			bucket_add(dst, key, src->buckets[i].count, src->buckets[i].sum);
 	}
+	for (i = 0; i < src->npending; i++)
+		windowed_add(dst, src->pending[i].ts, src->pending[i].value);
 }
 
 void
@@ -293,28 +338,32 @@ static void
 windowed_write(PzState *s_, StringInfo buf)
 {
 	WindowedState *s = (WindowedState *) s_;
-	int64 head_min = floor_to(s->head, USECS_PER_MINUTE) / USECS_PER_MINUTE;
-	int64 prev = head_min;
-	bool has_sums = s->sum != 0;
-	int i;
 
-	for (i = 0; i < s->nbuckets && !has_sums; i++)
-		has_sums = s->buckets[i].sum != 0;
-	pz_write_i64(buf, s->head);
-	pz_write_varint(buf, (uint64) s->count);
-	pz_write_u8(buf, has_sums);
-	if (has_sums)
-		pz_write_f64(buf, s->sum);
-	pz_write_varint(buf, s->nbuckets);
-	for (i = 0; i < s->nbuckets; i++)
+	windowed_settle(s_); /* a no-op for settled states (aggregates settle first) */
 	{
-		int64 key_min = s->buckets[i].start / USECS_PER_MINUTE;
+		int64 head_min = floor_to(s->head, USECS_PER_MINUTE) / USECS_PER_MINUTE;
+		int64 prev = head_min;
+		bool has_sums = s->sum != 0;
+		int i;
 
-		pz_write_varint(buf, (uint64) (i == 0 ? head_min - key_min : key_min - prev));
-		prev = key_min;
-		pz_write_varint(buf, (uint64) s->buckets[i].count);
+		for (i = 0; i < s->nbuckets && !has_sums; i++)
+			has_sums = s->buckets[i].sum != 0;
+		pz_write_i64(buf, s->head);
+		pz_write_varint(buf, (uint64) s->count);
+		pz_write_u8(buf, has_sums);
 		if (has_sums)
-			pz_write_f64(buf, s->buckets[i].sum);
+			pz_write_f64(buf, s->sum);
+		pz_write_varint(buf, s->nbuckets);
+		for (i = 0; i < s->nbuckets; i++)
+		{
+			int64 key_min = s->buckets[i].start / USECS_PER_MINUTE;
+
+			pz_write_varint(buf, (uint64) (i == 0 ? head_min - key_min : key_min - prev));
+			prev = key_min;
+			pz_write_varint(buf, (uint64) s->buckets[i].count);
+			if (has_sums)
+				pz_write_f64(buf, s->buckets[i].sum);
+		}
 	}
 }
 
@@ -397,6 +446,7 @@ const PzKindOps pz_windowed_ops = {
 	.type_name = "windowed_state",
 	.read = windowed_read_flat,
 	.write = windowed_write,
+	.settle = windowed_settle,
 	.merge = windowed_merge,
 	.to_json = windowed_to_json,
 	.from_json = windowed_from_json,
@@ -428,7 +478,7 @@ windowed_agg_trans(PG_FUNCTION_ARGS)
 	old = MemoryContextSwitchTo(aggcontext);
 	if (s == NULL)
 		s = windowed_new(ts);
-	windowed_add(s, ts, value);
+	windowed_buffer(s, ts, value);
 	MemoryContextSwitchTo(old);
 	PG_RETURN_POINTER(s);
 

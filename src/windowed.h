@@ -29,6 +29,15 @@ typedef struct WindowBucket
 	double sum;
 } WindowBucket;
 
+/* events an aggregate buffers before it buckets them (see windowed_buffer) */
+#define WINDOWED_PENDING 8
+
+typedef struct WindowEvent
+{
+	TimestampTz ts;
+	double value;
+} WindowEvent;
+
 typedef struct WindowedState
 {
 	PzState hdr;
@@ -43,10 +52,15 @@ typedef struct WindowedState
 	int32 nbuckets;
 	int32 cap;
 	WindowBucket *buckets; /* by start, ascending */
+	int32 npending;        /* buffered events, not yet in totals or buckets */
+	WindowEvent pending[WINDOWED_PENDING];
 } WindowedState;
 
 extern WindowedState *windowed_new(TimestampTz first_event);
 extern void windowed_add(WindowedState *s, TimestampTz ts, double value);
+/* buffer an event; it reaches the buckets by the next windowed_settle */
+extern void windowed_buffer(WindowedState *s, TimestampTz ts, double value);
+extern void windowed_settle(PzState *s);
 extern void windowed_read(const WindowedState *s, TimestampTz at, int64 window_us, int64 *count,
 						  double *sum);
 
