@@ -10,6 +10,10 @@
 -- NULL rules: an event row whose value or time is NULL is skipped; an
 -- aggregate over no usable rows is NULL; NULL is the empty state for merges
 -- (state_merge(s, NULL) = s).
+--
+-- Text input is STABLE: a time written without an offset is read in the
+-- session's TimeZone.  Output always writes UTC with "+00", so it is
+-- IMMUTABLE and what it writes reads back the same anywhere.
 
 \echo Use "CREATE EXTENSION personalize" to load this file. \quit
 
@@ -27,7 +31,7 @@ CREATE FUNCTION trait_state_merge_trans(internal, anyelement) RETURNS internal
 -- recent_state: the N most recent distinct values with their times
 CREATE TYPE recent_state;
 CREATE FUNCTION recent_state_in(cstring, oid, integer) RETURNS recent_state
-    AS 'MODULE_PATHNAME', 'pz_state_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pz_state_in' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION recent_state_out(recent_state) RETURNS cstring
     AS 'MODULE_PATHNAME', 'pz_state_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION recent_state_recv(internal, oid, integer) RETURNS recent_state
@@ -61,7 +65,7 @@ CREATE AGGREGATE merge_agg(recent_state) (
 -- top_state: per-value weights decayed by a half-life, the N heaviest kept
 CREATE TYPE top_state;
 CREATE FUNCTION top_state_in(cstring, oid, integer) RETURNS top_state
-    AS 'MODULE_PATHNAME', 'pz_state_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pz_state_in' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION top_state_out(top_state) RETURNS cstring
     AS 'MODULE_PATHNAME', 'pz_state_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION top_state_recv(internal, oid, integer) RETURNS top_state
@@ -95,7 +99,7 @@ CREATE AGGREGATE merge_agg(top_state) (
 -- windowed_state: event counts and sums in time buckets, read over any window at read time
 CREATE TYPE windowed_state;
 CREATE FUNCTION windowed_state_in(cstring, oid, integer) RETURNS windowed_state
-    AS 'MODULE_PATHNAME', 'pz_state_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pz_state_in' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION windowed_state_out(windowed_state) RETURNS cstring
     AS 'MODULE_PATHNAME', 'pz_state_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION windowed_state_recv(internal, oid, integer) RETURNS windowed_state
@@ -129,7 +133,7 @@ CREATE AGGREGATE merge_agg(windowed_state) (
 -- distinct_state: HyperLogLog sketch for approximate distinct counts
 CREATE TYPE distinct_state;
 CREATE FUNCTION distinct_state_in(cstring, oid, integer) RETURNS distinct_state
-    AS 'MODULE_PATHNAME', 'pz_state_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pz_state_in' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION distinct_state_out(distinct_state) RETURNS cstring
     AS 'MODULE_PATHNAME', 'pz_state_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION distinct_state_recv(internal, oid, integer) RETURNS distinct_state
@@ -163,7 +167,7 @@ CREATE AGGREGATE merge_agg(distinct_state) (
 -- first_state: the value of the earliest event by event time
 CREATE TYPE first_state;
 CREATE FUNCTION first_state_in(cstring, oid, integer) RETURNS first_state
-    AS 'MODULE_PATHNAME', 'pz_state_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pz_state_in' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION first_state_out(first_state) RETURNS cstring
     AS 'MODULE_PATHNAME', 'pz_state_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION first_state_recv(internal, oid, integer) RETURNS first_state
@@ -197,7 +201,7 @@ CREATE AGGREGATE merge_agg(first_state) (
 -- last_state: the value of the latest event by event time
 CREATE TYPE last_state;
 CREATE FUNCTION last_state_in(cstring, oid, integer) RETURNS last_state
-    AS 'MODULE_PATHNAME', 'pz_state_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pz_state_in' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION last_state_out(last_state) RETURNS cstring
     AS 'MODULE_PATHNAME', 'pz_state_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION last_state_recv(internal, oid, integer) RETURNS last_state
@@ -231,7 +235,7 @@ CREATE AGGREGATE merge_agg(last_state) (
 -- session_state: the current session (inactivity gap): start, last activity, events, dominant category, last item
 CREATE TYPE session_state;
 CREATE FUNCTION session_state_in(cstring, oid, integer) RETURNS session_state
-    AS 'MODULE_PATHNAME', 'pz_state_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pz_state_in' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION session_state_out(session_state) RETURNS cstring
     AS 'MODULE_PATHNAME', 'pz_state_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION session_state_recv(internal, oid, integer) RETURNS session_state
