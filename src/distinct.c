@@ -15,8 +15,15 @@
 #define DISTINCT_M(s) (1 << (s)->p)
 /* largest rank: 64 - p hash bits after the index, plus one */
 #define DISTINCT_QMAX(s) (64 - (s)->p + 1)
-/* sparse while it holds at most m/4 registers (4 bytes each: no bigger than dense) */
+/* stored sparse while it holds at most m/4 registers (then no bigger than dense) */
 #define DISTINCT_SPARSE_MAX(s) (DISTINCT_M(s) / 4)
+/*
+ * In memory a sparse state is an open-addressing hash set of (index << 8 |
+ * rank) entries, at most half full; it turns dense when the set would grow
+ * past m/8 slots (m/2 bytes), well before it would outweigh the registers.
+ */
+#define DISTINCT_TABLE_MIN    16
+#define DISTINCT_TABLE_MAX(s) Max(DISTINCT_M(s) / 8, DISTINCT_TABLE_MIN)
 
 DistinctState *
 distinct_new(int32 p)
@@ -26,10 +33,9 @@ distinct_new(int32 p)
 	s->hdr.kind = PZ_KIND_DISTINCT;
 	s->p = p;
 	s->regs = NULL;
-	s->cap = 16;
-	s->sparse = palloc(sizeof(uint32) * s->cap);
-	s->nsparse = 0;
-	s->nsorted = 0;
+	s->tsize = DISTINCT_TABLE_MIN;
+	s->table = palloc0(sizeof(uint32) * s->tsize);
+	s->nnz = 0;
 	return s;
 }
 
@@ -59,43 +65,48 @@ uint32_cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Sort the sparse list and keep, per register, its largest rank. */
-static void
-distinct_compact(DistinctState *s)
-{
-	int i;
-	int out = 0;
-
-	if (s->regs != NULL || s->nsorted == s->nsparse)
-		return;
-	qsort(s->sparse, s->nsparse, sizeof(uint32), uint32_cmp);
-	for (i = 0; i < s->nsparse; i++)
-	{
-		/* same register as the next entry: the next has the larger rank */
-		if (i + 1 < s->nsparse && (s->sparse[i] >> 8) == (s->sparse[i + 1] >> 8))
-			continue;
-		s->sparse[out++] = s->sparse[i];
-	}
-	s->nsparse = s->nsorted = out;
-}
-
 static void
 distinct_densify(DistinctState *s)
 {
 	int i;
 
 	s->regs = palloc0(DISTINCT_M(s));
-	for (i = 0; i < s->nsparse; i++)
+	for (i = 0; i < s->tsize; i++)
 	{
-		uint32 idx = s->sparse[i] >> 8;
-		uint8 rank = s->sparse[i] & 0xff;
+		uint32 e = s->table[i];
 
-		if (rank > s->regs[idx])
-			s->regs[idx] = rank;
+		if (e != 0 && (e & 0xff) > s->regs[e >> 8])
+			s->regs[e >> 8] = e & 0xff;
 	}
-	pfree(s->sparse);
-	s->sparse = NULL;
-	s->nsparse = s->nsorted = s->cap = 0;
+	pfree(s->table);
+	s->table = NULL;
+	s->tsize = 0;
+}
+
+/* Put an entry in the hash set (indexes are uniform: they are hash bits). */
+static inline bool
+distinct_table_put(uint32 *table, int32 tsize, uint32 idx, uint8 rank)
+{
+	uint32 mask = (uint32) tsize - 1;
+	uint32 slot = idx & mask;
+
+	for (;;)
+	{
+		uint32 e = table[slot];
+
+		if (e == 0)
+		{
+			table[slot] = (idx << 8) | rank;
+			return true;
+		}
+		if ((e >> 8) == idx)
+		{
+			if (rank > (e & 0xff))
+				table[slot] = (idx << 8) | rank;
+			return false;
+		}
+		slot = (slot + 1) & mask;
+	}
 }
 
 static void
@@ -107,22 +118,43 @@ distinct_set(DistinctState *s, uint32 idx, uint8 rank)
 			s->regs[idx] = rank;
 		return;
 	}
-	if (s->nsparse == s->cap)
+	if (!distinct_table_put(s->table, s->tsize, idx, rank))
+		return;
+	if (++s->nnz * 2 <= s->tsize)
+		return;
+	if (s->tsize * 2 > DISTINCT_TABLE_MAX(s))
+		distinct_densify(s);
+	else
 	{
-		distinct_compact(s);
-		if (s->nsparse > DISTINCT_SPARSE_MAX(s))
-		{
-			distinct_densify(s);
-			distinct_set(s, idx, rank);
-			return;
-		}
-		if (s->nsparse * 2 > s->cap)
-		{
-			s->cap = Min(s->cap * 2, 2 * DISTINCT_SPARSE_MAX(s) + 2);
-			s->sparse = repalloc(s->sparse, sizeof(uint32) * s->cap);
-		}
+		uint32 *old = s->table;
+		int32 oldsize = s->tsize;
+		int i;
+
+		s->tsize *= 2;
+		s->table = palloc0(sizeof(uint32) * s->tsize);
+		for (i = 0; i < oldsize; i++)
+			if (old[i] != 0)
+				distinct_table_put(s->table, s->tsize, old[i] >> 8, old[i] & 0xff);
+		pfree(old);
 	}
-	s->sparse[s->nsparse++] = (idx << 8) | rank;
+}
+
+/*
+ * The non-zero registers of a sparse state, sorted by index, as a new
+ * array: states are written in index order.
+ */
+static uint32 *
+distinct_sorted(const DistinctState *s)
+{
+	uint32 *out = palloc(sizeof(uint32) * Max(s->nnz, 1));
+	int n = 0;
+	int i;
+
+	for (i = 0; i < s->tsize; i++)
+		if (s->table[i] != 0)
+			out[n++] = s->table[i];
+	qsort(out, n, sizeof(uint32), uint32_cmp);
+	return out;
 }
 
 void
@@ -158,8 +190,9 @@ distinct_merge(PzState *dst_, const PzState *src_)
 				dst->regs[i] = src->regs[i];
 		return;
 	}
-	for (i = 0; i < src->nsparse; i++)
-		distinct_set(dst, src->sparse[i] >> 8, src->sparse[i] & 0xff);
+	for (i = 0; i < src->tsize; i++)
+		if (src->table[i] != 0)
+			distinct_set(dst, src->table[i] >> 8, src->table[i] & 0xff);
 }
 
 /* Non-zero registers, whichever the representation. */
@@ -171,8 +204,7 @@ distinct_nonzero(DistinctState *s)
 
 	if (s->regs == NULL)
 	{
-		distinct_compact(s);
-		return s->nsparse;
+		return s->nnz;
 	}
 	for (i = 0; i < DISTINCT_M(s); i++)
 		n += s->regs[i] != 0;
@@ -185,13 +217,14 @@ distinct_nonzero(DistinctState *s)
 	{                                                                                              \
 		if ((s)->regs == NULL)                                                                     \
 		{                                                                                          \
-			distinct_compact(s);                                                                   \
-			for (int i_ = 0; i_ < (s)->nsparse; i_++)                                              \
+			uint32 *sorted_ = distinct_sorted(s);                                                  \
+			for (int i_ = 0; i_ < (s)->nnz; i_++)                                                  \
 			{                                                                                      \
-				uint32 idx = (s)->sparse[i_] >> 8;                                                 \
-				uint8 rank = (s)->sparse[i_] & 0xff;                                               \
+				uint32 idx = sorted_[i_] >> 8;                                                     \
+				uint8 rank = sorted_[i_] & 0xff;                                                   \
 				body;                                                                              \
 			}                                                                                      \
+			pfree(sorted_);                                                                        \
 		}                                                                                          \
 		else                                                                                       \
 		{                                                                                          \

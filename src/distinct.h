@@ -22,11 +22,10 @@ typedef struct DistinctState
 {
 	PzState hdr;
 	int32 p;
-	uint8 *regs;    /* dense registers, or NULL while sparse */
-	uint32 *sparse; /* (index << 8 | rank) entries */
-	int32 nsparse;  /* entries in use */
-	int32 nsorted;  /* leading entries known sorted and unique */
-	int32 cap;
+	uint8 *regs;   /* dense registers, or NULL while sparse */
+	uint32 *table; /* sparse: hash set of (index << 8 | rank), 0 = empty slot */
+	int32 tsize;   /* slots in table, a power of two */
+	int32 nnz;     /* entries in table */
 } DistinctState;
 
 extern DistinctState *distinct_new(int32 p);

@@ -25,31 +25,44 @@ floor_to(int64 t, int64 unit)
 	return q * unit;
 }
 
-static void
-windowed_set_zones(WindowedState *s)
+/* The zone edges under a head (see windowed.h). */
+typedef struct WindowZones
 {
-	TimestampTz hour = floor_to(s->head, USECS_PER_HOUR);
-	TimestampTz day = floor_to(s->head, USECS_PER_DAY);
+	TimestampTz minute_from;
+	TimestampTz hour_from;
+	TimestampTz day_from;
+} WindowZones;
 
-	s->zones_until = hour + USECS_PER_HOUR;
-	s->minute_from = hour - USECS_PER_HOUR;
-	s->hour_from = day - 2 * USECS_PER_DAY;
-	s->day_from = day - WINDOWED_DAY_ZONE_DAYS * USECS_PER_DAY;
+static inline void
+window_zones(TimestampTz head, WindowZones *z)
+{
+	TimestampTz hour = floor_to(head, USECS_PER_HOUR);
+	TimestampTz day = floor_to(head, USECS_PER_DAY);
+
+	z->minute_from = hour - USECS_PER_HOUR;
+	z->hour_from = day - 2 * USECS_PER_DAY;
+	z->day_from = day - WINDOWED_DAY_ZONE_DAYS * USECS_PER_DAY;
 }
 
-/* The bucket an event (or bucket) at t belongs to under the state's head; false: too old. */
+/* The bucket an event (or bucket) at t belongs to; false: too old. */
 static inline bool
-window_key(const WindowedState *s, TimestampTz t, TimestampTz *key)
+window_key(const WindowZones *z, TimestampTz t, TimestampTz *key)
 {
-	if (t >= s->minute_from)
+	if (t >= z->minute_from)
 		*key = floor_to(t, USECS_PER_MINUTE);
-	else if (t >= s->hour_from)
+	else if (t >= z->hour_from)
 		*key = floor_to(t, USECS_PER_HOUR);
-	else if (t >= s->day_from)
+	else if (t >= z->day_from)
 		*key = floor_to(t, USECS_PER_DAY);
 	else
 		return false;
 	return true;
+}
+
+static inline TimestampTz
+zones_until(TimestampTz head)
+{
+	return floor_to(head, USECS_PER_HOUR) + USECS_PER_HOUR;
 }
 
 WindowedState *
@@ -59,7 +72,7 @@ windowed_new(TimestampTz first_event)
 
 	s->hdr.kind = PZ_KIND_WINDOWED;
 	s->head = first_event;
-	windowed_set_zones(s);
+	s->zones_until = zones_until(first_event);
 	s->count = 0;
 	s->sum = 0;
 	s->nbuckets = 0;
@@ -118,18 +131,20 @@ bucket_add(WindowedState *s, TimestampTz key, int64 count, double sum)
 static void
 windowed_advance(WindowedState *s, TimestampTz head)
 {
+	WindowZones z;
 	int i;
 	int out = 0;
 
 	s->head = head;
 	if (head < s->zones_until)
 		return; /* same hour: the zone edges stay */
-	windowed_set_zones(s);
+	s->zones_until = zones_until(head);
+	window_zones(head, &z);
 	for (i = 0; i < s->nbuckets; i++)
 	{
 		TimestampTz key;
 
-		if (!window_key(s, s->buckets[i].start, &key))
+		if (!window_key(&z, s->buckets[i].start, &key))
 			continue;
 		if (out > 0 && s->buckets[out - 1].start == key)
 		{
@@ -144,17 +159,27 @@ windowed_advance(WindowedState *s, TimestampTz head)
 	s->nbuckets = out;
 }
 
-void
-windowed_add(WindowedState *s, TimestampTz ts, double value)
+/* Count an event whose time is not after head, under the given zones. */
+static inline void
+windowed_count_event(WindowedState *s, const WindowZones *z, TimestampTz ts, double value)
 {
 	TimestampTz key;
 
-	if (ts > s->head)
-		windowed_advance(s, ts);
 	s->count++;
 	s->sum += value;
-	if (window_key(s, ts, &key))
+	if (window_key(z, ts, &key))
 		bucket_add(s, key, 1, value);
+}
+
+void
+windowed_add(WindowedState *s, TimestampTz ts, double value)
+{
+	WindowZones z;
+
+	if (ts > s->head)
+		windowed_advance(s, ts);
+	window_zones(s->head, &z);
+	windowed_count_event(s, &z, ts, value);
 }
 
 /*
@@ -177,6 +202,7 @@ void
 windowed_settle(PzState *s_)
 {
 	WindowedState *s = (WindowedState *) s_;
+	WindowZones z;
 	int n = s->npending;
 	int i;
 	int j;
@@ -191,10 +217,13 @@ windowed_settle(PzState *s_)
 		s->pending[j] = e;
 	}
 	s->npending = 0;
-	if (n > 0 && s->pending[n - 1].ts > s->head)
+	if (n == 0)
+		return;
+	if (s->pending[n - 1].ts > s->head)
 		windowed_advance(s, s->pending[n - 1].ts);
+	window_zones(s->head, &z);
 	for (i = 0; i < n; i++)
-		windowed_add(s, s->pending[i].ts, s->pending[i].value);
+		windowed_count_event(s, &z, s->pending[i].ts, s->pending[i].value);
 }
 
 static void
@@ -202,17 +231,19 @@ windowed_merge(PzState *dst_, const PzState *src_)
 {
 	WindowedState *dst = (WindowedState *) dst_;
 	const WindowedState *src = (const WindowedState *) src_;
+	WindowZones z;
 	int i;
 
 	if (src->head > dst->head)
 		windowed_advance(dst, src->head);
+	window_zones(dst->head, &z);
 	dst->count += src->count;
 	dst->sum += src->sum;
 	for (i = 0; i < src->nbuckets; i++)
 	{
 		TimestampTz key;
 
-		if (window_key(dst, src->buckets[i].start, &key))
+		if (window_key(&z, src->buckets[i].start, &key))
 			bucket_add(dst, key, src->buckets[i].count, src->buckets[i].sum);
 	}
 	for (i = 0; i < src->npending; i++)
@@ -273,6 +304,7 @@ windowed_load_start(WindowedLoader *l, TimestampTz head, int64 count, double sum
 static void
 windowed_load_bucket(WindowedLoader *l, TimestampTz start, int64 count, double sum)
 {
+	WindowZones z;
 	TimestampTz key;
 
 	if (start > l->s->head)
@@ -282,7 +314,8 @@ windowed_load_bucket(WindowedLoader *l, TimestampTz start, int64 count, double s
 	l->bucket_total += count;
 	if (l->bucket_total > l->s->count)
 		windowed_bad(l, "The buckets hold more events than the total.");
-	if (window_key(l->s, start, &key))
+	window_zones(l->s->head, &z);
+	if (window_key(&z, start, &key))
 		bucket_add(l->s, key, count, sum);
 }
 

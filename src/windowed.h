@@ -29,8 +29,12 @@ typedef struct WindowBucket
 	double sum;
 } WindowBucket;
 
-/* events an aggregate buffers before it buckets them (see windowed_buffer) */
-#define WINDOWED_PENDING 8
+/*
+ * events an aggregate buffers before it buckets them (see windowed_buffer);
+ * few, so that the whole state fits a 128-byte chunk: a hash aggregate over
+ * many groups is bound by cache and TLB misses, and they grow with memory
+ */
+#define WINDOWED_PENDING 4
 
 typedef struct WindowEvent
 {
@@ -41,13 +45,9 @@ typedef struct WindowEvent
 typedef struct WindowedState
 {
 	PzState hdr;
-	TimestampTz head; /* latest event time */
-	/* zone edges derived from head (see above), cached: every event needs them */
-	TimestampTz zones_until; /* end of head's hour: the edges move when head passes it */
-	TimestampTz minute_from;
-	TimestampTz hour_from;
-	TimestampTz day_from;
-	int64 count; /* lifetime totals */
+	TimestampTz head;        /* latest event time */
+	TimestampTz zones_until; /* end of head's hour: the zone edges move when head passes it */
+	int64 count;             /* lifetime totals */
 	double sum;
 	int32 nbuckets;
 	int32 cap;
