@@ -24,8 +24,6 @@ CREATE FUNCTION trait_state_serialize(internal) RETURNS bytea
     AS 'MODULE_PATHNAME', 'pz_agg_flatten' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION trait_state_deserialize(bytea, internal) RETURNS internal
     AS 'MODULE_PATHNAME', 'pz_agg_deserialize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION trait_state_merge_trans(internal, anyelement) RETURNS internal
-    AS 'MODULE_PATHNAME', 'pz_merge_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 
 -- recent_state: the N most recent distinct values with their times
@@ -56,8 +54,10 @@ CREATE OPERATOR <> (LEFTARG = recent_state, RIGHTARG = recent_state, FUNCTION = 
     COMMUTATOR = <>, NEGATOR = =, RESTRICT = neqsel, JOIN = neqjoinsel);
 CREATE FUNCTION recent_state_final(internal) RETURNS recent_state
     AS 'MODULE_PATHNAME', 'pz_agg_flatten' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION recent_state_merge_trans(internal, recent_state) RETURNS internal
+    AS 'MODULE_PATHNAME', 'pz_merge_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE merge_agg(recent_state) (
-    SFUNC = trait_state_merge_trans, STYPE = internal, FINALFUNC = recent_state_final,
+    SFUNC = recent_state_merge_trans, STYPE = internal, FINALFUNC = recent_state_final,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
@@ -90,8 +90,10 @@ CREATE OPERATOR <> (LEFTARG = top_state, RIGHTARG = top_state, FUNCTION = state_
     COMMUTATOR = <>, NEGATOR = =, RESTRICT = neqsel, JOIN = neqjoinsel);
 CREATE FUNCTION top_state_final(internal) RETURNS top_state
     AS 'MODULE_PATHNAME', 'pz_agg_flatten' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION top_state_merge_trans(internal, top_state) RETURNS internal
+    AS 'MODULE_PATHNAME', 'pz_merge_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE merge_agg(top_state) (
-    SFUNC = trait_state_merge_trans, STYPE = internal, FINALFUNC = top_state_final,
+    SFUNC = top_state_merge_trans, STYPE = internal, FINALFUNC = top_state_final,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
@@ -124,8 +126,10 @@ CREATE OPERATOR <> (LEFTARG = windowed_state, RIGHTARG = windowed_state, FUNCTIO
     COMMUTATOR = <>, NEGATOR = =, RESTRICT = neqsel, JOIN = neqjoinsel);
 CREATE FUNCTION windowed_state_final(internal) RETURNS windowed_state
     AS 'MODULE_PATHNAME', 'pz_agg_flatten' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION windowed_state_merge_trans(internal, windowed_state) RETURNS internal
+    AS 'MODULE_PATHNAME', 'pz_merge_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE merge_agg(windowed_state) (
-    SFUNC = trait_state_merge_trans, STYPE = internal, FINALFUNC = windowed_state_final,
+    SFUNC = windowed_state_merge_trans, STYPE = internal, FINALFUNC = windowed_state_final,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
@@ -158,8 +162,10 @@ CREATE OPERATOR <> (LEFTARG = distinct_state, RIGHTARG = distinct_state, FUNCTIO
     COMMUTATOR = <>, NEGATOR = =, RESTRICT = neqsel, JOIN = neqjoinsel);
 CREATE FUNCTION distinct_state_final(internal) RETURNS distinct_state
     AS 'MODULE_PATHNAME', 'pz_agg_flatten' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION distinct_state_merge_trans(internal, distinct_state) RETURNS internal
+    AS 'MODULE_PATHNAME', 'pz_merge_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE merge_agg(distinct_state) (
-    SFUNC = trait_state_merge_trans, STYPE = internal, FINALFUNC = distinct_state_final,
+    SFUNC = distinct_state_merge_trans, STYPE = internal, FINALFUNC = distinct_state_final,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
@@ -192,8 +198,10 @@ CREATE OPERATOR <> (LEFTARG = first_state, RIGHTARG = first_state, FUNCTION = st
     COMMUTATOR = <>, NEGATOR = =, RESTRICT = neqsel, JOIN = neqjoinsel);
 CREATE FUNCTION first_state_final(internal) RETURNS first_state
     AS 'MODULE_PATHNAME', 'pz_agg_flatten' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION first_state_merge_trans(internal, first_state) RETURNS internal
+    AS 'MODULE_PATHNAME', 'pz_merge_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE merge_agg(first_state) (
-    SFUNC = trait_state_merge_trans, STYPE = internal, FINALFUNC = first_state_final,
+    SFUNC = first_state_merge_trans, STYPE = internal, FINALFUNC = first_state_final,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
@@ -226,8 +234,10 @@ CREATE OPERATOR <> (LEFTARG = last_state, RIGHTARG = last_state, FUNCTION = stat
     COMMUTATOR = <>, NEGATOR = =, RESTRICT = neqsel, JOIN = neqjoinsel);
 CREATE FUNCTION last_state_final(internal) RETURNS last_state
     AS 'MODULE_PATHNAME', 'pz_agg_flatten' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION last_state_merge_trans(internal, last_state) RETURNS internal
+    AS 'MODULE_PATHNAME', 'pz_merge_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE merge_agg(last_state) (
-    SFUNC = trait_state_merge_trans, STYPE = internal, FINALFUNC = last_state_final,
+    SFUNC = last_state_merge_trans, STYPE = internal, FINALFUNC = last_state_final,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
@@ -260,8 +270,10 @@ CREATE OPERATOR <> (LEFTARG = session_state, RIGHTARG = session_state, FUNCTION 
     COMMUTATOR = <>, NEGATOR = =, RESTRICT = neqsel, JOIN = neqjoinsel);
 CREATE FUNCTION session_state_final(internal) RETURNS session_state
     AS 'MODULE_PATHNAME', 'pz_agg_flatten' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION session_state_merge_trans(internal, session_state) RETURNS internal
+    AS 'MODULE_PATHNAME', 'pz_merge_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE merge_agg(session_state) (
-    SFUNC = trait_state_merge_trans, STYPE = internal, FINALFUNC = session_state_final,
+    SFUNC = session_state_merge_trans, STYPE = internal, FINALFUNC = session_state_final,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );

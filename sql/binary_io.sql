@@ -90,6 +90,13 @@ SELECT binary_copy_in('windowed_state', '\x0103' || int8send(0) || varint(1) || 
 SELECT binary_copy_in('top_state', '\x0102' || varint(3) || int8send(3600000000) || int8send(0) || varint(1) || float8send('NaN') || varint(1) || '\x41'::bytea);
 SELECT binary_copy_in('session_state', '\x0107' || int8send(1800000000) || varint(65));
 SELECT binary_copy_in('session_state', '\x0107' || int8send(1800000000) || varint(1) || int8send(0) || varint(60) || varint(1) || '\x01'::bytea || varint(61));
+SELECT binary_copy_in('top_state', '\x0102' || varint(3) || int8send(200 * 366 * 86400000000::bigint) || int8send(0) || varint(0));
+SELECT binary_copy_in('session_state', '\x0107' || int8send(200 * 366 * 86400000000::bigint) || varint(0));
+SELECT binary_copy_in('session_state', '\x0107' || int8send(1800000000) || varint(1) || int8send(9223371000000000000) || varint(9223372036854775807));
+-- a session's repeated categories fold, as they do in text input
+SELECT binary_copy_in('session_state', '\x0107' || int8send(1800000000) || varint(1) || int8send(0) || varint(0) || varint(4) || '\x00'::bytea
+    || varint(3) || varint(1) || varint(1) || '\x61'::bytea || varint(1) || varint(1) || '\x61'::bytea || varint(2) || varint(1) || '\x62'::bytea)
+     = '{"gap": "00:30:00", "sessions": [{"start": "2000-01-01", "end": "2000-01-01", "events": 4, "last_item": null, "last_item_time": null, "categories": [["a", 2], ["b", 2]]}]}'::session_state::text AS folded;
 -- accepted and put in canonical form: ties and duplicates in any order
 SELECT binary_copy_in('recent_state', '\x0101' || varint(3) || varint(3)
     || int8send(0) || varint(1) || '\x42'::bytea

@@ -52,3 +52,7 @@ SELECT '{"p": 4, "registers": [[1, 62]]}'::distinct_state;
 SELECT '{"p": 4, "registers": [[-1, 1]]}'::distinct_state;
 SELECT '{"p": 4, "registers": [[1, 1, 1]]}'::distinct_state;
 SELECT '{"p": 4}'::distinct_state;
+
+-- every register at its largest rank: the estimate saturates, it does not wrap
+SELECT distinct_count(('{"p": 4, "registers": [' || string_agg(format('[%s, 61]', i), ', ') || ']}')::distinct_state)
+FROM generate_series(0, 15) i;

@@ -56,3 +56,15 @@ SELECT '{"gap": "00:30:00", "sessions": [{"start": "2026-03-10 10:00", "end": "2
 SELECT '{"gap": "00:30:00", "sessions": [{"start": "2026-03-10 10:00", "end": "2026-03-10 11:00", "events": 1, "last_item": "x", "last_item_time": "2026-03-11", "categories": []}]}'::session_state;
 SELECT '{"gap": "00:30:00", "sessions": [{"start": "2026-03-10 10:00"}]}'::session_state;
 SELECT '{"gap": "00:30:00", "sessions": [1]}'::session_state;
+
+-- far-apart times (4713 BC to 294000 AD) do not overflow: the old session
+-- lies beyond the horizon and is dropped, the current one holds one event
+SELECT session_start(s), session_events(s), jsonb_array_length(s::text::jsonb -> 'sessions') AS kept
+FROM (SELECT session_agg(ts, 'c', 'i', '100 years') s
+      FROM unnest(ARRAY['4713-01-01 BC'::timestamptz, '294000-01-01']) ts) q;
+-- event counts that would overflow are refused
+SELECT '{"gap": "00:30:00", "sessions": [{"start": "2026-03-10 10:00", "end": "2026-03-10 10:00", "events": 9223372036854775807, "last_item": null, "last_item_time": null, "categories": []}, {"start": "2026-03-10 10:10", "end": "2026-03-10 10:10", "events": 9223372036854775807, "last_item": null, "last_item_time": null, "categories": []}]}'::session_state;
+-- output does not depend on IntervalStyle
+SET IntervalStyle = sql_standard;
+SELECT '{"gap": "1 day 00:00:01", "sessions": []}'::session_state;
+RESET IntervalStyle;

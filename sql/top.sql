@@ -52,3 +52,25 @@ SELECT '{"n": 1, "half_life": "1 day", "latest": "2026-01-02", "items": [["a", -
 SELECT '{"n": 1, "half_life": "0", "latest": "2026-01-02", "items": []}'::top_state;
 SELECT '{"n": 1, "half_life": "1 day", "latest": "infinity", "items": []}'::top_state;
 SELECT '{"n": 1, "half_life": "1 day", "items": []}'::top_state;
+
+-- weights are bounded, so sums stay finite; a state that would overflow is refused
+SELECT top_agg(v, '2026-01-01', 3, '1 hour', 1e300) FROM unnest(ARRAY['a', 'a']) v;
+SELECT '{"n": 3, "half_life": "01:00:00", "latest": "2024-01-01", "items": [["a", 1e308], ["a", 1e308]]}'::top_state;
+-- far-apart times (4713 BC to 294000 AD) do not overflow
+SELECT top_values(top_agg(v, ts, 3, '1 hour'))
+FROM (VALUES ('old', '4713-01-01 BC'::timestamptz), ('new', '294000-01-01')) t(v, ts);
+-- -0 and 0 are one weight
+SELECT top_agg('a', '2026-01-01', 3, '1 day', '-0') = top_agg('a', '2026-01-01', 3, '1 day', 0) AS same;
+-- reading weights far before the latest event: zero stays zero, nothing is NaN
+SELECT top_weights(top_agg(v, '2026-01-01', 3, '1 hour', w), '1000-01-01')
+FROM (VALUES ('a', 1.0), ('b', 0.0)) t(v, w);
+-- output does not depend on IntervalStyle
+SET IntervalStyle = iso_8601;
+SELECT '{"n": 3, "half_life": "1 day 12:00:00", "latest": "2026-01-01", "items": []}'::top_state;
+RESET IntervalStyle;
+-- a running (window) aggregate ends with the plain aggregate's state over
+-- the same order: reading a state (each row's final call) does not change it
+SELECT (SELECT top_agg(category, ts, 5, '1 day' ORDER BY ts, category) FROM top_views)
+     = (SELECT s FROM (SELECT top_agg(category, ts, 5, '1 day') OVER (ORDER BY ts, category) s,
+                              row_number() OVER (ORDER BY ts DESC, category DESC) r
+                       FROM top_views) w WHERE r = 1) AS running_equals_plain;

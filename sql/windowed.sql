@@ -55,3 +55,9 @@ SELECT '{"head": "2026-03-10", "count": 1, "sum": 0, "buckets": [["2026-03-09", 
 SELECT '{"head": "2026-03-10", "count": 1, "sum": 0, "buckets": [["2026-03-09", 0, 0]]}'::windowed_state;
 SELECT '{"head": "2026-03-10", "count": 1, "sum": "x", "buckets": []}'::windowed_state;
 SELECT '{"head": "2026-03-10", "count": 1, "sum": 0, "buckets": {}}'::windowed_state;
+
+-- sums and counts that would overflow are refused, never stored
+SELECT windowed_agg('2026-03-10'::timestamptz, v) FROM unnest(ARRAY[1e308, 1e308]) v;
+SELECT '{"head": "2026-03-10", "count": 5000000000000000000, "sum": 0, "buckets": []}'::windowed_state
+    || '{"head": "2026-03-10", "count": 5000000000000000000, "sum": 0, "buckets": []}'::windowed_state;
+SELECT '{"head": "2026-03-10", "count": 9223372036854775807, "sum": 0, "buckets": [["2026-03-09", 9223372036854775807, 0], ["2026-03-08", 9223372036854775807, 0]]}'::windowed_state;

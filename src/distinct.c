@@ -523,7 +523,12 @@ distinct_count(PG_FUNCTION_ARGS)
 {
 	DistinctState *s = (DistinctState *) pz_state_from_datum(PG_GETARG_DATUM(0), PZ_KIND_DISTINCT);
 
-	PG_RETURN_INT64((int64) llround(distinct_estimate(s)));
+	double est = distinct_estimate(s);
+
+	/* every register at its largest rank estimates infinity: saturate */
+	if (!(est < 9.2e18))
+		PG_RETURN_INT64(PG_INT64_MAX);
+	PG_RETURN_INT64((int64) llround(est));
 }
 
 PG_FUNCTION_INFO_V1(distinct_precision);

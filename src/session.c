@@ -57,7 +57,7 @@ session_count_category(Session *x, const char *val, int32 len, int64 count)
 	{
 		if (pz_value_eq(val, len, x->cats[i].val, x->cats[i].len))
 		{
-			x->cats[i].count += count;
+			x->cats[i].count = pz_add_count(x->cats[i].count, count, "session_state");
 			return;
 		}
 	}
@@ -97,7 +97,7 @@ session_absorb(Session *a, const Session *b)
 
 	a->start = Min(a->start, b->start);
 	a->end = Max(a->end, b->end);
-	a->events += b->events;
+	a->events = pz_add_count(a->events, b->events, "session_state");
 	if (b->item)
 		session_set_item(a, b->item_time, b->item, b->item_len);
 	for (i = 0; i < b->ncat; i++)
@@ -135,7 +135,7 @@ session_insert(SessionState *s, Session *x)
 	while (pos > 0 && s->sessions[pos - 1].start > x->start)
 		pos--;
 	/* join the previous session if x starts within its gap */
-	if (pos > 0 && x->start - s->sessions[pos - 1].end <= s->gap)
+	if (pos > 0 && pz_time_diff(x->start, s->sessions[pos - 1].end) <= s->gap)
 	{
 		pos--;
 		session_absorb(&s->sessions[pos], x);
@@ -153,7 +153,8 @@ session_insert(SessionState *s, Session *x)
 		s->count++;
 	}
 	/* the (grown) session may now reach the ones after it */
-	while (pos + 1 < s->count && s->sessions[pos + 1].start - s->sessions[pos].end <= s->gap)
+	while (pos + 1 < s->count &&
+		   pz_time_diff(s->sessions[pos + 1].start, s->sessions[pos].end) <= s->gap)
 	{
 		session_absorb(&s->sessions[pos], &s->sessions[pos + 1]);
 		session_free(&s->sessions[pos + 1]);
@@ -172,7 +173,7 @@ session_add(SessionState *s, TimestampTz ts, const char *category, int32 catlen,
 	Session x;
 
 	/* in time order, an event falls in or extends the last session */
-	if (last != NULL && ts >= last->start && ts - last->end <= s->gap)
+	if (last != NULL && ts >= last->start && pz_time_diff(ts, last->end) <= s->gap)
 	{
 		if (ts > last->end)
 			last->end = ts;
@@ -253,12 +254,12 @@ session_write(PzState *s_, StringInfo buf)
 
 		qsort(x->cats, x->ncat, sizeof(SessionCategory), category_cmp);
 		pz_write_i64(buf, x->start);
-		pz_write_varint(buf, (uint64) (x->end - x->start));
+		pz_write_varint(buf, pz_time_distance(x->end, x->start));
 		pz_write_varint(buf, (uint64) x->events);
 		pz_write_u8(buf, x->item != NULL);
 		if (x->item)
 		{
-			pz_write_varint(buf, (uint64) (x->item_time - x->start));
+			pz_write_varint(buf, pz_time_distance(x->item_time, x->start));
 			pz_write_value(buf, x->item, x->item_len);
 		}
 		pz_write_varint(buf, x->ncat);
@@ -287,7 +288,8 @@ session_check(const Session *x)
 	{
 		if (x->cats[i].count < 1)
 			return "A category count is not positive.";
-		catsum += x->cats[i].count;
+		if (pg_add_s64_overflow(catsum, x->cats[i].count, &catsum))
+			return "The category counts are out of range.";
 	}
 	if (catsum > x->events)
 		return "The categories count more events than the session has.";
@@ -303,8 +305,8 @@ session_read(PzReader *r)
 	int i;
 	int j;
 
-	if (gap <= 0)
-		pz_corrupt(r->type_name, "The gap must be positive.");
+	if (gap <= 0 || gap > PZ_MAX_INTERVAL_USECS)
+		pz_corrupt(r->type_name, "The gap is not a positive interval of at most 100 years.");
 	s = session_new(gap);
 	n = pz_read_count(r, SESSION_MAX_SESSIONS, "sessions");
 	for (i = 0; i < n; i++)
@@ -312,24 +314,32 @@ session_read(PzReader *r)
 		Session x;
 		const char *bad;
 		uint8 has_item;
+		int32 ncat;
 
 		memset(&x, 0, sizeof(x));
 		x.start = pz_read_time(r);
-		x.end = x.start + pz_read_varint_max(r, END_TIMESTAMP - 1 - x.start, "A session's end");
+		x.end = pz_read_time_after(r, x.start, PG_UINT64_MAX, "A session's end");
 		x.events = pz_read_varint_max(r, PG_INT64_MAX, "A session's event count");
 		has_item = pz_read_u8(r);
 		if (has_item > 1)
 			pz_corrupt(r->type_name, "Unknown session format.");
 		if (has_item)
 		{
-			x.item_time = x.start + pz_read_varint_max(r, x.end - x.start, "A last item's time");
+			x.item_time = pz_read_time_after(r, x.start, pz_time_distance(x.end, x.start),
+											 "A last item's time");
 			x.item = pz_read_value(r, &x.item_len);
 		}
-		x.ncat = pz_read_count(r, SESSION_MAX_CATEGORIES, "categories");
-		for (j = 0; j < x.ncat; j++)
+		ncat = pz_read_count(r, SESSION_MAX_CATEGORIES, "categories");
+		for (j = 0; j < ncat; j++)
 		{
-			x.cats[j].count = pz_read_varint_max(r, PG_INT64_MAX, "A category count");
-			x.cats[j].val = pz_read_value(r, &x.cats[j].len);
+			int64 count = pz_read_varint_max(r, PG_INT64_MAX, "A category count");
+			int32 len;
+			char *val = pz_read_value(r, &len);
+
+			if (count < 1)
+				pz_corrupt(r->type_name, "A category count is not positive.");
+			/* through the same door as events: repeated categories fold */
+			session_count_category(&x, val, len, count);
 		}
 		bad = session_check(&x);
 		if (bad)
@@ -613,7 +623,7 @@ session_info(PG_FUNCTION_ARGS)
 	appendStringInfoString(&buf, ", \"last_activity\": ");
 	pz_json_time(&buf, x->end);
 	appendStringInfo(&buf, ", \"duration_seconds\": %.6f, \"events\": " INT64_FORMAT,
-					 (double) (x->end - x->start) / USECS_PER_SEC, x->events);
+					 ((double) x->end - (double) x->start) / USECS_PER_SEC, x->events);
 	appendStringInfoString(&buf, ", \"dominant_category\": ");
 	if (dom)
 		pz_json_string(&buf, dom->val);

@@ -15,6 +15,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "common/shortest_dec.h"
 #include "libpq/pqformat.h"
 #include "port/pg_bswap.h"
@@ -176,6 +177,49 @@ pz_read_time(PzReader *r)
 	return ts;
 }
 
+TimestampTz
+pz_read_time_after(PzReader *r, TimestampTz base, uint64 max_distance, const char *what)
+{
+	uint64 d = pz_read_varint(r);
+
+	if (d > max_distance || d > pz_time_distance(END_TIMESTAMP - 1, base))
+		pz_corrupt(r->type_name, psprintf("%s is out of range.", what));
+	return (TimestampTz) ((uint64) base + d);
+}
+
+TimestampTz
+pz_read_time_before(PzReader *r, TimestampTz base, const char *what)
+{
+	uint64 d = pz_read_varint(r);
+
+	if (d > pz_time_distance(base, MIN_TIMESTAMP))
+		pz_corrupt(r->type_name, psprintf("%s is out of range.", what));
+	return (TimestampTz) ((uint64) base - d);
+}
+
+int64
+pz_add_count(int64 a, int64 b, const char *type_name)
+{
+	int64 sum;
+
+	if (pg_add_s64_overflow(a, b, &sum))
+		ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						errmsg("event count of %s is out of range", type_name),
+						errhint("A state counts at most 2^63 - 1 events.")));
+	return sum;
+}
+
+double
+pz_check_finite(double v, const char *type_name)
+{
+	if (unlikely(isnan(v) || isinf(v)))
+		ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						errmsg("a sum or weight in %s is out of the range of double precision",
+							   type_name),
+						errhint("Use smaller values or weights.")));
+	return v;
+}
+
 /* ---------------------------------------------------------------------
  * writing the flat form
  * --------------------------------------------------------------------- */
@@ -218,6 +262,7 @@ pz_write_f64(StringInfo buf, double v)
 {
 	int64 bits;
 
+	v += 0.0; /* -0 is written as 0: one value, one form */
 	memcpy(&bits, &v, 8);
 	pz_write_i64(buf, bits);
 }
@@ -459,7 +504,7 @@ pz_interval_usecs(const Interval *iv, const char *what)
 	int128 us = (int128) iv->time + (int128) iv->day * USECS_PER_DAY +
 				(int128) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
 
-	if (us <= 0 || us > (int128) 100 * 366 * USECS_PER_DAY)
+	if (us <= 0 || us > PZ_MAX_INTERVAL_USECS)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("%s must be a positive interval of at most 100 years", what),
 						errhint("Write it as an interval such as '30 minutes' or '7 days'.")));
@@ -555,21 +600,33 @@ pz_json_float8(StringInfo buf, double v)
 {
 	char tmp[DOUBLE_SHORTEST_DECIMAL_LEN];
 
-	double_to_shortest_decimal_buf(v, tmp);
+	double_to_shortest_decimal_buf(v + 0.0, tmp);
 	appendStringInfoString(buf, tmp);
 }
 
+/*
+ * An interval in PostgreSQL's own style ("7 days", "00:30:00", "1 day
+ * 12:00:00"), whatever the session's IntervalStyle: output stays IMMUTABLE,
+ * and interval input reads this form under every style.
+ */
 void
 pz_json_interval(StringInfo buf, int64 usecs)
 {
-	Interval iv;
-	char *s;
+	int64 days = usecs / USECS_PER_DAY;
+	int64 rest = usecs % USECS_PER_DAY;
 
-	iv.month = 0;
-	iv.day = (int32) (usecs / USECS_PER_DAY);
-	iv.time = usecs % USECS_PER_DAY;
-	s = DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(&iv)));
-	pz_json_string(buf, s);
+	appendStringInfoChar(buf, '"');
+	if (days != 0)
+		appendStringInfo(buf, INT64_FORMAT " day%s", days, days == 1 ? "" : "s");
+	if (rest != 0 || days == 0)
+	{
+		appendStringInfo(buf, "%s%02d:%02d:%02d", days != 0 ? " " : "",
+						 (int) (rest / USECS_PER_HOUR), (int) (rest / USECS_PER_MINUTE % 60),
+						 (int) (rest / USECS_PER_SEC % 60));
+		if (rest % USECS_PER_SEC != 0)
+			appendStringInfo(buf, ".%06d", (int) (rest % USECS_PER_SEC));
+	}
+	appendStringInfoChar(buf, '"');
 }
 
 void

@@ -28,6 +28,7 @@
 
 #include "postgres.h"
 
+#include "common/int.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
@@ -90,6 +91,32 @@ pz_value_eq(const char *a, int32 alen, const char *b, int32 blen)
 	return alen == blen && memcmp(a, b, alen) == 0;
 }
 
+/*
+ * Time arithmetic that cannot overflow: two valid timestamps can be further
+ * apart than int64 holds (4713 BC to 294276 AD), so differences are taken in
+ * 128 bits, or as an unsigned distance when the order is known.
+ */
+static inline int128
+pz_time_diff(TimestampTz later, TimestampTz earlier)
+{
+	return (int128) later - (int128) earlier;
+}
+
+static inline uint64
+pz_time_distance(TimestampTz later, TimestampTz earlier)
+{
+	Assert(later >= earlier);
+	return (uint64) later - (uint64) earlier;
+}
+
+/* intervals (half-lives, gaps, windows) are at most this long */
+#define PZ_MAX_INTERVAL_USECS ((int64) 100 * 366 * USECS_PER_DAY)
+
+/* a + b for counts, ERROR on overflow */
+extern int64 pz_add_count(int64 a, int64 b, const char *type_name);
+/* ERROR unless a float that a state accumulates is finite */
+extern double pz_check_finite(double v, const char *type_name);
+
 /* Copy a value into CurrentMemoryContext, NUL-terminated. */
 extern char *pz_value_copy(const char *data, int32 len);
 
@@ -116,6 +143,11 @@ extern char *pz_read_value(PzReader *r, int32 *len);
 /* a count (varint), checked against an upper bound so a damaged count cannot allocate */
 extern int32 pz_read_count(PzReader *r, int32 max, const char *what);
 extern TimestampTz pz_read_time(PzReader *r);
+/* a time written as its (varint) distance after base, at most max_distance */
+extern TimestampTz pz_read_time_after(PzReader *r, TimestampTz base, uint64 max_distance,
+									  const char *what);
+/* a time written as its (varint) distance before base */
+extern TimestampTz pz_read_time_before(PzReader *r, TimestampTz base, const char *what);
 
 /* ---- writing the flat form ---- */
 

@@ -11,7 +11,12 @@
 
 #include "top.h"
 
-/* rebase when an event's exponent would pass this (2^512 is far from overflow) */
+/*
+ * Rebase when an event's exponent would pass this.  With weights of at most
+ * 1e15, 1e15 * 2^512 (~1e169) summed over any count of events stays far
+ * from the double range (~1e308).
+ */
+#define TOP_MAX_WEIGHT 1e15
 #define TOP_MAX_EXPONENT 512.0
 
 TopState *
@@ -34,7 +39,7 @@ top_new(int32 n, int64 half_life, TimestampTz first_event)
 static void
 top_rebase(TopState *s, TimestampTz base)
 {
-	double f = exp2((double) (s->base - base) / (double) s->half_life);
+	double f = exp2(((double) s->base - (double) base) / (double) s->half_life);
 	int i;
 
 	for (i = 0; i < s->count; i++)
@@ -73,7 +78,7 @@ top_put(TopState *s, const char *val, int32 len, double w)
 
 	if (i >= 0)
 	{
-		s->items[i].w += w;
+		s->items[i].w = pz_check_finite(s->items[i].w + w, "top_state");
 		return;
 	}
 	if (s->count == s->cap)
@@ -105,7 +110,7 @@ top_add(TopState *s, const char *val, int32 len, TimestampTz ts, double weight)
 
 	if (ts > s->latest)
 		s->latest = ts;
-	e = (double) (ts - s->base) / (double) s->half_life;
+	e = ((double) ts - (double) s->base) / (double) s->half_life;
 	if (e > TOP_MAX_EXPONENT)
 	{
 		top_rebase(s, ts);
@@ -116,20 +121,23 @@ top_add(TopState *s, const char *val, int32 len, TimestampTz ts, double weight)
 	i = top_find(s, val, len);
 	if (i >= 0)
 	{
-		s->items[i].w += w;
+		s->items[i].w = pz_check_finite(s->items[i].w + w, "top_state");
 		return;
 	}
 	if (s->count == s->n)
 	{
-		/* full: the newcomer replaces the lightest value if it is heavier */
+		/*
+		 * Full: Space-Saving.  The newcomer takes the place of the lightest
+		 * value and inherits its weight, an upper bound of what the newcomer
+		 * may have had among the dropped values.  A value that keeps coming
+		 * therefore climbs in even after N others came first.
+		 */
 		int min = 0;
-		TopItem cand = {w, len, (char *) val};
 
 		for (i = 1; i < s->count; i++)
 			if (top_item_cmp(&s->items[i], &s->items[min]) > 0)
 				min = i;
-		if (top_item_cmp(&cand, &s->items[min]) >= 0)
-			return;
+		w = pz_check_finite(w + s->items[min].w, "top_state");
 		pfree(s->items[min].val);
 		s->items[min] = s->items[--s->count];
 	}
@@ -160,7 +168,7 @@ top_merge(PzState *dst_, const PzState *src_)
 		dst->latest = src->latest;
 	/* a common base no earlier than either: src's factor is then <= 1 */
 	top_rebase(dst, dst->latest);
-	f = exp2((double) (src->base - dst->base) / (double) dst->half_life);
+	f = exp2(((double) src->base - (double) dst->base) / (double) dst->half_life);
 	for (i = 0; i < src->count; i++)
 		top_put(dst, src->items[i].val, src->items[i].len, src->items[i].w * f);
 	top_trim(dst);
@@ -174,22 +182,47 @@ top_normalize(TopState *s)
 	top_trim(s);
 }
 
+/*
+ * The canonical view of a state: weights relative to the latest event, N
+ * heaviest, sorted.  A copy: writing must not change the state, which a
+ * window aggregate goes on folding into (and rebasing it in place would
+ * round its weights differently from the plain aggregate's).
+ */
+static TopItem *
+top_view(const TopState *s, int *n)
+{
+	TopItem *v = palloc(sizeof(TopItem) * Max(s->count, 1));
+	double f = exp2(((double) s->base - (double) s->latest) / (double) s->half_life);
+	int i;
+
+	for (i = 0; i < s->count; i++)
+	{
+		v[i] = s->items[i];
+		v[i].w = s->items[i].w * f;
+	}
+	qsort(v, s->count, sizeof(TopItem), top_item_cmp);
+	*n = Min(s->count, s->n);
+	return v;
+}
+
 static void
 top_write(PzState *s_, StringInfo buf)
 {
 	TopState *s = (TopState *) s_;
+	int n;
+	TopItem *v = top_view(s, &n);
 	int i;
 
-	top_normalize(s);
 	pz_write_varint(buf, s->n);
 	pz_write_i64(buf, s->half_life);
 	pz_write_i64(buf, s->latest);
-	pz_write_varint(buf, s->count);
-	for (i = 0; i < s->count; i++)
+	pz_write_varint(buf, n);
+	for (i = 0; i < n; i++)
 	{
-		pz_write_f64(buf, s->items[i].w);
-		pz_write_value(buf, s->items[i].val, s->items[i].len);
+		pz_write_f64(buf, v[i].w);
+		pz_write_value(buf, v[i].val, v[i].len);
 	}
+	pfree(v);
 }
 
 /* Start a state from text or binary input; NULL detail means fine. */
@@ -198,8 +231,8 @@ top_check_header(int64 n, int64 half_life)
 {
 	if (n < 1 || n > TOP_MAX_N)
 		return psprintf("The size %lld is outside 1..%d.", (long long) n, TOP_MAX_N);
-	if (half_life <= 0)
-		return "The half-life must be positive.";
+	if (half_life <= 0 || half_life > PZ_MAX_INTERVAL_USECS)
+		return "The half-life is not a positive interval of at most 100 years.";
 	return NULL;
 }
 
@@ -237,23 +270,25 @@ static void
 top_to_json(PzState *s_, StringInfo buf)
 {
 	TopState *s = (TopState *) s_;
+	int n;
+	TopItem *v = top_view(s, &n);
 	int i;
 
-	top_normalize(s);
 	appendStringInfo(buf, "{\"n\": %d, \"half_life\": ", s->n);
 	pz_json_interval(buf, s->half_life);
 	appendStringInfoString(buf, ", \"latest\": ");
 	pz_json_time(buf, s->latest);
 	appendStringInfoString(buf, ", \"items\": [");
-	for (i = 0; i < s->count; i++)
+	for (i = 0; i < n; i++)
 	{
 		appendStringInfoString(buf, i > 0 ? ", [" : "[");
-		pz_json_string(buf, s->items[i].val);
+		pz_json_string(buf, v[i].val);
 		appendStringInfoString(buf, ", ");
-		pz_json_float8(buf, s->items[i].w);
+		pz_json_float8(buf, v[i].w);
 		appendStringInfoChar(buf, ']');
 	}
 	appendStringInfoString(buf, "]}");
+	pfree(v);
 }
 
 static PzState *
@@ -352,10 +387,10 @@ top_agg_trans(PG_FUNCTION_ARGS)
 		if (PG_ARGISNULL(5))
 			goto skip;
 		weight = PG_GETARG_FLOAT8(5);
-		if (!(weight >= 0) || isinf(weight))
+		if (!(weight >= 0 && weight <= TOP_MAX_WEIGHT))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("weight of top_agg must be a finite number >= 0, not %g", weight),
+					 errmsg("weight of top_agg must be between 0 and 1e15, not %g", weight),
 					 errhint("Give events a weight such as 1 for a view and 5 for a purchase.")));
 	}
 	if (!pz_arg_value(fcinfo, 1, buf, &val, &len) || !pz_arg_time(fcinfo, 2, &ts))
@@ -421,9 +456,10 @@ top_weights(PG_FUNCTION_ARGS)
 			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 							errmsg("the time weights are read at must be finite"),
 							errhint("Leave it out to read the weights as of the latest event.")));
-		f = exp2((double) (s->latest - at) / (double) s->half_life);
+		f = exp2(((double) s->latest - (double) at) / (double) s->half_life);
 	}
+	/* a weight of 0 stays 0 even when reading so far back that f is infinite */
 	for (i = 0; i < s->count; i++)
-		w[i] = s->items[i].w * f;
+		w[i] = s->items[i].w == 0 ? 0 : s->items[i].w * f;
 	PG_RETURN_DATUM(pz_float8_array(w, s->count));
 }

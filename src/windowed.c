@@ -8,6 +8,7 @@
 #include <math.h>
 
 #include "access/xact.h"
+#include "common/int.h"
 #include "utils/builtins.h"
 
 #include "windowed.h"
@@ -106,8 +107,8 @@ bucket_add(WindowedState *s, TimestampTz key, int64 count, double sum)
 	}
 	if (lo < s->nbuckets && s->buckets[lo].start == key)
 	{
-		s->buckets[lo].count += count;
-		s->buckets[lo].sum += sum;
+		s->buckets[lo].count += count; /* bucket counts never exceed the checked total */
+		s->buckets[lo].sum = pz_check_finite(s->buckets[lo].sum + sum, "windowed_state");
 		return;
 	}
 	if (s->nbuckets == s->cap)
@@ -149,7 +150,8 @@ windowed_advance(WindowedState *s, TimestampTz head)
 		if (out > 0 && s->buckets[out - 1].start == key)
 		{
 			s->buckets[out - 1].count += s->buckets[i].count;
-			s->buckets[out - 1].sum += s->buckets[i].sum;
+			s->buckets[out - 1].sum =
+				pz_check_finite(s->buckets[out - 1].sum + s->buckets[i].sum, "windowed_state");
 			continue;
 		}
 		s->buckets[out] = s->buckets[i];
@@ -165,8 +167,8 @@ windowed_count_event(WindowedState *s, const WindowZones *z, TimestampTz ts, dou
 {
 	TimestampTz key;
 
-	s->count++;
-	s->sum += value;
+	s->count = pz_add_count(s->count, 1, "windowed_state");
+	s->sum = pz_check_finite(s->sum + value, "windowed_state");
 	if (window_key(z, ts, &key))
 		bucket_add(s, key, 1, value);
 }
@@ -237,8 +239,8 @@ windowed_merge(PzState *dst_, const PzState *src_)
 	if (src->head > dst->head)
 		windowed_advance(dst, src->head);
 	window_zones(dst->head, &z);
-	dst->count += src->count;
-	dst->sum += src->sum;
+	dst->count = pz_add_count(dst->count, src->count, "windowed_state");
+	dst->sum = pz_check_finite(dst->sum + src->sum, "windowed_state");
 	for (i = 0; i < src->nbuckets; i++)
 	{
 		TimestampTz key;
@@ -311,8 +313,8 @@ windowed_load_bucket(WindowedLoader *l, TimestampTz start, int64 count, double s
 		windowed_bad(l, "A bucket starts after the latest event.");
 	if (count < 1)
 		windowed_bad(l, "A bucket holds at least one event.");
-	l->bucket_total += count;
-	if (l->bucket_total > l->s->count)
+	if (pg_add_s64_overflow(l->bucket_total, count, &l->bucket_total) ||
+		l->bucket_total > l->s->count)
 		windowed_bad(l, "The buckets hold more events than the total.");
 	window_zones(l->s->head, &z);
 	if (window_key(&z, start, &key))
