@@ -7,6 +7,9 @@
 -- PARALLEL SAFE.  Values are held as text; bigint arguments are held as their
 -- decimal text, so read them back with a cast (recent_values(s)::bigint[]).
 --
+-- SSPACE tells the planner the typical in-memory size of a state per group,
+-- so it sizes hash aggregates right (or chooses to sort) for many shoppers.
+--
 -- NULL rules: an event row whose value or time is NULL is skipped; an
 -- aggregate over no usable rows is NULL; NULL is the empty state for merges
 -- (state_merge(s, NULL) = s).
@@ -57,7 +60,7 @@ CREATE FUNCTION recent_state_final(internal) RETURNS recent_state
 CREATE FUNCTION recent_state_merge_trans(internal, recent_state) RETURNS internal
     AS 'MODULE_PATHNAME', 'pz_merge_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE merge_agg(recent_state) (
-    SFUNC = recent_state_merge_trans, STYPE = internal, FINALFUNC = recent_state_final,
+    SFUNC = recent_state_merge_trans, STYPE = internal, FINALFUNC = recent_state_final, SSPACE = 512,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
@@ -93,7 +96,7 @@ CREATE FUNCTION top_state_final(internal) RETURNS top_state
 CREATE FUNCTION top_state_merge_trans(internal, top_state) RETURNS internal
     AS 'MODULE_PATHNAME', 'pz_merge_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE merge_agg(top_state) (
-    SFUNC = top_state_merge_trans, STYPE = internal, FINALFUNC = top_state_final,
+    SFUNC = top_state_merge_trans, STYPE = internal, FINALFUNC = top_state_final, SSPACE = 512,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
@@ -129,7 +132,7 @@ CREATE FUNCTION windowed_state_final(internal) RETURNS windowed_state
 CREATE FUNCTION windowed_state_merge_trans(internal, windowed_state) RETURNS internal
     AS 'MODULE_PATHNAME', 'pz_merge_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE merge_agg(windowed_state) (
-    SFUNC = windowed_state_merge_trans, STYPE = internal, FINALFUNC = windowed_state_final,
+    SFUNC = windowed_state_merge_trans, STYPE = internal, FINALFUNC = windowed_state_final, SSPACE = 384,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
@@ -165,7 +168,7 @@ CREATE FUNCTION distinct_state_final(internal) RETURNS distinct_state
 CREATE FUNCTION distinct_state_merge_trans(internal, distinct_state) RETURNS internal
     AS 'MODULE_PATHNAME', 'pz_merge_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE merge_agg(distinct_state) (
-    SFUNC = distinct_state_merge_trans, STYPE = internal, FINALFUNC = distinct_state_final,
+    SFUNC = distinct_state_merge_trans, STYPE = internal, FINALFUNC = distinct_state_final, SSPACE = 160,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
@@ -201,7 +204,7 @@ CREATE FUNCTION first_state_final(internal) RETURNS first_state
 CREATE FUNCTION first_state_merge_trans(internal, first_state) RETURNS internal
     AS 'MODULE_PATHNAME', 'pz_merge_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE merge_agg(first_state) (
-    SFUNC = first_state_merge_trans, STYPE = internal, FINALFUNC = first_state_final,
+    SFUNC = first_state_merge_trans, STYPE = internal, FINALFUNC = first_state_final, SSPACE = 96,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
@@ -237,7 +240,7 @@ CREATE FUNCTION last_state_final(internal) RETURNS last_state
 CREATE FUNCTION last_state_merge_trans(internal, last_state) RETURNS internal
     AS 'MODULE_PATHNAME', 'pz_merge_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE merge_agg(last_state) (
-    SFUNC = last_state_merge_trans, STYPE = internal, FINALFUNC = last_state_final,
+    SFUNC = last_state_merge_trans, STYPE = internal, FINALFUNC = last_state_final, SSPACE = 96,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
@@ -273,7 +276,7 @@ CREATE FUNCTION session_state_final(internal) RETURNS session_state
 CREATE FUNCTION session_state_merge_trans(internal, session_state) RETURNS internal
     AS 'MODULE_PATHNAME', 'pz_merge_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE merge_agg(session_state) (
-    SFUNC = session_state_merge_trans, STYPE = internal, FINALFUNC = session_state_final,
+    SFUNC = session_state_merge_trans, STYPE = internal, FINALFUNC = session_state_final, SSPACE = 320,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
@@ -282,14 +285,14 @@ CREATE AGGREGATE merge_agg(session_state) (
 CREATE FUNCTION recent_agg_trans(internal, value text, ts timestamptz, n integer) RETURNS internal
     AS 'MODULE_PATHNAME', 'recent_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE recent_agg(value text, ts timestamptz, n integer) (
-    SFUNC = recent_agg_trans, STYPE = internal, FINALFUNC = recent_state_final,
+    SFUNC = recent_agg_trans, STYPE = internal, FINALFUNC = recent_state_final, SSPACE = 512,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
 CREATE FUNCTION recent_agg_trans(internal, value bigint, ts timestamptz, n integer) RETURNS internal
     AS 'MODULE_PATHNAME', 'recent_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE recent_agg(value bigint, ts timestamptz, n integer) (
-    SFUNC = recent_agg_trans, STYPE = internal, FINALFUNC = recent_state_final,
+    SFUNC = recent_agg_trans, STYPE = internal, FINALFUNC = recent_state_final, SSPACE = 512,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
@@ -308,28 +311,28 @@ CREATE FUNCTION recent_items(recent_state, OUT value text, OUT ts timestamptz)
 CREATE FUNCTION top_agg_trans(internal, value text, ts timestamptz, n integer, half_life interval) RETURNS internal
     AS 'MODULE_PATHNAME', 'top_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE top_agg(value text, ts timestamptz, n integer, half_life interval) (
-    SFUNC = top_agg_trans, STYPE = internal, FINALFUNC = top_state_final,
+    SFUNC = top_agg_trans, STYPE = internal, FINALFUNC = top_state_final, SSPACE = 512,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
 CREATE FUNCTION top_agg_trans(internal, value text, ts timestamptz, n integer, half_life interval, weight float8) RETURNS internal
     AS 'MODULE_PATHNAME', 'top_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE top_agg(value text, ts timestamptz, n integer, half_life interval, weight float8) (
-    SFUNC = top_agg_trans, STYPE = internal, FINALFUNC = top_state_final,
+    SFUNC = top_agg_trans, STYPE = internal, FINALFUNC = top_state_final, SSPACE = 512,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
 CREATE FUNCTION top_agg_trans(internal, value bigint, ts timestamptz, n integer, half_life interval) RETURNS internal
     AS 'MODULE_PATHNAME', 'top_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE top_agg(value bigint, ts timestamptz, n integer, half_life interval) (
-    SFUNC = top_agg_trans, STYPE = internal, FINALFUNC = top_state_final,
+    SFUNC = top_agg_trans, STYPE = internal, FINALFUNC = top_state_final, SSPACE = 512,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
 CREATE FUNCTION top_agg_trans(internal, value bigint, ts timestamptz, n integer, half_life interval, weight float8) RETURNS internal
     AS 'MODULE_PATHNAME', 'top_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE top_agg(value bigint, ts timestamptz, n integer, half_life interval, weight float8) (
-    SFUNC = top_agg_trans, STYPE = internal, FINALFUNC = top_state_final,
+    SFUNC = top_agg_trans, STYPE = internal, FINALFUNC = top_state_final, SSPACE = 512,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
@@ -350,14 +353,14 @@ CREATE FUNCTION top_items(top_state, OUT value text, OUT weight float8)
 CREATE FUNCTION windowed_agg_trans(internal, ts timestamptz) RETURNS internal
     AS 'MODULE_PATHNAME', 'windowed_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE windowed_agg(ts timestamptz) (
-    SFUNC = windowed_agg_trans, STYPE = internal, FINALFUNC = windowed_state_final,
+    SFUNC = windowed_agg_trans, STYPE = internal, FINALFUNC = windowed_state_final, SSPACE = 384,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
 CREATE FUNCTION windowed_agg_trans(internal, ts timestamptz, value float8) RETURNS internal
     AS 'MODULE_PATHNAME', 'windowed_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE windowed_agg(ts timestamptz, value float8) (
-    SFUNC = windowed_agg_trans, STYPE = internal, FINALFUNC = windowed_state_final,
+    SFUNC = windowed_agg_trans, STYPE = internal, FINALFUNC = windowed_state_final, SSPACE = 384,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
@@ -380,28 +383,28 @@ CREATE FUNCTION windowed_latest(windowed_state) RETURNS timestamptz
 CREATE FUNCTION distinct_agg_trans(internal, value text) RETURNS internal
     AS 'MODULE_PATHNAME', 'distinct_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE distinct_agg(value text) (
-    SFUNC = distinct_agg_trans, STYPE = internal, FINALFUNC = distinct_state_final,
+    SFUNC = distinct_agg_trans, STYPE = internal, FINALFUNC = distinct_state_final, SSPACE = 160,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
 CREATE FUNCTION distinct_agg_trans(internal, value text, p integer) RETURNS internal
     AS 'MODULE_PATHNAME', 'distinct_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE distinct_agg(value text, p integer) (
-    SFUNC = distinct_agg_trans, STYPE = internal, FINALFUNC = distinct_state_final,
+    SFUNC = distinct_agg_trans, STYPE = internal, FINALFUNC = distinct_state_final, SSPACE = 160,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
 CREATE FUNCTION distinct_agg_trans(internal, value bigint) RETURNS internal
     AS 'MODULE_PATHNAME', 'distinct_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE distinct_agg(value bigint) (
-    SFUNC = distinct_agg_trans, STYPE = internal, FINALFUNC = distinct_state_final,
+    SFUNC = distinct_agg_trans, STYPE = internal, FINALFUNC = distinct_state_final, SSPACE = 160,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
 CREATE FUNCTION distinct_agg_trans(internal, value bigint, p integer) RETURNS internal
     AS 'MODULE_PATHNAME', 'distinct_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE distinct_agg(value bigint, p integer) (
-    SFUNC = distinct_agg_trans, STYPE = internal, FINALFUNC = distinct_state_final,
+    SFUNC = distinct_agg_trans, STYPE = internal, FINALFUNC = distinct_state_final, SSPACE = 160,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
@@ -414,28 +417,28 @@ CREATE FUNCTION distinct_precision(distinct_state) RETURNS integer
 CREATE FUNCTION first_agg_trans(internal, value text, ts timestamptz) RETURNS internal
     AS 'MODULE_PATHNAME', 'first_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE first_agg(value text, ts timestamptz) (
-    SFUNC = first_agg_trans, STYPE = internal, FINALFUNC = first_state_final,
+    SFUNC = first_agg_trans, STYPE = internal, FINALFUNC = first_state_final, SSPACE = 96,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
 CREATE FUNCTION last_agg_trans(internal, value text, ts timestamptz) RETURNS internal
     AS 'MODULE_PATHNAME', 'last_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE last_agg(value text, ts timestamptz) (
-    SFUNC = last_agg_trans, STYPE = internal, FINALFUNC = last_state_final,
+    SFUNC = last_agg_trans, STYPE = internal, FINALFUNC = last_state_final, SSPACE = 96,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
 CREATE FUNCTION first_agg_trans(internal, value bigint, ts timestamptz) RETURNS internal
     AS 'MODULE_PATHNAME', 'first_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE first_agg(value bigint, ts timestamptz) (
-    SFUNC = first_agg_trans, STYPE = internal, FINALFUNC = first_state_final,
+    SFUNC = first_agg_trans, STYPE = internal, FINALFUNC = first_state_final, SSPACE = 96,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
 CREATE FUNCTION last_agg_trans(internal, value bigint, ts timestamptz) RETURNS internal
     AS 'MODULE_PATHNAME', 'last_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE last_agg(value bigint, ts timestamptz) (
-    SFUNC = last_agg_trans, STYPE = internal, FINALFUNC = last_state_final,
+    SFUNC = last_agg_trans, STYPE = internal, FINALFUNC = last_state_final, SSPACE = 96,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
@@ -452,14 +455,14 @@ CREATE FUNCTION event_time(last_state) RETURNS timestamptz
 CREATE FUNCTION session_agg_trans(internal, ts timestamptz, category text, item text) RETURNS internal
     AS 'MODULE_PATHNAME', 'session_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE session_agg(ts timestamptz, category text, item text) (
-    SFUNC = session_agg_trans, STYPE = internal, FINALFUNC = session_state_final,
+    SFUNC = session_agg_trans, STYPE = internal, FINALFUNC = session_state_final, SSPACE = 320,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );
 CREATE FUNCTION session_agg_trans(internal, ts timestamptz, category text, item text, gap interval) RETURNS internal
     AS 'MODULE_PATHNAME', 'session_agg_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE AGGREGATE session_agg(ts timestamptz, category text, item text, gap interval) (
-    SFUNC = session_agg_trans, STYPE = internal, FINALFUNC = session_state_final,
+    SFUNC = session_agg_trans, STYPE = internal, FINALFUNC = session_state_final, SSPACE = 320,
     COMBINEFUNC = trait_state_combine, SERIALFUNC = trait_state_serialize,
     DESERIALFUNC = trait_state_deserialize, PARALLEL = SAFE
 );

@@ -46,6 +46,8 @@ session_free(Session *x)
 		pfree(x->item);
 	for (i = 0; i < x->ncat; i++)
 		pfree(x->cats[i].val);
+	if (x->cats)
+		pfree(x->cats);
 }
 
 static void
@@ -60,6 +62,13 @@ session_count_category(Session *x, const char *val, int32 len, int64 count)
 			x->cats[i].count = pz_add_count(x->cats[i].count, count, "session_state");
 			return;
 		}
+	}
+	if (x->ncat == x->catcap)
+	{
+		/* most sessions see a few categories: grow from 4 to the cap (+1) */
+		x->catcap = x->catcap == 0 ? 4 : Min(x->catcap * 2, SESSION_MAX_CATEGORIES + 1);
+		x->cats = x->cats == NULL ? palloc(sizeof(SessionCategory) * x->catcap)
+								  : repalloc(x->cats, sizeof(SessionCategory) * x->catcap);
 	}
 	x->cats[x->ncat].val = pz_value_copy(val, len);
 	x->cats[x->ncat].len = len;
@@ -203,8 +212,16 @@ session_copy(Session *dst, const Session *src)
 
 	*dst = *src;
 	dst->item = src->item ? pz_value_copy(src->item, src->item_len) : NULL;
-	for (i = 0; i < src->ncat; i++)
-		dst->cats[i].val = pz_value_copy(src->cats[i].val, src->cats[i].len);
+	dst->cats = NULL;
+	if (src->catcap > 0)
+	{
+		dst->cats = palloc(sizeof(SessionCategory) * src->catcap);
+		for (i = 0; i < src->ncat; i++)
+		{
+			dst->cats[i] = src->cats[i];
+			dst->cats[i].val = pz_value_copy(src->cats[i].val, src->cats[i].len);
+		}
+	}
 }
 
 static void

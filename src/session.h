@@ -44,7 +44,8 @@ typedef struct Session
 	char *item;
 	int32 item_len;
 	int32 ncat;
-	SessionCategory cats[SESSION_MAX_CATEGORIES + 1]; /* one spare while adding */
+	int32 catcap;
+	SessionCategory *cats; /* up to SESSION_MAX_CATEGORIES, plus one while adding */
 } Session;
 
 typedef struct SessionState
