@@ -22,10 +22,11 @@ typedef struct DistinctState
 {
 	PzState hdr;
 	int32 p;
-	uint8 *regs;   /* dense registers, or NULL while sparse */
-	uint32 *table; /* sparse: hash set of (index << 8 | rank), 0 = empty slot */
-	int32 tsize;   /* slots in table, a power of two */
-	int32 nnz;     /* entries in table */
+	uint8 *regs;             /* dense registers, or NULL while sparse */
+	uint32 *table;           /* sparse: hash set of (index << 8 | rank), 0 = empty slot */
+	int32 tsize;             /* slots in table, a power of two */
+	int32 nnz;               /* entries in table */
+	uint32 inline_table[16]; /* the table while it has 16 slots */
 } DistinctState;
 
 extern DistinctState *distinct_new(int32 p);
