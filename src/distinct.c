@@ -290,11 +290,25 @@ distinct_estimate(DistinctState *s)
 	int k;
 	int32 nonzero = 0;
 
-	DISTINCT_FOREACH(s, idx, rank, {
-		(void) idx;
-		hist[rank] += 1;
-		nonzero++;
-	});
+	/* order does not matter here: visit the registers where they lie */
+	if (s->regs == NULL)
+	{
+		for (k = 0; k < s->tsize; k++)
+			if (s->table[k] != 0)
+			{
+				hist[s->table[k] & 0xff] += 1;
+				nonzero++;
+			}
+	}
+	else
+	{
+		for (k = 0; k < DISTINCT_M(s); k++)
+			if (s->regs[k] != 0)
+			{
+				hist[s->regs[k]] += 1;
+				nonzero++;
+			}
+	}
 	hist[0] = m - nonzero;
 	z = m * hll_tau(1.0 - hist[q + 1] / m);
 	for (k = q; k >= 1; k--)
