@@ -17,6 +17,13 @@
  * from the double range (~1e308).
  */
 #define TOP_MAX_WEIGHT 1e15
+
+/*
+ * In memory a state keeps up to 4 N candidates; it stores (writes) the N
+ * heaviest.  The spare candidates make the summary much closer to exact
+ * while events and partial states are folded, at no cost in stored size.
+ */
+#define TOP_WORKING(s) (4 * (s)->n)
 #define TOP_MAX_EXPONENT 512.0
 
 TopState *
@@ -97,7 +104,7 @@ static void
 top_trim(TopState *s)
 {
 	qsort(s->items, s->count, sizeof(TopItem), top_item_cmp);
-	while (s->count > s->n)
+	while (s->count > TOP_WORKING(s))
 		pfree(s->items[--s->count].val);
 }
 
@@ -124,13 +131,15 @@ top_add(TopState *s, const char *val, int32 len, TimestampTz ts, double weight)
 		s->items[i].w = pz_check_finite(s->items[i].w + w, "top_state");
 		return;
 	}
-	if (s->count == s->n)
+	if (s->count == TOP_WORKING(s))
 	{
 		/*
 		 * Full: Space-Saving.  The newcomer takes the place of the lightest
 		 * value and inherits its weight, an upper bound of what the newcomer
 		 * may have had among the dropped values.  A value that keeps coming
-		 * therefore climbs in even after N others came first.
+		 * therefore climbs in even after others came first; with 4 N
+		 * candidates the inherited error (at most total weight / 4 N) rarely
+		 * reaches the N that are read.
 		 */
 		int min = 0;
 

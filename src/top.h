@@ -6,11 +6,13 @@
  *	  kept relative to the latest event time, so a read at any later "now" only
  *	  scales them all alike and never reorders them.
  *
- *	  At most N values are kept.  A merge sums the weights of equal values and
- *	  keeps the N heaviest (ties by value bytes); while a trait has no more
- *	  than N distinct values this is exact, associative and commutative (up to
- *	  floating-point rounding of the weights).  Beyond N the lightest values
- *	  are dropped, and a value that enters late starts from its own weight.
+ *	  A stored state keeps the N heaviest values; in memory, while events and
+ *	  partial states are folded, it keeps up to 4 N candidates.  A merge sums
+ *	  the weights of equal values and keeps the heaviest (ties by value bytes);
+ *	  while a trait has no more than N distinct values this is exact,
+ *	  associative and commutative (up to floating-point rounding of the
+ *	  weights).  Beyond that the state is a Space-Saving summary: a newcomer
+ *	  takes the lightest candidate's place and inherits its weight.
  */
 #ifndef PERSONALIZE_TOP_H
 #define PERSONALIZE_TOP_H
