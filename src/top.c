@@ -7,6 +7,7 @@
 
 #include <math.h>
 
+#include "common/hashfn.h"
 #include "utils/builtins.h"
 
 #include "top.h"
@@ -23,7 +24,7 @@
  * heaviest.  The spare candidates make the summary much closer to exact
  * while events and partial states are folded, at no cost in stored size.
  */
-#define TOP_WORKING(s) (4 * (s)->n)
+#define TOP_WORKING(s)   (4 * (s)->n)
 #define TOP_MAX_EXPONENT 512.0
 
 TopState *
@@ -54,13 +55,24 @@ top_rebase(TopState *s, TimestampTz base)
 	s->base = base;
 }
 
+static inline uint32
+top_hash(const char *val, int32 len)
+{
+	return hash_bytes((const unsigned char *) val, len);
+}
+
+/*
+ * A linear scan over at most 4 N candidates, comparing hashes first: values
+ * of one trait often share their length and prefix ("cat-12", "cat-17"), so
+ * comparing bytes first would call memcmp for almost every candidate.
+ */
 static int
-top_find(const TopState *s, const char *val, int32 len)
+top_find(const TopState *s, const char *val, int32 len, uint32 hash)
 {
 	int i;
 
 	for (i = 0; i < s->count; i++)
-		if (pz_value_eq(val, len, s->items[i].val, s->items[i].len))
+		if (s->items[i].hash == hash && pz_value_eq(val, len, s->items[i].val, s->items[i].len))
 			return i;
 	return -1;
 }
@@ -79,9 +91,9 @@ top_item_cmp(const void *a_, const void *b_)
 
 /* Add weight w (relative to base) to a value, growing the list as needed. */
 static void
-top_put(TopState *s, const char *val, int32 len, double w)
+top_put(TopState *s, const char *val, int32 len, uint32 hash, double w)
 {
-	int i = top_find(s, val, len);
+	int i = top_find(s, val, len, hash);
 
 	if (i >= 0)
 	{
@@ -94,6 +106,7 @@ top_put(TopState *s, const char *val, int32 len, double w)
 		s->items = repalloc(s->items, sizeof(TopItem) * s->cap);
 	}
 	s->items[s->count].w = w;
+	s->items[s->count].hash = hash;
 	s->items[s->count].val = pz_value_copy(val, len);
 	s->items[s->count].len = len;
 	s->count++;
@@ -113,6 +126,7 @@ top_add(TopState *s, const char *val, int32 len, TimestampTz ts, double weight)
 {
 	double e;
 	double w;
+	uint32 h;
 	int i;
 
 	if (ts > s->latest)
@@ -125,7 +139,8 @@ top_add(TopState *s, const char *val, int32 len, TimestampTz ts, double weight)
 	}
 	w = weight * exp2(e);
 
-	i = top_find(s, val, len);
+	h = top_hash(val, len);
+	i = top_find(s, val, len, h);
 	if (i >= 0)
 	{
 		s->items[i].w = pz_check_finite(s->items[i].w + w, "top_state");
@@ -150,7 +165,7 @@ top_add(TopState *s, const char *val, int32 len, TimestampTz ts, double weight)
 		pfree(s->items[min].val);
 		s->items[min] = s->items[--s->count];
 	}
-	top_put(s, val, len, w);
+	top_put(s, val, len, h, w);
 }
 
 static void
@@ -179,7 +194,7 @@ top_merge(PzState *dst_, const PzState *src_)
 	top_rebase(dst, dst->latest);
 	f = exp2(((double) src->base - (double) dst->base) / (double) dst->half_life);
 	for (i = 0; i < src->count; i++)
-		top_put(dst, src->items[i].val, src->items[i].len, src->items[i].w * f);
+		top_put(dst, src->items[i].val, src->items[i].len, src->items[i].hash, src->items[i].w * f);
 	top_trim(dst);
 }
 
@@ -268,7 +283,7 @@ top_read(PzReader *r)
 
 		if (w < 0)
 			pz_corrupt(r->type_name, "A weight is negative.");
-		top_put(s, val, len, w);
+		top_put(s, val, len, top_hash(val, len), w);
 		pfree(val);
 	}
 	top_normalize(s);
@@ -349,7 +364,7 @@ top_from_json(JsonbContainer *obj)
 		w = pz_json_float8_value(&e, "item weight", tn);
 		if (w < 0)
 			pz_bad_text(tn, "A weight is negative.", NULL);
-		top_put(s, val, len, w);
+		top_put(s, val, len, top_hash(val, len), w);
 	}
 	top_normalize(s);
 	return (PzState *) s;

@@ -23,7 +23,8 @@
 
 typedef struct TopItem
 {
-	double w; /* relative to base */
+	double w;    /* relative to base */
+	uint32 hash; /* of the value: finding a value compares hashes first */
 	int32 len;
 	char *val;
 } TopItem;
