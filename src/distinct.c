@@ -317,7 +317,7 @@ distinct_estimate(DistinctState *s)
 	return (0.5 / M_LN2) * m * m / z;
 }
 
-/* ---- flat form: p, then a sparse list or the dense registers ---- */
+/* ---- flat form: p, then the non-zero registers in index order, or all of them ---- */
 
 static void
 distinct_write(PzState *s_, StringInfo buf)
@@ -504,6 +504,7 @@ distinct_agg_trans(PG_FUNCTION_ARGS)
 	char buf[PZ_INT8_BUFLEN];
 	const char *val;
 	int32 len;
+	MemoryContext old;
 
 	if (PG_NARGS() > 2)
 		p = pz_arg_int(fcinfo, 2, DISTINCT_MIN_P, DISTINCT_MAX_P, "precision", "distinct_agg");
@@ -518,20 +519,12 @@ distinct_agg_trans(PG_FUNCTION_ARGS)
 			PG_RETURN_NULL();
 		PG_RETURN_POINTER(s);
 	}
+	/* the state and its register table live in the aggregate's context */
+	old = MemoryContextSwitchTo(aggcontext);
 	if (s == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(aggcontext);
-
 		s = distinct_new(p);
-		MemoryContextSwitchTo(old);
-	}
-	/* the sparse list may grow: it lives in the aggregate's context */
-	{
-		MemoryContext old = MemoryContextSwitchTo(aggcontext);
-
-		distinct_add_hash(s, distinct_hash(val, len));
-		MemoryContextSwitchTo(old);
-	}
+	distinct_add_hash(s, distinct_hash(val, len));
+	MemoryContextSwitchTo(old);
 	PG_RETURN_POINTER(s);
 }
 

@@ -1,8 +1,9 @@
 /*
  * distinct.h
  *	  distinct count: a HyperLogLog sketch with 2^p one-byte registers
- *	  (p = 4..16, default 12), held sparse (a sorted list of the non-zero
- *	  registers) while that is smaller than the dense array.  Merge takes the
+ *	  (p = 4..16, default 12), held sparse (only the non-zero registers: a
+ *	  hash set in memory, a sorted list when stored) while that is smaller
+ *	  than the dense array.  Merge takes the
  *	  register-wise maximum, so it is exactly associative and commutative.
  *	  The estimate is Ertl's improved estimator ("New cardinality estimation
  *	  algorithms for HyperLogLog sketches", 2017), which needs no empirical

@@ -80,17 +80,6 @@ pz_read_u8(PzReader *r)
 	return (uint8) *r->cur++;
 }
 
-int32
-pz_read_i32(PzReader *r)
-{
-	uint32 v;
-
-	pz_need(r, 4);
-	memcpy(&v, r->cur, 4);
-	r->cur += 4;
-	return (int32) pg_ntoh32(v);
-}
-
 int64
 pz_read_i64(PzReader *r)
 {
@@ -187,16 +176,6 @@ pz_read_time_after(PzReader *r, TimestampTz base, uint64 max_distance, const cha
 	return (TimestampTz) ((uint64) base + d);
 }
 
-TimestampTz
-pz_read_time_before(PzReader *r, TimestampTz base, const char *what)
-{
-	uint64 d = pz_read_varint(r);
-
-	if (d > pz_time_distance(base, MIN_TIMESTAMP))
-		pz_corrupt(r->type_name, psprintf("%s is out of range.", what));
-	return (TimestampTz) ((uint64) base - d);
-}
-
 int64
 pz_add_count(int64 a, int64 b, const char *type_name)
 {
@@ -213,10 +192,10 @@ double
 pz_check_finite(double v, const char *type_name)
 {
 	if (unlikely(isnan(v) || isinf(v)))
-		ereport(ERROR, (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-						errmsg("a sum or weight in %s is out of the range of double precision",
-							   type_name),
-						errhint("Use smaller values or weights.")));
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("a sum or weight in %s is out of the range of double precision", type_name),
+				 errhint("Use smaller values or weights.")));
 	return v;
 }
 
@@ -228,14 +207,6 @@ void
 pz_write_u8(StringInfo buf, uint8 v)
 {
 	appendStringInfoCharMacro(buf, (char) v);
-}
-
-void
-pz_write_i32(StringInfo buf, int32 v)
-{
-	uint32 n = pg_hton32((uint32) v);
-
-	appendBinaryStringInfo(buf, (char *) &n, 4);
 }
 
 void
@@ -474,15 +445,6 @@ pz_arg_value(FunctionCallInfo fcinfo, int argno, char *buf, const char **data, i
 		}
 	}
 	return true;
-}
-
-void
-pz_check_finite_time(TimestampTz ts, const char *type_name)
-{
-	if (TIMESTAMP_NOT_FINITE(ts))
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						errmsg("event time for %s must be finite", type_name),
-						errhint("Filter out rows whose time is infinity or -infinity.")));
 }
 
 bool

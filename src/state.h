@@ -132,7 +132,6 @@ typedef struct PzReader
 extern void pz_reader_init(PzReader *r, const char *data, int len, const char *type_name);
 extern pg_attribute_noreturn() void pz_corrupt(const char *type_name, const char *detail);
 extern uint8 pz_read_u8(PzReader *r);
-extern int32 pz_read_i32(PzReader *r);
 extern uint64 pz_read_varint(PzReader *r);
 /* a varint that must be <= max */
 extern int64 pz_read_varint_max(PzReader *r, int64 max, const char *what);
@@ -146,13 +145,10 @@ extern TimestampTz pz_read_time(PzReader *r);
 /* a time written as its (varint) distance after base, at most max_distance */
 extern TimestampTz pz_read_time_after(PzReader *r, TimestampTz base, uint64 max_distance,
 									  const char *what);
-/* a time written as its (varint) distance before base */
-extern TimestampTz pz_read_time_before(PzReader *r, TimestampTz base, const char *what);
 
 /* ---- writing the flat form ---- */
 
 extern void pz_write_u8(StringInfo buf, uint8 v);
-extern void pz_write_i32(StringInfo buf, int32 v);
 extern void pz_write_varint(StringInfo buf, uint64 v);
 extern void pz_write_i64(StringInfo buf, int64 v);
 extern void pz_write_f64(StringInfo buf, double v);
@@ -223,8 +219,6 @@ extern bool pz_arg_time(FunctionCallInfo fcinfo, int argno, TimestampTz *ts);
 
 /* an interval as microseconds (months as 30 days); must be > 0 */
 extern int64 pz_interval_usecs(const Interval *iv, const char *what);
-
-extern void pz_check_finite_time(TimestampTz ts, const char *type_name);
 
 /* an integer parameter of an aggregate: not NULL, within [min, max] */
 extern int32 pz_arg_int(FunctionCallInfo fcinfo, int argno, int32 min, int32 max, const char *what,
