@@ -27,7 +27,7 @@ $node->restart;
 is($node->safe_psql('postgres', 'SELECT 1'), '1', 'server is back after restart');
 is($node->safe_psql('postgres',
 		"SELECT extversion FROM pg_extension WHERE extname = 'personalize'"),
-	'0.1.0', 'extension still there after restart');
+	'0.2.0', 'extension still there after restart');
 
 $node->stop;
 done_testing();
