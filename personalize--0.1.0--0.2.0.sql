@@ -20,6 +20,30 @@
 -- one text and returns text, or NULL when the input is not a usable value.
 -- ===========================================================================
 
+-- Each depends only on its arguments (and the email ones on the database's
+-- default collation, as lower() does), so all are IMMUTABLE and may back
+-- expression indexes.  docs/normalizers.md says what each accepts.
+CREATE FUNCTION normalize_trim(value text) RETURNS text
+    AS 'MODULE_PATHNAME', 'pz_normalize_trim' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION normalize_trim(text) IS
+    'personalize normalizer: the value without leading and trailing whitespace (Unicode spaces, NBSP, zero-width space and BOM included in UTF8 databases); NULL if nothing is left';
+CREATE FUNCTION normalize_email(value text) RETURNS text
+    AS 'MODULE_PATHNAME', 'pz_normalize_email' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION normalize_email(text) IS
+    'personalize normalizer: the email address trimmed and lowercased as lower() does; NULL if it is not an address';
+CREATE FUNCTION normalize_email_canonical(value text) RETURNS text
+    AS 'MODULE_PATHNAME', 'pz_normalize_email_canonical' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION normalize_email_canonical(text) IS
+    'personalize normalizer: normalize_email without the +tag of the local part, and for gmail.com and googlemail.com without dots, as ...@gmail.com; NULL if it is not an address';
+CREATE FUNCTION normalize_phone(value text) RETURNS text
+    AS 'MODULE_PATHNAME', 'pz_normalize_phone' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION normalize_phone(text) IS
+    'personalize normalizer: the phone number written with + or 00 in E.164 form (+<8 to 15 digits>); NULL for numbers without a country code and for anything else';
+CREATE FUNCTION normalize_phone(value text, country_code text) RETURNS text
+    AS 'MODULE_PATHNAME', 'pz_normalize_phone_national' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION normalize_phone(text, text) IS
+    'personalize normalizer: the phone number in E.164 form, reading a number without + or 00 as a national number of the country with that calling code; NULL if it is not a number';
+
 -- (end of normalizers)
 
 
