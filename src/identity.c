@@ -39,9 +39,11 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/dependency.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "common/hashfn.h"
 #include "executor/executor.h"
@@ -334,10 +336,8 @@ typedef enum Stmt
 	ST_LOOKUP,
 	ST_PROFILE_KEY,
 	ST_COUNT_NS,
-	ST_MOVE_IDENTITIES,
 	ST_MERGE_PROFILES,
 	ST_REKEY_PROFILE,
-	ST_LOG,
 	ST_REFUSE,
 	ST_COUNT
 } Stmt;
@@ -361,10 +361,6 @@ static const struct
 					 "namespace_id = $2",
 					 2,
 					 {INT8OID, INT4OID}},
-	[ST_MOVE_IDENTITIES] = {"UPDATE personalize.identities SET profile_id = $2 WHERE profile_id = "
-							"$1 RETURNING namespace_id, value",
-							2,
-							{INT8OID, INT8OID}},
 	[ST_MERGE_PROFILES] = {"WITH gone AS (DELETE FROM personalize.profiles WHERE id = $1 "
 						   "RETURNING states, first_seen, last_seen, rebuild_pending) "
 						   "UPDATE personalize.profiles p SET states = p.states || gone.states, "
@@ -378,10 +374,6 @@ static const struct
 						  "key_value = $4, updated_at = now() WHERE id = $1",
 						  4,
 						  {INT8OID, INT8OID, INT4OID, TEXTOID}},
-	[ST_LOG] = {"INSERT INTO personalize.merge_log (action, from_profile, into_profile, "
-				"namespace_a, value_a, namespace_b, value_b) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-				7,
-				{TEXTOID, INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}},
 	[ST_REFUSE] = {"INSERT INTO personalize.refused_links AS r (rule, rule_namespace, namespace_a, "
 				   "value_a, namespace_b, value_b, profile_a, profile_b) "
 				   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
@@ -448,8 +440,12 @@ struct IdentityStore
 	Relation identities;
 	Relation identities_pk;
 	CatalogIndexState identities_ind;
+	Relation identities_by_profile; /* (profile_id, namespace_id), among identities_ind */
 	Relation profiles;
 	Relation profiles_pk;
+	Relation merge_log; /* opened on first use */
+	CatalogIndexState merge_log_ind;
+	Oid merge_log_seq;
 	CatalogIndexState profiles_ind;
 	Datum empty_states;          /* the profiles.states default */
 	AttrNumber profiles_attr[8]; /* see profile_columns */
@@ -503,6 +499,18 @@ store_open(bool writing)
 		TupleDesc td;
 
 		store.identities_ind = CatalogOpenIndexes(store.identities);
+		store.identities_by_profile = NULL;
+		for (int i = 0; i < store.identities_ind->ri_NumIndices; i++)
+		{
+			Relation idx = store.identities_ind->ri_IndexRelationDescs[i];
+
+			if (idx->rd_index->indkey.values[0] == 1) /* profile_id */
+				store.identities_by_profile = idx;
+		}
+		if (store.identities_by_profile == NULL)
+			elog(ERROR, "personalize.identities has no index on profile_id: is the extension up to "
+						"date?");
+		store.merge_log = NULL;
 		store.profiles = table_open(store_relid("profiles"), mode);
 		store.profiles_pk = index_open(RelationGetPrimaryKeyIndex(store.profiles), mode);
 		store.profiles_ind = CatalogOpenIndexes(store.profiles);
@@ -542,6 +550,11 @@ store_close(void)
 		return;
 	if (store.writing)
 	{
+		if (store.merge_log != NULL)
+		{
+			CatalogCloseIndexes(store.merge_log_ind);
+			table_close(store.merge_log, NoLock);
+		}
 		CatalogCloseIndexes(store.identities_ind);
 		CatalogCloseIndexes(store.profiles_ind);
 		index_close(store.profiles_pk, NoLock);
@@ -639,6 +652,103 @@ store_insert_profile(int64 profile_id, const PzIdentifier *key)
 	}
 	tup = heap_form_tuple(RelationGetDescr(store.profiles), row, rownulls);
 	CatalogTupleInsertWithInfo(store.profiles, tup, store.profiles_ind);
+	heap_freetuple(tup);
+}
+
+/*
+ * Point every identifier of profile from at profile into; the cache
+ * follows.  The statement trigger does not see this, so the change is
+ * counted here for the other backends' caches.
+ */
+static void
+store_move_identities(int64 from, int64 into)
+{
+	ScanKeyData key[1];
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(store.identities, NULL);
+	List *tids = NIL;
+	ListCell *lc;
+
+	/* rows this same command inserted can only be updated by a later command */
+	CommandCounterIncrement();
+
+	/* collect first: the updates add entries to the index being scanned */
+	ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(from));
+	scan = index_beginscan(store.identities, store.identities_by_profile, SnapshotSelf, 1, 0);
+	index_rescan(scan, key, 1, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		ItemPointer tid = palloc(sizeof(ItemPointerData));
+
+		ItemPointerCopy(&slot->tts_tid, tid);
+		tids = lappend(tids, tid);
+	}
+	index_endscan(scan);
+
+	foreach (lc, tids)
+	{
+		ItemPointer tid = lfirst(lc);
+		Datum values[4];
+		bool nulls[4];
+		HeapTuple newtup;
+		text *value;
+
+		if (!table_tuple_fetch_row_version(store.identities, tid, SnapshotSelf, slot))
+			elog(ERROR, "personalize: an identity row of profile %lld vanished", (long long) from);
+		slot_getallattrs(slot);
+		memcpy(values, slot->tts_values, sizeof(values));
+		memcpy(nulls, slot->tts_isnull, sizeof(nulls));
+		values[0] = Int64GetDatum(into);
+		newtup = heap_form_tuple(RelationGetDescr(store.identities), values, nulls);
+		CatalogTupleUpdateWithInfo(store.identities, tid, newtup, store.identities_ind);
+		value = DatumGetTextPP(values[2]);
+		if (cache != NULL)
+		{
+			char *v = text_to_cstring(value);
+
+			cache_put_raw(DatumGetInt32(values[1]), v, strlen(v), into);
+			pfree(v);
+		}
+		heap_freetuple(newtup);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	list_free_deep(tids);
+	changes_pending = true;
+}
+
+static void
+store_log(const char *action, int64 from, int64 into, const PzIdentifier *a, const PzIdentifier *b)
+{
+	Datum values[9];
+	bool nulls[9] = {false};
+	HeapTuple tup;
+
+	if (store.merge_log == NULL)
+	{
+		store.merge_log = table_open(store_relid("merge_log"), RowExclusiveLock);
+		store_check_acl(store.merge_log, ACL_INSERT);
+		if (RelationGetDescr(store.merge_log)->natts != 9)
+			elog(ERROR, "personalize.merge_log does not have the columns this library writes: is "
+						"the extension up to date?");
+		store.merge_log_ind = CatalogOpenIndexes(store.merge_log);
+		store.merge_log_seq = getIdentitySequence(RelationGetRelid(store.merge_log), 1, false);
+	}
+	values[0] = Int64GetDatum(nextval_internal(store.merge_log_seq, true));
+	values[1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[2] = CStringGetTextDatum(action);
+	values[3] = Int64GetDatum(from);
+	values[4] = Int64GetDatum(into);
+	values[5] = CStringGetTextDatum(a->ns->name);
+	values[6] = PointerGetDatum(cstring_to_text_with_len(a->value, a->len));
+	if (b != NULL)
+	{
+		values[7] = CStringGetTextDatum(b->ns->name);
+		values[8] = PointerGetDatum(cstring_to_text_with_len(b->value, b->len));
+	}
+	else
+		nulls[7] = nulls[8] = true;
+	tup = heap_form_tuple(RelationGetDescr(store.merge_log), values, nulls);
+	CatalogTupleInsertWithInfo(store.merge_log, tup, store.merge_log_ind);
 	heap_freetuple(tup);
 }
 
@@ -846,44 +956,13 @@ profile_create(const PzIdentifier *id)
 static void
 identities_move(int64 from, int64 into)
 {
-	Datum values[2] = {Int64GetDatum(from), Int64GetDatum(into)};
-	uint64 n;
-
-	in_core = true;
-	n = stmt_run(ST_MOVE_IDENTITIES, values, NULL, SPI_OK_UPDATE_RETURNING);
-	in_core = false;
-	for (uint64 i = 0; i < n; i++)
-	{
-		bool isnull;
-		HeapTuple tup = SPI_tuptable->vals[i];
-		int32 ns = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
-		char *value = TextDatumGetCString(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
-
-		if (cache != NULL)
-			cache_put_raw(ns, value, strlen(value), into);
-		pfree(value);
-	}
+	store_move_identities(from, into);
 }
 
 static void
 log_change(const char *action, int64 from, int64 into, const PzIdentifier *a, const PzIdentifier *b)
 {
-	Datum values[7];
-	char nulls[7] = "       ";
-
-	values[0] = CStringGetTextDatum(action);
-	values[1] = Int64GetDatum(from);
-	values[2] = Int64GetDatum(into);
-	values[3] = CStringGetTextDatum(a->ns->name);
-	values[4] = PointerGetDatum(cstring_to_text_with_len(a->value, a->len));
-	if (b != NULL)
-	{
-		values[5] = CStringGetTextDatum(b->ns->name);
-		values[6] = PointerGetDatum(cstring_to_text_with_len(b->value, b->len));
-	}
-	else
-		nulls[5] = nulls[6] = 'n';
-	stmt_run(ST_LOG, values, nulls, SPI_OK_INSERT);
+	store_log(action, from, into, a, b);
 }
 
 static void
