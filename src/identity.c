@@ -363,7 +363,8 @@ static const struct
 					 {INT8OID, INT4OID}},
 	[ST_MERGE_PROFILES] = {"WITH gone AS (DELETE FROM personalize.profiles WHERE id = $1 "
 						   "RETURNING states, first_seen, last_seen, rebuild_pending) "
-						   "UPDATE personalize.profiles p SET states = p.states || gone.states, "
+						   "UPDATE personalize.profiles p SET states = "
+						   "personalize.profile_merge(p.states, gone.states), "
 						   "first_seen = least(p.first_seen, gone.first_seen), "
 						   "last_seen = greatest(p.last_seen, gone.last_seen), "
 						   "rebuild_pending = p.rebuild_pending OR gone.rebuild_pending, "
