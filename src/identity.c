@@ -135,6 +135,7 @@ static bool callbacks_registered = false;
 
 typedef struct IdentityStore IdentityStore;
 static void store_forget_open(void);
+static LocalTransactionId locked_lxid;
 
 static uint32
 cache_hash(const void *key, Size keysize)
@@ -201,6 +202,8 @@ identity_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		cache_reset();
 		in_core = false;
 		store_forget_open();
+		/* a lock taken inside the aborted subtransaction is gone: take it again */
+		locked_lxid = InvalidLocalTransactionId;
 	}
 }
 
@@ -848,10 +851,11 @@ identifier_arg(FunctionCallInfo fcinfo, int argno, PzIdentifier *id, bool *block
 /* ---- the graph ---- */
 
 /* Writers serialize on one advisory lock per database, once per transaction. */
+static LocalTransactionId locked_lxid = InvalidLocalTransactionId;
+
 static void
 identity_lock(void)
 {
-	static LocalTransactionId locked_lxid = InvalidLocalTransactionId;
 	LOCKTAG tag;
 
 	if (locked_lxid == MyProc->lxid)
@@ -1077,8 +1081,8 @@ pz_identity_attribute(PzIdentifier *ids, int n, bool *linked)
 	int m = 0;
 
 	Assert(n >= 1);
-	cache_check();
 	identity_lock();
+	cache_check(); /* after the lock: a writer we waited for may have changed the graph */
 	store_open(true);
 
 	/* best first, duplicates out */
@@ -1209,8 +1213,8 @@ pz_link(PG_FUNCTION_ARGS)
 		PzIdentifier *a = identifier_rank_cmp(&ids[0], &ids[1]) <= 0 ? &ids[0] : &ids[1];
 		PzIdentifier *b = a == &ids[0] ? &ids[1] : &ids[0];
 
-		cache_check();
 		identity_lock();
+		cache_check();
 		store_open(true);
 		refuse("blocked", blocked_a ? ids[0].ns : ids[1].ns, a, b, pz_identity_lookup(a),
 			   pz_identity_lookup(b));
@@ -1327,8 +1331,8 @@ pz_split(PG_FUNCTION_ARGS)
 
 	identifier_arg(fcinfo, 0, &id, &blocked, "split");
 	SPI_connect();
-	cache_check();
 	identity_lock();
+	cache_check(); /* after the lock: a writer we waited for may have changed the graph */
 	store_open(true);
 	p = pz_identity_lookup(&id);
 	if (p == 0)
@@ -1464,8 +1468,8 @@ pz_forget(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	identifier_arg(fcinfo, 0, &id, &blocked, "forget");
 	SPI_connect();
-	cache_check();
 	identity_lock();
+	cache_check(); /* after the lock: a writer we waited for may have changed the graph */
 	store_open(true);
 	p = pz_identity_lookup(&id);
 	store_close();
