@@ -673,6 +673,8 @@ store_move_identities(int64 from, int64 into)
 	List *tids = NIL;
 	ListCell *lc;
 
+	store_check_acl(store.identities, ACL_UPDATE);
+
 	/* rows this same command inserted can only be updated by a later command */
 	CommandCounterIncrement();
 
