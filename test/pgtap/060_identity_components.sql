@@ -14,9 +14,16 @@
 --      user's own DML made in the same session.
 -- Everything runs in one transaction (READ COMMITTED, as the identity
 -- writers need) and is rolled back, roles included.
+--
+-- Known bugs are TODO tests (failing until fixed): forget erases another
+-- profile's merge log when a split-off identifier's id comes back; the
+-- roles lack USAGE on schema personalize; SELECT privilege alone lets
+-- identify() and link() write; forget leaves its identifiers in its own
+-- backend's identity cache.  A crash (split of an uncached key identifier)
+-- is a SKIP, as running it would take the test server down.
 BEGIN;
 SET LOCAL search_path = personalize, public;
-SELECT plan(40 + 20 + 20 + 13 + 18 + 11);
+SELECT plan(40 + 20 + 20 + 13 + 18 + 18);
 
 CREATE SCHEMA idtap;
 -- an empty graph to start from (the rollback brings back whatever was there)
@@ -486,6 +493,43 @@ SELECT is(resolve('f_dev', 'd1'), NULL, 'after the user''s DELETE: unknown');
 SELECT identify('f_dev', 'd2') AS d2 \gset
 TRUNCATE identities;
 SELECT is(resolve('f_dev', 'd2'), NULL, 'after the user''s TRUNCATE: unknown');
+-- Random links and splits with caches of many sizes (the cache keeps two
+-- generations of half the size each): after every step, resolve() agrees
+-- with personalize.identities for every identifier.
+CREATE FUNCTION idtap.cache_run(size int, seed int) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+  r record;
+  bad bigint := 0;
+  n bigint;
+BEGIN
+  PERFORM set_config('personalize.identity_cache_size', size::text, true);
+  PERFORM set_config('client_min_messages', 'warning', true);   -- splits of lone identifiers
+  PERFORM idtap.clear_graph();
+  PERFORM idtap.fill_links(seed, ARRAY['f_cust', 'f_dev'], 12, 80);
+  FOR r IN SELECT * FROM idtap.links ORDER BY ord LOOP
+    PERFORM link(r.ns_a, r.va, r.ns_b, r.vb);
+    -- (not a profile's key: see the todo_skip below)
+    IF r.ord % 7 = 0 AND NOT EXISTS (SELECT FROM profiles p JOIN namespaces ns ON ns.id = p.key_namespace_id
+                                     WHERE ns.name = r.ns_b AND p.key_value = r.vb) THEN
+      PERFORM split(r.ns_b, r.vb);
+    END IF;
+    SELECT count(*) INTO n FROM identities i JOIN namespaces ns ON ns.id = i.namespace_id
+    WHERE resolve(ns.name, i.value) IS DISTINCT FROM i.profile_id;
+    bad := bad + n;
+  END LOOP;
+  PERFORM set_config('client_min_messages', 'notice', true);
+  RETURN bad;
+END $$;
+SELECT is(idtap.cache_run(size, i::int), 0::bigint,
+          format('identity cache of %s entries: resolve() always agrees with the table', size))
+FROM unnest(ARRAY[1, 2, 3, 5, 8, 100000]) WITH ORDINALITY AS x(size, i);
+RESET personalize.identity_cache_size;
+-- pz_split reads the profile's identifiers with SPI, then calls profile_key(),
+-- which on a cache miss runs its own SPI query and replaces SPI_tuptable: the
+-- search for the best remaining identifier then sees only the key itself and
+-- dereferences a NULL namespace.  Not run here: it takes the server down.
+SELECT skip('BUG: split of a key identifier whose key is not in the backend''s cache crashes the backend', 1);
+
 SELECT idtap.clear_graph() \g /dev/null
 SELECT identify('{"f_dev": "d3", "f_cust": "c3"}') AS c3 \gset
 SELECT resolve('f_dev', 'd3') \g /dev/null
