@@ -65,7 +65,7 @@ CREATE FUNCTION profile_out(profile) RETURNS cstring
 CREATE FUNCTION profile_recv(internal, oid, integer) RETURNS profile
     AS 'MODULE_PATHNAME', 'pz_profile_recv' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION profile_send(profile) RETURNS bytea
-    AS 'MODULE_PATHNAME', 'pz_profile_send' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pz_state_send' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE TYPE profile (
     INPUT = profile_in, OUTPUT = profile_out, RECEIVE = profile_recv, SEND = profile_send,
     INTERNALLENGTH = VARIABLE, ALIGNMENT = int4, STORAGE = extended

@@ -936,6 +936,18 @@ identity_lock(void)
 	locked_lxid = MyProc->lxid;
 }
 
+/*
+ * Start changing the graph: take its lock, then check the cache (a writer
+ * we waited for may have changed the graph), then open the tables.
+ */
+static void
+graph_write_begin(void)
+{
+	identity_lock();
+	cache_check();
+	store_open(true);
+}
+
 int64
 pz_identity_lookup(const PzIdentifier *id)
 {
@@ -1138,9 +1150,7 @@ pz_identity_attribute(PzIdentifier *ids, int n, bool *linked)
 	int m = 0;
 
 	Assert(n >= 1);
-	identity_lock();
-	cache_check(); /* after the lock: a writer we waited for may have changed the graph */
-	store_open(true);
+	graph_write_begin();
 
 	/* best first, duplicates out */
 	qsort(ids, n, sizeof(PzIdentifier), identifier_qsort_cmp);
@@ -1270,9 +1280,7 @@ pz_link(PG_FUNCTION_ARGS)
 		PzIdentifier *a = identifier_rank_cmp(&ids[0], &ids[1]) <= 0 ? &ids[0] : &ids[1];
 		PzIdentifier *b = a == &ids[0] ? &ids[1] : &ids[0];
 
-		identity_lock();
-		cache_check();
-		store_open(true);
+		graph_write_begin();
 		refuse("blocked", blocked_a ? ids[0].ns : ids[1].ns, a, b, pz_identity_lookup(a),
 			   pz_identity_lookup(b));
 		store_close();
@@ -1388,9 +1396,7 @@ pz_split(PG_FUNCTION_ARGS)
 
 	identifier_arg(fcinfo, 0, &id, &blocked, "split");
 	SPI_connect();
-	identity_lock();
-	cache_check(); /* after the lock: a writer we waited for may have changed the graph */
-	store_open(true);
+	graph_write_begin();
 	p = pz_identity_lookup(&id);
 	if (p == 0)
 		ereport(ERROR,
@@ -1525,9 +1531,7 @@ pz_forget(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	identifier_arg(fcinfo, 0, &id, &blocked, "forget");
 	SPI_connect();
-	identity_lock();
-	cache_check(); /* after the lock: a writer we waited for may have changed the graph */
-	store_open(true);
+	graph_write_begin();
 	p = pz_identity_lookup(&id);
 	store_close();
 

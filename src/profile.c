@@ -718,18 +718,6 @@ pz_profile_recv(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(profile_flatten(p));
 }
 
-PG_FUNCTION_INFO_V1(pz_profile_send);
-Datum
-pz_profile_send(PG_FUNCTION_ARGS)
-{
-	struct varlena *flat = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(0));
-	StringInfoData buf;
-
-	pq_begintypsend(&buf);
-	pq_sendbytes(&buf, VARDATA_ANY(flat), VARSIZE_ANY_EXHDR(flat));
-	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
-}
-
 /* profile_merge(a, b), a || b: NULL is the empty profile. */
 PG_FUNCTION_INFO_V1(pz_profile_merge);
 Datum
