@@ -338,7 +338,7 @@ CREATE FUNCTION identifiers(profile_id bigint)
         SELECT n.name, i.value, i.first_seen
           FROM personalize.identities i JOIN personalize.namespaces n ON n.id = i.namespace_id
          WHERE i.profile_id = identifiers.profile_id
-         ORDER BY n.priority DESC, n.name, i.value;
+         ORDER BY n.priority DESC, n.name, i.value COLLATE "C";
     END;
 COMMENT ON FUNCTION identifiers(bigint) IS
     'The identifiers of a profile, best first.';
@@ -367,7 +367,10 @@ COMMENT ON FUNCTION connected_components(text) IS
 -- Privileges
 -- ===========================================================================
 
--- The identity graph holds personal data: nobody reads it by default.
+-- The types, aggregates and functions are for everyone (CREATE EXTENSION
+-- makes the schema, which PUBLIC cannot otherwise use); the identity graph
+-- holds personal data: nobody reads it without a grant.
+GRANT USAGE ON SCHEMA personalize TO PUBLIC;
 REVOKE ALL ON namespaces, identities, profiles, merge_log, refused_links FROM PUBLIC;
 GRANT SELECT ON namespaces, identities, profiles, merge_log, refused_links TO personalize_reader;
 GRANT SELECT, INSERT, UPDATE, DELETE ON namespaces, identities, profiles, merge_log, refused_links

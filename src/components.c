@@ -76,15 +76,24 @@ edge_end(UnionFind *uf, EdgeColumn *col, Datum d, bool isnull)
 	return node;
 }
 
-/* one plain SELECT (data-modifying CTEs are caught by the read-only cursor) */
+/* one SELECT, without data-modifying CTEs */
 static bool
 edge_query_is_select(SPIPlanPtr plan)
 {
 	List *sources = SPI_plan_get_plan_sources(plan);
 
+	CachedPlanSource *ps;
+	ListCell *lc;
+
 	if (list_length(sources) != 1)
 		return false;
-	return ((CachedPlanSource *) linitial(sources))->commandTag == CMDTAG_SELECT;
+	ps = linitial(sources);
+	if (ps->commandTag != CMDTAG_SELECT)
+		return false;
+	foreach (lc, ps->query_list)
+		if (((Query *) lfirst(lc))->hasModifyingCTE)
+			return false;
+	return true;
 }
 
 static int

@@ -542,11 +542,14 @@ store_relid(const char *name)
 	return relid;
 }
 
+/* every privilege in mode (pg_class_aclcheck alone accepts any one of them) */
 static void
 store_check_acl(Relation rel, AclMode mode)
 {
-	if (pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), mode) != ACLCHECK_OK)
-		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, RelationGetRelationName(rel));
+	for (AclMode bit = 1; bit != 0 && bit <= mode; bit <<= 1)
+		if ((mode & bit) &&
+			pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), bit) != ACLCHECK_OK)
+			aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, RelationGetRelationName(rel));
 }
 
 /* open for reading (resolve) or writing (the caller holds the graph's lock) */
@@ -1404,6 +1407,8 @@ pz_split(PG_FUNCTION_ARGS)
 				 errmsg("split: %s \"%s\" is not in the identity graph", id.ns->name, id.value),
 				 errhint("personalize.resolve() tells whether an identifier is known.")));
 
+	/* the key first: on a cache miss it runs a query, replacing SPI_tuptable */
+	profile_key(p, &key);
 	values[0] = Int64GetDatum(p);
 	ret = SPI_execute_with_args("SELECT namespace_id, value FROM personalize.identities "
 								"WHERE profile_id = $1",
@@ -1419,15 +1424,15 @@ pz_split(PG_FUNCTION_ARGS)
 		PG_RETURN_INT64(p);
 	}
 
-	profile_key(p, &key);
 	if (identifier_eq(&id, &key))
 	{
 		/* the best of the others becomes the key of what remains */
 		SPITupleTable *tt = SPI_tuptable;
+		uint64 nrows = SPI_processed;
 		PzIdentifier best = {0};
 		int64 rest;
 
-		for (uint64 i = 0; i < SPI_processed; i++)
+		for (uint64 i = 0; i < nrows; i++)
 		{
 			bool isnull;
 			PzIdentifier other;
@@ -1483,6 +1488,35 @@ pz_split(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(np);
 }
 
+/*
+ * forget's merge-log rows: those of each id the profile had, over the
+ * stretch of the log in which the id was this person's, and those that
+ * name one of its identifiers.  An id comes back when a split gives the
+ * identifier it hashes from a profile of its own again, so one life of an
+ * id runs from the last split into it to the merge or re-key that ended it.
+ */
+static const char *const forget_merge_log_sql =
+	"WITH RECURSIVE chain(id, after, until) AS ("
+	"  SELECT $1::bigint,"
+	"         coalesce((SELECT max(s.id) FROM personalize.merge_log s"
+	"                    WHERE s.action = 'split' AND s.into_profile = $1), 0),"
+	"         9223372036854775807::bigint"
+	"  UNION"
+	"  SELECT m.from_profile,"
+	"         coalesce((SELECT max(s.id) FROM personalize.merge_log s"
+	"                    WHERE s.action = 'split' AND s.into_profile = m.from_profile"
+	"                      AND s.id < m.id), 0),"
+	"         m.id"
+	"  FROM personalize.merge_log m JOIN chain c"
+	"    ON m.into_profile = c.id AND m.action <> 'split'"
+	"   AND m.id >= c.after AND m.id < c.until),"
+	" ids(ns, value) AS (SELECT * FROM unnest($2::text[], $3::text[]))"
+	"DELETE FROM personalize.merge_log m"
+	" WHERE EXISTS (SELECT FROM chain c WHERE (m.from_profile = c.id OR m.into_profile = c.id)"
+	"                 AND m.id >= c.after AND m.id <= c.until)"
+	"    OR (m.namespace_a, m.value_a) IN (SELECT ns, value FROM ids)"
+	"    OR (m.namespace_b, m.value_b) IN (SELECT ns, value FROM ids)";
+
 /* forget: one result row */
 static void
 forget_row(ReturnSetInfo *rsinfo, const char *relation, uint64 removed)
@@ -1498,9 +1532,8 @@ forget_exec(const char *sql, int nargs, Oid *types, Datum *values)
 {
 	int ret;
 
-	in_core = true;
+	/* not in_core: the cache cannot follow deletes, so the trigger empties it */
 	ret = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
-	in_core = false;
 	if (ret < 0)
 		elog(ERROR, "forget: \"%s\" failed: %s", sql, SPI_result_code_string(ret));
 	return SPI_processed;
@@ -1578,18 +1611,7 @@ pz_forget(PG_FUNCTION_ARGS)
 	forget_row(rsinfo, "personalize.profiles",
 			   forget_exec("DELETE FROM personalize.profiles WHERE id = $1", 1, types3, args));
 	/* every id the profile had: it and, back through merges and re-keys, its predecessors */
-	forget_row(rsinfo, "personalize.merge_log",
-			   forget_exec("WITH RECURSIVE chain(id) AS ("
-						   "  SELECT $1 UNION"
-						   "  SELECT m.from_profile FROM personalize.merge_log m JOIN chain c"
-						   "    ON m.into_profile = c.id AND m.action <> 'split'),"
-						   " ids(ns, value) AS (SELECT * FROM unnest($2::text[], $3::text[]))"
-						   "DELETE FROM personalize.merge_log m"
-						   " WHERE m.from_profile IN (SELECT id FROM chain) OR m.into_profile IN "
-						   "(SELECT id FROM chain)"
-						   "    OR (m.namespace_a, m.value_a) IN (SELECT ns, value FROM ids)"
-						   "    OR (m.namespace_b, m.value_b) IN (SELECT ns, value FROM ids)",
-						   3, types3, args));
+	forget_row(rsinfo, "personalize.merge_log", forget_exec(forget_merge_log_sql, 3, types3, args));
 	forget_row(rsinfo, "personalize.refused_links",
 			   forget_exec("WITH ids(ns, value) AS (SELECT * FROM unnest($2::text[], $3::text[]))"
 						   "DELETE FROM personalize.refused_links r"

@@ -29,9 +29,10 @@ typedef struct PzNamespace
 {
 	int32 id;
 	char *name;
-	int32 priority;        /* higher wins */
-	int32 max_per_profile; /* 0: no limit */
-	Oid normalizer;        /* InvalidOid: none */
+	int32 priority;          /* higher wins */
+	int32 max_per_profile;   /* 0: no limit */
+	Oid normalizer;          /* InvalidOid: none */
+	bool normalizer_missing; /* the function was dropped: ERROR when used */
 	FmgrInfo normalizer_fn;
 	int nblocked;
 	char **blocked; /* normalized, sorted by bytes */

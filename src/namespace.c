@@ -92,15 +92,16 @@ ns_load(void)
 		ns->priority = DatumGetInt32(SPI_getbinval(tup, td, 3, &isnull));
 		ns->max_per_profile = DatumGetInt32(SPI_getbinval(tup, td, 4, &isnull));
 		ns->normalizer = DatumGetObjectId(SPI_getbinval(tup, td, 5, &isnull));
+		/*
+		 * A dropped normalizer breaks its own namespace only, and only when
+		 * a value is normalized: the others, and drop_namespace, still work.
+		 */
 		if (OidIsValid(ns->normalizer))
 		{
-			if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(ns->normalizer)))
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_FUNCTION),
-						 errmsg("the normalizer of namespace \"%s\" (function %u) no longer exists",
-								ns->name, ns->normalizer),
-						 errhint("Recreate the function, or drop and recreate the namespace.")));
-			fmgr_info_cxt(ns->normalizer, &ns->normalizer_fn, ns_cxt);
+			if (SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(ns->normalizer)))
+				fmgr_info_cxt(ns->normalizer, &ns->normalizer_fn, ns_cxt);
+			else
+				ns->normalizer_missing = true;
 		}
 		if (ns->max_per_profile > 0)
 			ns_limited++;
@@ -185,6 +186,13 @@ pz_namespace_normalize(const PzNamespace *ns, const char *value, int32 len, int3
 		*outlen = len;
 		return pnstrdup(value, len);
 	}
+
+	if (ns->normalizer_missing)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("the normalizer of namespace \"%s\" no longer exists", ns->name),
+				 errhint("Recreate the function and the namespace, or drop the namespace once its "
+						 "identifiers are forgotten.")));
 
 	/* the collation lets normalizers written in SQL call lower() */
 	InitFunctionCallInfoData(*fcinfo, unconstify(FmgrInfo *, &ns->normalizer_fn), 1,
