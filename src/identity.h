@@ -75,14 +75,16 @@ extern int pz_components_memory_limit;
 extern void pz_identity_shmem_request(void);
 extern void pz_identity_shmem_startup(void);
 
-/* the profile id of an identifier, 0 if it is not in the graph */
+/* the profile id of an identifier, 0 if it is not in the graph (caller connected to SPI) */
 extern int64 pz_identity_lookup(const PzIdentifier *id);
 
 /*
  * The identifiers of one event, already normalized and not blocked: link
  * them under the merge rules and return the profile the event is attributed
  * to, that of its best identifier (created if new).  *linked tells whether
- * all of them ended in that profile.
+ * all of them ended in that profile.  ids is sorted best first on return.
+ * The caller is connected to SPI, in a READ COMMITTED transaction; the
+ * graph's lock is taken here and held to the end of the transaction.
  */
 extern int64 pz_identity_attribute(PzIdentifier *ids, int n, bool *linked);
 
