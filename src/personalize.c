@@ -10,9 +10,14 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
 #include "utils/guc.h"
 
+#include "identity.h"
 #include "state.h"
 
 PG_MODULE_MAGIC;
@@ -21,6 +26,25 @@ PG_MODULE_MAGIC;
 int pz_max_value_bytes = 2048;
 
 void _PG_init(void);
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+pz_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	pz_identity_shmem_request();
+}
+
+static void
+pz_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	pz_identity_shmem_startup();
+}
 
 void
 _PG_init(void)
@@ -32,5 +56,30 @@ _PG_init(void)
 		"Longer values are refused with an error; text and binary input of stored states are not "
 		"limited, so dumps always restore.",
 		&pz_max_value_bytes, 2048, 16, 1024 * 1024, PGC_USERSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomIntVariable(
+		"personalize.identity_cache_size", "Identifiers each backend keeps in its identity cache.",
+		"The cache maps identifiers to profile ids in front of personalize.identities; when it is "
+		"full it starts over.  0 turns it off.  It needs shared_preload_libraries, which lets "
+		"backends learn of merges, splits and forgets made by others.",
+		&pz_identity_cache_size, 100000, 0, 100000000, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable(
+		"personalize.components_memory_limit",
+		"The most memory connected_components may use for its graph.",
+		"About 40 bytes per identifier plus the identifiers' text.  The output is not counted: "
+		"it spills to disk like any function result.",
+		&pz_components_memory_limit, 1024 * 1024, 1024, MAX_KILOBYTES, PGC_USERSET, GUC_UNIT_KB,
+		NULL, NULL, NULL);
 	MarkGUCPrefixReserved("personalize");
+
+	/*
+	 * Shared memory only when preloaded: caches then learn of changes made
+	 * by other backends; otherwise they stay off.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+	{
+		prev_shmem_request_hook = shmem_request_hook;
+		shmem_request_hook = pz_shmem_request;
+		prev_shmem_startup_hook = shmem_startup_hook;
+		shmem_startup_hook = pz_shmem_startup;
+	}
 }

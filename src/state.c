@@ -317,7 +317,7 @@ pz_state_flatten(PzState *s)
  * Read a state from the bytes after the varlena header.  expect == 0 accepts
  * any kind (aggregate deserialization); otherwise the kind must match.
  */
-static PzState *
+PzState *
 pz_state_read_bytes(const char *data, int len, PzKind expect)
 {
 	const char *type_name = expect ? pz_kind_ops(expect)->type_name : "trait state";

@@ -190,6 +190,8 @@ extern const PzKindOps *pz_kind_ops(PzKind kind);
 /* flat <-> in-memory */
 extern struct varlena *pz_state_flatten(PzState *s);
 extern PzState *pz_state_unflatten(struct varlena *flat, PzKind expect);
+/* the same from a state's flat bytes without varlena header (version, kind, body) */
+extern PzState *pz_state_read_bytes(const char *data, int len, PzKind expect);
 extern PzState *pz_state_from_datum(Datum d, PzKind expect);
 /* a deep copy, allocated in target */
 extern PzState *pz_state_copy(const PzState *s, MemoryContext target);

@@ -1,4 +1,4 @@
--- Fuzzing of every trait state's text input and binary receive.
+-- Fuzzing of every trait state's and the profile's text input and binary receive.
 --
 -- Valid values of each type are mutated at random (characters or bytes
 -- deleted, inserted, replaced, numbers made huge or negative, truncated,
@@ -21,7 +21,15 @@ UNION ALL SELECT 'distinct_state', distinct_agg(x, 5)::text FROM generate_series
 UNION ALL SELECT 'distinct_state', distinct_agg(x, 4)::text FROM generate_series(1, 600) x
 UNION ALL SELECT 'first_state', first_agg('tier-' || x, '2026-01-01'::timestamptz + x * interval '1 d')::text FROM generate_series(1, 3) x
 UNION ALL SELECT 'last_state', last_agg('tier-' || x, '2026-01-01'::timestamptz + x * interval '1 d')::text FROM generate_series(1, 3) x
-UNION ALL SELECT 'session_state', session_agg('2026-01-01'::timestamptz + x * interval '20 min', 'c' || x % 2, 'i' || x)::text FROM generate_series(1, 12) x;
+UNION ALL SELECT 'session_state', session_agg('2026-01-01'::timestamptz + x * interval '20 min', 'c' || x % 2, 'i' || x)::text FROM generate_series(1, 12) x
+UNION ALL SELECT 'profile', profile_set(profile_set(profile_set(profile_set('{}',
+    2, recent_agg('sku-' || x, '2026-01-01'::timestamptz + x * interval '1 min', 3)),
+    7, last_agg('tier-' || x, '2026-01-01'::timestamptz + x * interval '1 d')),
+    300, distinct_agg(x, 4)),
+    2147483647, windowed_agg('2026-01-01'::timestamptz + x * interval '5 h', x))::text FROM generate_series(1, 9) x
+UNION ALL SELECT 'profile', profile_set(profile_set('{}',
+    1, top_agg('c' || x % 3, '2026-01-01'::timestamptz + x * interval '1 h', 5, '1 day', x)),
+    5, session_agg('2026-01-01'::timestamptz + x * interval '20 min', 'c' || x % 2, 'i' || x))::text FROM generate_series(1, 5) x;
 
 CREATE FUNCTION pg_temp.fuzz_text(s text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
@@ -93,6 +101,7 @@ BEGIN
     WHEN 'distinct_state' THEN format('SELECT distinct_count(%L)', v)
     WHEN 'first_state' THEN format('SELECT event_value(%L::first_state), event_time(%L::first_state)', v, v)
     WHEN 'last_state' THEN format('SELECT event_value(%L::last_state), event_time(%L::last_state)', v, v)
+    WHEN 'profile' THEN format('SELECT profile_traits(%L), profile_remove(%L, 2)', v, v)
     ELSE format('SELECT session_info(%L), session_dominant_category(%L)', v, v) END;
 END $$;
 

@@ -1,4 +1,4 @@
-# Fuzz every trait state's text input and binary receive (test/fuzz/
+# Fuzz every trait state's and the profile's text input and binary receive (test/fuzz/
 # state_input_fuzz.sql): mutated values must be refused with an ERROR or be
 # accepted and round-trip; the server must never crash.
 use strict;
@@ -24,10 +24,10 @@ unlike($err, qr/FUZZ FAILURE/, 'every accepted value round-trips');
 my %seen;
 for my $line (split /\n/, $out)
 {
-	next unless $line =~ /^(\w+_state) (text|binary) (\d+) (\d+)$/;
+	next unless $line =~ /^(\w+_state|profile) (text|binary) (\d+) (\d+)$/;
 	$seen{"$1 $2"} = [ $3, $4 ];
 }
-for my $type (qw(recent_state top_state windowed_state distinct_state first_state last_state session_state))
+for my $type (qw(recent_state top_state windowed_state distinct_state first_state last_state session_state profile))
 {
 	for my $path (qw(text binary))
 	{

@@ -1,6 +1,7 @@
-# pg_dump / pg_restore round trip: a table holding every trait state is
-# dumped (custom and plain format) and restored into a fresh cluster; the
-# restored values are equal, and merge with and read like the originals.
+# pg_dump / pg_restore round trip: a table holding every trait state, and a
+# profile holding them all, is dumped (custom and plain format) and restored
+# into a fresh cluster; the restored values are equal, and merge with and
+# read like the originals.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -20,6 +21,9 @@ $src->safe_psql('postgres', q{
 CREATE EXTENSION personalize;
 SET search_path = personalize, public;
 CREATE TABLE public.profiles_sample AS
+SELECT *, profile_set(profile_set(profile_set(profile_set(profile_set(profile_set(profile_set(profile_set('{}',
+           1, recent), 2, top), 3, windowed), 4, dist), 40, dist_dense), 5, first), 6, last), 2147483647, sess) AS prof
+FROM (
 SELECT g AS shopper,
        recent_agg('sku-' || x, '2026-01-01'::timestamptz + x * interval '37 min', 10) AS recent,
        top_agg('cat-' || x % 5, '2026-01-01'::timestamptz + x * interval '37 min', 10, '7 days') AS top,
@@ -30,11 +34,11 @@ SELECT g AS shopper,
        last_agg(x, '2026-01-01'::timestamptz + x * interval '37 min') AS last,
        session_agg('2026-01-01'::timestamptz + x * interval '7 min', 'cat-' || x % 3, 'sku-' || x) AS sess
 FROM generate_series(1, 20) g, generate_series(1, 50 * g) x
-GROUP BY g;
+GROUP BY g) q;
 });
 
 my $digest = q{SELECT md5(string_agg(concat_ws('|', shopper, recent, top, windowed, dist, dist_dense,
-                                               first, last, sess), E'\n' ORDER BY shopper))
+                                               first, last, sess, prof), E'\n' ORDER BY shopper))
                FROM public.profiles_sample};
 my $expected = $src->safe_psql('postgres', $digest);
 is($src->safe_psql('postgres', 'SELECT count(*) FROM public.profiles_sample'), '20', 'source has 20 rows');
@@ -61,7 +65,9 @@ for my $format ('custom', 'plain')
 	is($dst->safe_psql($db, q{
 		SET search_path = personalize, public;
 		SELECT bool_and(recent || recent = recent AND windowed_total_count(windowed) > 0
-		                AND distinct_count(dist) > 0 AND event_value(first) <> '')
+		                AND distinct_count(dist) > 0 AND event_value(first) <> ''
+		                AND prof || prof <> prof AND profile_get(prof, 1, NULL::recent_state) = recent
+		                AND profile_get(prof, 2147483647, NULL::session_state) = sess)
 		FROM public.profiles_sample}), 't', "$format: restored states merge and read");
 }
 

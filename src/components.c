@@ -1,0 +1,201 @@
+/*
+ * components.c
+ *	  connected_components(edges text): batch identity resolution of
+ *	  historical data in one pass.
+ *
+ * The edge query runs through a read-only SPI cursor, a batch of rows at a
+ * time; every end is interned into an in-memory union-find (unionfind.c)
+ * and the two ends are joined.  Then each component is named by its
+ * smallest identifier in byte order, which depends only on the partition,
+ * not on the order of the edges, and one row per identifier goes out
+ * through a tuplestore (so the output may exceed memory; the graph may not,
+ * and is bounded by personalize.components_memory_limit).
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/plancache.h"
+
+#include "identity.h"
+#include "unionfind.h"
+
+#define COMPONENTS_FETCH 10000
+
+/* personalize.components_memory_limit, in kB */
+int pz_components_memory_limit = 1024 * 1024;
+
+/* How one column of the edge query becomes text. */
+typedef struct EdgeColumn
+{
+	bool is_text; /* text or varchar: bytes as they are */
+	FmgrInfo out; /* otherwise, the type's output function */
+} EdgeColumn;
+
+static void
+edge_column_init(EdgeColumn *col, Oid typid)
+{
+	Oid outfn;
+	bool varlena;
+
+	col->is_text = (typid == TEXTOID || typid == VARCHAROID);
+	if (!col->is_text)
+	{
+		getTypeOutputInfo(typid, &outfn, &varlena);
+		fmgr_info(outfn, &col->out);
+	}
+}
+
+/* the node of one end, or -1 for NULL */
+static int32
+edge_end(UnionFind *uf, EdgeColumn *col, Datum d, bool isnull)
+{
+	int32 node;
+
+	if (isnull)
+		return -1;
+	if (col->is_text)
+	{
+		text *t = (text *) PG_DETOAST_DATUM_PACKED(d);
+
+		node = uf_node(uf, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+		if ((Pointer) t != DatumGetPointer(d))
+			pfree(t);
+	}
+	else
+	{
+		char *s = OutputFunctionCall(&col->out, d);
+
+		node = uf_node(uf, s, strlen(s));
+		pfree(s);
+	}
+	return node;
+}
+
+/* one plain SELECT (data-modifying CTEs are caught by the read-only cursor) */
+static bool
+edge_query_is_select(SPIPlanPtr plan)
+{
+	List *sources = SPI_plan_get_plan_sources(plan);
+
+	if (list_length(sources) != 1)
+		return false;
+	return ((CachedPlanSource *) linitial(sources))->commandTag == CMDTAG_SELECT;
+}
+
+static int
+key_cmp(UnionFind *uf, int32 a, int32 b)
+{
+	int32 alen, blen;
+	const char *ka = uf_key(uf, a, &alen);
+	const char *kb = uf_key(uf, b, &blen);
+	int c = memcmp(ka, kb, Min(alen, blen));
+
+	return c != 0 ? c : (alen > blen) - (alen < blen);
+}
+
+PG_FUNCTION_INFO_V1(pz_connected_components);
+Datum
+pz_connected_components(PG_FUNCTION_ARGS)
+{
+	char *query = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	UnionFind *uf;
+	SPIPlanPtr plan;
+	Portal portal;
+	EdgeColumn cols[2];
+	int32 *smallest;
+	int32 n;
+
+	InitMaterializedSRF(fcinfo, 0);
+	/* before SPI_connect, so the graph outlives SPI's memory */
+	uf = uf_create((Size) pz_components_memory_limit * 1024, "personalize.components_memory_limit");
+
+	SPI_connect();
+	plan = SPI_prepare(query, 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for the edge query: %s",
+			 SPI_result_code_string(SPI_result));
+	if (!SPI_is_cursor_plan(plan) || !edge_query_is_select(plan))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("the edge query of connected_components must be one SELECT"),
+						errhint("Pass a query such as 'SELECT a, b FROM links'.")));
+	/* read-only: the edge query cannot change data behind the caller's back */
+	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+
+	for (bool first = true;; first = false)
+	{
+		SPITupleTable *tt;
+
+		SPI_cursor_fetch(portal, true, COMPONENTS_FETCH);
+		tt = SPI_tuptable;
+		if (first)
+		{
+			TupleDesc td = tt->tupdesc;
+
+			if (td->natts != 2)
+				ereport(
+					ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("the edge query of connected_components returns %d columns, not 2",
+							td->natts),
+					 errhint("Return the two ends of each edge, e.g. 'SELECT a, b FROM links'.")));
+			edge_column_init(&cols[0], TupleDescAttr(td, 0)->atttypid);
+			edge_column_init(&cols[1], TupleDescAttr(td, 1)->atttypid);
+		}
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple tup = tt->vals[i];
+			bool null_a, null_b;
+			Datum a = heap_getattr(tup, 1, tt->tupdesc, &null_a);
+			Datum b = heap_getattr(tup, 2, tt->tupdesc, &null_b);
+			int32 na = edge_end(uf, &cols[0], a, null_a);
+			int32 nb = edge_end(uf, &cols[1], b, null_b);
+
+			if (na >= 0 && nb >= 0)
+				uf_union(uf, na, nb);
+		}
+		if (SPI_processed == 0)
+			break;
+		SPI_freetuptable(tt);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+	SPI_finish();
+
+	/* name each component by its smallest identifier */
+	n = uf_count(uf);
+	smallest = palloc_extended(Max(n, 1) * sizeof(int32), MCXT_ALLOC_HUGE);
+	for (int32 i = 0; i < n; i++)
+		smallest[i] = -1;
+	for (int32 i = 0; i < n; i++)
+	{
+		int32 r = uf_find(uf, i);
+
+		if (smallest[r] < 0 || key_cmp(uf, i, smallest[r]) < 0)
+			smallest[r] = i;
+	}
+	for (int32 i = 0; i < n; i++)
+	{
+		int32 len, clen;
+		const char *key = uf_key(uf, i, &len);
+		const char *ckey = uf_key(uf, smallest[uf_find(uf, i)], &clen);
+		Datum values[2];
+		bool nulls[2] = {false, false};
+
+		values[0] = PointerGetDatum(cstring_to_text_with_len(key, len));
+		values[1] = PointerGetDatum(cstring_to_text_with_len(ckey, clen));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		pfree(DatumGetPointer(values[0]));
+		pfree(DatumGetPointer(values[1]));
+		if ((i & 0xffff) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	pfree(smallest);
+	uf_destroy(uf);
+	return (Datum) 0;
+}

@@ -1,0 +1,88 @@
+/*
+ * identity.h
+ *	  Identity resolution: namespaces (namespace.c) and the identity graph
+ *	  (identity.c).
+ *
+ * An identifier is a (namespace, value) pair; the value is stored as the
+ * namespace's normalizer returns it.  The graph is kept flat in
+ * personalize.identities: every identifier points straight at its profile,
+ * which is union-find with every path fully compressed, so a look-up is one
+ * index probe (or a hit in the backend's identity cache).  A profile is
+ * keyed by its best identifier (namespace priority, then namespace name,
+ * then value bytes) and its id is a hash of that identifier, so the same
+ * links in any order give the same partition and the same ids.
+ *
+ * The functions here are plain C over SPI so that the SQL functions and the
+ * streaming worker share them.  Writers of the graph serialize on one
+ * advisory lock per database (pz_identity_lock), taken once per transaction.
+ */
+#ifndef PERSONALIZE_IDENTITY_H
+#define PERSONALIZE_IDENTITY_H
+
+#include "postgres.h"
+
+#include "fmgr.h"
+
+/* ---- namespaces (namespace.c) ---- */
+
+typedef struct PzNamespace
+{
+	int32 id;
+	char *name;
+	int32 priority;        /* higher wins */
+	int32 max_per_profile; /* 0: no limit */
+	Oid normalizer;        /* InvalidOid: none */
+	FmgrInfo normalizer_fn;
+	int nblocked;
+	char **blocked; /* normalized, sorted by bytes */
+	int32 *blocked_len;
+} PzNamespace;
+
+/* every namespace, loaded at most once per transaction (and after changes) */
+extern const PzNamespace *pz_namespace_by_name(const char *name);
+extern const PzNamespace *pz_namespace_by_id(int32 id);
+/* number of namespaces with a limit, for skipping the limit checks */
+extern int pz_namespace_limited_count(void);
+/* walk them: 0 <= i < pz_namespace_count() */
+extern int pz_namespace_count(void);
+extern const PzNamespace *pz_namespace_at(int i);
+extern void pz_namespace_invalidate(void);
+
+/*
+ * The value as the namespace stores it, palloc'd, or NULL when the
+ * normalizer finds nothing usable (empty, not an address, ...).
+ */
+extern char *pz_namespace_normalize(const PzNamespace *ns, const char *value, int32 len,
+									int32 *outlen);
+extern bool pz_namespace_is_blocked(const PzNamespace *ns, const char *value, int32 len);
+
+/* ---- the identity graph (identity.c) ---- */
+
+typedef struct PzIdentifier
+{
+	const PzNamespace *ns;
+	char *value; /* normalized, NUL-terminated */
+	int32 len;
+} PzIdentifier;
+
+/* personalize.identity_cache_size: entries kept per backend (0: no cache) */
+extern int pz_identity_cache_size;
+/* personalize.components_memory_limit, kB (components.c) */
+extern int pz_components_memory_limit;
+
+/* shared memory: the graph's change counter that invalidates caches */
+extern void pz_identity_shmem_request(void);
+extern void pz_identity_shmem_startup(void);
+
+/* the profile id of an identifier, 0 if it is not in the graph */
+extern int64 pz_identity_lookup(const PzIdentifier *id);
+
+/*
+ * The identifiers of one event, already normalized and not blocked: link
+ * them under the merge rules and return the profile the event is attributed
+ * to, that of its best identifier (created if new).  *linked tells whether
+ * all of them ended in that profile.
+ */
+extern int64 pz_identity_attribute(PzIdentifier *ids, int n, bool *linked);
+
+#endif /* PERSONALIZE_IDENTITY_H */
