@@ -60,6 +60,34 @@ SELECT 'web_events' AS source, count(*) FROM web_events UNION ALL SELECT 'orders
 UNION ALL SELECT 'email_events', count(*) FROM email_events UNION ALL SELECT 'loyalty_events', count(*) FROM loyalty_events
 UNION ALL SELECT 'support_tickets', count(*) FROM support_tickets;
 
+\echo '== Identity resolution: the five systems'' identifiers stitched into shoppers =='
+\o /dev/null
+SELECT create_namespace('customer_id',  priority => 100, max_per_profile => 1);
+SELECT create_namespace('loyalty_no',   priority => 90,  max_per_profile => 1);
+SELECT create_namespace('email',        priority => 50,  max_per_profile => 3,
+                        normalizer => 'personalize.normalize_email(text)', blocked => '{test@example.com}');
+SELECT create_namespace('anonymous_id', priority => 10);
+\o
+SELECT name, priority, max_per_profile, normalizer, blocked FROM namespaces ORDER BY priority DESC;
+-- every event's identifiers, as the streaming worker will pass them; a store kiosk
+-- cookie is seen with both customers (two customer ids never merge)
+INSERT INTO web_events VALUES ('kiosk-3', 1001, 'view', 'wool-socks', 'socks', NULL, :now::timestamptz - interval '30 days'),
+                              ('kiosk-3', 1002, 'view', 'kids-bike', 'bikes', NULL, :now::timestamptz - interval '29 days');
+SELECT count(identify(jsonb_build_object('anonymous_id', anonymous_id, 'customer_id', customer_id))) AS web_events
+FROM (SELECT * FROM web_events ORDER BY ts) w;
+SELECT count(identify(jsonb_build_object('customer_id', customer_id, 'email', email))) AS orders FROM orders;
+SELECT count(identify(jsonb_build_object('loyalty_no', loyalty_no, 'customer_id', customer_id))) AS loyalty FROM loyalty_events;
+SELECT count(identify(jsonb_build_object('email', email))) AS email_and_support
+FROM (SELECT email FROM email_events UNION ALL SELECT email FROM support_tickets) e;
+SELECT p.key_value AS shopper, string_agg(i.namespace || ':' || i.value, ', ' ORDER BY i.namespace, i.value) AS identifiers
+FROM profiles p, identifiers(p.id) i GROUP BY 1 ORDER BY 1;
+\echo 'the refused link (kept for review) and the merge log:'
+SELECT rule, rule_namespace, namespace_a || ':' || value_a AS kept_with, namespace_b || ':' || value_b AS refused
+FROM refused_links;
+SELECT action, namespace_a || ':' || value_a AS linked, namespace_b || ':' || value_b AS "with"
+FROM merge_log ORDER BY id;
+SELECT resolve('anonymous_id', 'a-77') = resolve('email', ' ANN@example.com') AS "a-77 is Ann";
+
 \echo '== Session intent of an anonymous visitor, before login (scenario 4) =='
 SELECT anonymous_id, session_dominant_category(s) AS category, session_events(s) AS events,
        session_duration(s) AS dwell, session_last_item(s) AS last_item,
@@ -69,7 +97,7 @@ FROM (SELECT anonymous_id, session_agg(ts, category, sku) s,
       FROM web_events WHERE anonymous_id IS NOT NULL AND customer_id IS NULL GROUP BY 1) q;
 
 \echo '== Profiles: one row per customer, every trait a state =='
-CREATE TABLE profiles AS
+CREATE TABLE public.customer_states AS
 SELECT customer_id,
        recent_agg(sku, ts, 10) FILTER (WHERE kind IN ('view', 'cart')) AS recently_viewed,
        top_agg(category, ts, 20, '14 days') AS category_affinity,
@@ -78,10 +106,10 @@ SELECT customer_id,
 FROM web_events WHERE customer_id IS NOT NULL GROUP BY customer_id;
 SELECT customer_id, pg_column_size(recently_viewed) + pg_column_size(category_affinity)
        + pg_column_size(session) + pg_column_size(activity) AS bytes
-FROM profiles ORDER BY 1;
+FROM customer_states ORDER BY 1;
 
 \echo '== Login: the anonymous states merge into customer 1001 (||), no history lost =='
-UPDATE profiles p SET recently_viewed = p.recently_viewed || a.recent,
+UPDATE customer_states p SET recently_viewed = p.recently_viewed || a.recent,
                       category_affinity = p.category_affinity || a.affinity,
                       session = p.session || a.session,
                       activity = p.activity || a.activity
@@ -92,11 +120,11 @@ FROM (SELECT recent_agg(sku, ts, 10) FILTER (WHERE kind IN ('view', 'cart')) rec
 WHERE p.customer_id = 1001;
 SELECT customer_id, session_start(session) AS session_start, session_events(session) AS session_events,
        windowed_count(activity, '1 hour', :now) AS events_last_hour
-FROM profiles WHERE customer_id = 1001;
+FROM customer_states WHERE customer_id = 1001;
 
 \echo '== Scenario 1: on any page of the session, the model viewed most recently =='
 SELECT customer_id, (recent_values(recently_viewed))[1] AS show_model
-FROM profiles WHERE customer_id = 1001;
+FROM customer_states WHERE customer_id = 1001;
 
 \echo '== Scenario 2: browse-and-abandon: viewed or carted this session, not bought =='
 SELECT customer_id,
@@ -104,7 +132,7 @@ SELECT customer_id,
              WHERE r.ts >= session_start(session)
                AND r.value NOT IN (SELECT sku FROM orders o WHERE o.customer_id = p.customer_id)
              ORDER BY r.ts DESC) AS follow_up_email
-FROM profiles p WHERE customer_id = 1001;
+FROM customer_states p WHERE customer_id = 1001;
 
 \echo '== Scenario 3: negative support ticket in the last 24 hours: suppress promotions =='
 SELECT lower(email) AS email, event_value(last_agg(sentiment, ts)) AS sentiment,
@@ -125,4 +153,4 @@ FROM loyalty_events GROUP BY 1;
 \echo '== Scenario 7: category affinity, decayed: what they like now, not two years ago =='
 SELECT customer_id, top_values(category_affinity, 2) AS likes_now,
        (SELECT array_agg(round(w::numeric, 3)) FROM unnest((top_weights(category_affinity, :now))[1:2]) w) AS weights_now
-FROM profiles ORDER BY 1;
+FROM customer_states ORDER BY 1;

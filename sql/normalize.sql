@@ -11,7 +11,7 @@ CREATE FUNCTION pg_temp.shown(s text) RETURNS text LANGUAGE sql AS $$
                     '' ORDER BY i)
   FROM regexp_split_to_table(s, '') WITH ORDINALITY AS t(c, i) $$;
 
--- The five functions, as declared.
+-- The normalizers and normalize_identifier, as declared.
 SELECT p.oid::regprocedure AS function, p.provolatile AS vol, p.proisstrict AS strict,
        p.proparallel AS par, obj_description(p.oid, 'pg_proc') IS NOT NULL AS has_comment
 FROM pg_proc p

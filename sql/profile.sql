@@ -165,6 +165,7 @@ SELECT '{"0": {"last": {"value": "a", "time": "2026-01-01"}}}'::profile;
 SELECT '{"-1": {"last": {"value": "a", "time": "2026-01-01"}}}'::profile;
 SELECT '{"01": {"last": {"value": "a", "time": "2026-01-01"}}}'::profile;
 SELECT '{"2147483648": {"last": {"value": "a", "time": "2026-01-01"}}}'::profile;
+SELECT '{"99999999999999999999": {"last": {"value": "a", "time": "2026-01-01"}}}'::profile;
 SELECT '{"1": {"last": {"value": "a", "time": "2026-01-01"}}, "1": {"last": {"value": "b", "time": "2026-01-01"}}}'::profile;
 SELECT '{"1": {"lost": {"value": "a", "time": "2026-01-01"}}}'::profile;
 SELECT '{"1": {"last_state": {"value": "a", "time": "2026-01-01"}}}'::profile;

@@ -125,9 +125,20 @@ typedef struct KeyEntry
 	char *value;
 } KeyEntry;
 
-static HTAB *cache = NULL;
-static HTAB *key_cache = NULL;
-static MemoryContext cache_cxt = NULL;
+/*
+ * Two generations: entries go into the young one; when it holds half the
+ * budget it becomes the old one and the previous old one is dropped.  A hit
+ * in the old generation moves the entry back into the young one, so what is
+ * in use stays and what is not ages out, without tracking recency per entry.
+ */
+typedef struct CacheGen
+{
+	MemoryContext cxt;
+	HTAB *ids;  /* identifier -> profile id */
+	HTAB *keys; /* profile id -> key identifier */
+} CacheGen;
+
+static CacheGen young = {0}, old = {0};
 static uint64 cache_changes = 0;     /* the shared counter when the cache was last known good */
 static bool changes_pending = false; /* this transaction changed existing identities */
 static bool in_core = false;         /* our own statements are running: the cache follows them */
@@ -135,6 +146,7 @@ static bool callbacks_registered = false;
 
 typedef struct IdentityStore IdentityStore;
 static void store_forget_open(void);
+static LocalTransactionId locked_lxid;
 
 static uint32
 cache_hash(const void *key, Size keysize)
@@ -153,13 +165,18 @@ cache_match(const void *a, const void *b, Size keysize)
 }
 
 static void
+gen_drop(CacheGen *g)
+{
+	if (g->cxt != NULL)
+		MemoryContextDelete(g->cxt);
+	memset(g, 0, sizeof(CacheGen));
+}
+
+static void
 cache_reset(void)
 {
-	if (cache_cxt != NULL)
-		MemoryContextDelete(cache_cxt);
-	cache_cxt = NULL;
-	cache = NULL;
-	key_cache = NULL;
+	gen_drop(&young);
+	gen_drop(&old);
 }
 
 static void
@@ -201,6 +218,8 @@ identity_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		cache_reset();
 		in_core = false;
 		store_forget_open();
+		/* a lock taken inside the aborted subtransaction is gone: take it again */
+		locked_lxid = InvalidLocalTransactionId;
 	}
 }
 
@@ -238,35 +257,44 @@ cache_key(CacheKey *k, const PzIdentifier *id)
 	k->hash = hash_bytes((const unsigned char *) id->value, id->len) ^ (uint32) id->ns->id;
 }
 
-/* make room and create the cache if needed; false if there is no cache */
-static bool
-cache_ready(void)
+static void
+gen_create(CacheGen *g)
 {
 	HASHCTL ctl;
 
-	if (pz_shared == NULL || pz_identity_cache_size <= 0)
-		return false;
-	/* bounded: when full, start over rather than track recency */
-	if (cache != NULL && (hash_get_num_entries(cache) >= pz_identity_cache_size ||
-						  hash_get_num_entries(key_cache) >= pz_identity_cache_size))
-		cache_reset();
-	if (cache != NULL)
-		return true;
-
-	cache_cxt = AllocSetContextCreate(TopMemoryContext, "personalize identity cache",
-									  ALLOCSET_DEFAULT_SIZES);
+	g->cxt = AllocSetContextCreate(TopMemoryContext, "personalize identity cache",
+								   ALLOCSET_DEFAULT_SIZES);
 	ctl.keysize = sizeof(CacheKey);
 	ctl.entrysize = sizeof(CacheEntry);
 	ctl.hash = cache_hash;
 	ctl.match = cache_match;
-	ctl.hcxt = cache_cxt;
-	cache = hash_create("personalize identity cache", 1024, &ctl,
-						HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	ctl.hcxt = g->cxt;
+	g->ids = hash_create("personalize identity cache", 1024, &ctl,
+						 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 	ctl.keysize = sizeof(int64);
 	ctl.entrysize = sizeof(KeyEntry);
-	ctl.hcxt = cache_cxt;
-	key_cache =
+	ctl.hcxt = g->cxt;
+	g->keys =
 		hash_create("personalize profile keys", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/* make room and create the cache if needed; false if there is no cache */
+static bool
+cache_ready(void)
+{
+	long half = Max(pz_identity_cache_size / 2, 1);
+
+	if (pz_shared == NULL || pz_identity_cache_size <= 0)
+		return false;
+	if (young.cxt != NULL &&
+		(hash_get_num_entries(young.ids) >= half || hash_get_num_entries(young.keys) >= half))
+	{
+		gen_drop(&old);
+		old = young;
+		memset(&young, 0, sizeof(CacheGen));
+	}
+	if (young.cxt == NULL)
+		gen_create(&young);
 	return true;
 }
 
@@ -278,30 +306,67 @@ key_cache_put(int64 profile_id, const PzIdentifier *key)
 
 	if (!cache_ready())
 		return;
-	e = hash_search(key_cache, &profile_id, HASH_ENTER, &found);
+	e = hash_search(young.keys, &profile_id, HASH_ENTER, &found);
 	e->ns = key->ns->id;
 	e->len = key->len;
-	e->value = MemoryContextStrdup(cache_cxt, key->value);
+	e->value = MemoryContextStrdup(young.cxt, key->value);
 }
 
 static void
 key_cache_forget(int64 profile_id)
 {
-	if (key_cache != NULL)
-		hash_search(key_cache, &profile_id, HASH_REMOVE, NULL);
+	if (young.keys != NULL)
+		hash_search(young.keys, &profile_id, HASH_REMOVE, NULL);
+	if (old.keys != NULL)
+		hash_search(old.keys, &profile_id, HASH_REMOVE, NULL);
 }
+
+/* the cached key of a profile, copied into *key; false if not cached */
+static bool
+key_cache_get(int64 profile_id, PzIdentifier *key)
+{
+	KeyEntry *e = young.keys ? hash_search(young.keys, &profile_id, HASH_FIND, NULL) : NULL;
+	bool from_old = false;
+
+	if (e == NULL && old.keys != NULL)
+	{
+		e = hash_search(old.keys, &profile_id, HASH_FIND, NULL);
+		from_old = e != NULL;
+	}
+	if (e == NULL)
+		return false;
+	/* a copy: a later put may drop the generation it lives in */
+	key->ns = pz_namespace_by_id(e->ns);
+	key->value = pnstrdup(e->value, e->len);
+	key->len = e->len;
+	if (from_old)
+		key_cache_put(profile_id, key);
+	return true;
+}
+
+static void cache_put_raw(int32 ns, const char *value, int32 len, int64 profile_id);
 
 static int64
 cache_get(const PzIdentifier *id)
 {
 	CacheKey k;
 	CacheEntry *e;
+	int64 pid;
 
-	if (cache == NULL)
+	if (young.ids == NULL)
 		return 0;
 	cache_key(&k, id);
-	e = hash_search(cache, &k, HASH_FIND, NULL);
-	return e ? e->profile_id : 0;
+	e = hash_search(young.ids, &k, HASH_FIND, NULL);
+	if (e != NULL)
+		return e->profile_id;
+	if (old.ids == NULL)
+		return 0;
+	e = hash_search(old.ids, &k, HASH_FIND, NULL);
+	if (e == NULL)
+		return 0;
+	pid = e->profile_id;
+	cache_put_raw(id->ns->id, id->value, id->len, pid); /* still in use: keep it young */
+	return pid;
 }
 
 static void
@@ -317,9 +382,9 @@ cache_put_raw(int32 ns, const char *value, int32 len, int64 profile_id)
 	k.len = len;
 	k.value = value;
 	k.hash = hash_bytes((const unsigned char *) value, len) ^ (uint32) ns;
-	e = hash_search(cache, &k, HASH_ENTER, &found);
+	e = hash_search(young.ids, &k, HASH_ENTER, &found);
 	if (!found)
-		e->key.value = MemoryContextStrdup(cache_cxt, value); /* value is NUL-terminated */
+		e->key.value = MemoryContextStrdup(young.cxt, value); /* value is NUL-terminated */
 	e->profile_id = profile_id;
 }
 
@@ -670,6 +735,8 @@ store_move_identities(int64 from, int64 into)
 	List *tids = NIL;
 	ListCell *lc;
 
+	store_check_acl(store.identities, ACL_UPDATE);
+
 	/* rows this same command inserted can only be updated by a later command */
 	CommandCounterIncrement();
 
@@ -703,7 +770,6 @@ store_move_identities(int64 from, int64 into)
 		newtup = heap_form_tuple(RelationGetDescr(store.identities), values, nulls);
 		CatalogTupleUpdateWithInfo(store.identities, tid, newtup, store.identities_ind);
 		value = DatumGetTextPP(values[2]);
-		if (cache != NULL)
 		{
 			char *v = text_to_cstring(value);
 
@@ -848,10 +914,11 @@ identifier_arg(FunctionCallInfo fcinfo, int argno, PzIdentifier *id, bool *block
 /* ---- the graph ---- */
 
 /* Writers serialize on one advisory lock per database, once per transaction. */
+static LocalTransactionId locked_lxid = InvalidLocalTransactionId;
+
 static void
 identity_lock(void)
 {
-	static LocalTransactionId locked_lxid = InvalidLocalTransactionId;
 	LOCKTAG tag;
 
 	if (locked_lxid == MyProc->lxid)
@@ -906,15 +973,9 @@ profile_key(int64 profile_id, PzIdentifier *key)
 {
 	Datum values[1] = {Int64GetDatum(profile_id)};
 	bool isnull;
-	KeyEntry *e = key_cache ? hash_search(key_cache, &profile_id, HASH_FIND, NULL) : NULL;
 
-	if (e != NULL)
-	{
-		key->ns = pz_namespace_by_id(e->ns);
-		key->value = e->value;
-		key->len = e->len;
+	if (key_cache_get(profile_id, key))
 		return;
-	}
 	if (stmt_run(ST_PROFILE_KEY, values, NULL, SPI_OK_SELECT) != 1)
 		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
 						errmsg("profile %lld has identifiers but no row in personalize.profiles",
@@ -1077,8 +1138,8 @@ pz_identity_attribute(PzIdentifier *ids, int n, bool *linked)
 	int m = 0;
 
 	Assert(n >= 1);
-	cache_check();
 	identity_lock();
+	cache_check(); /* after the lock: a writer we waited for may have changed the graph */
 	store_open(true);
 
 	/* best first, duplicates out */
@@ -1209,8 +1270,8 @@ pz_link(PG_FUNCTION_ARGS)
 		PzIdentifier *a = identifier_rank_cmp(&ids[0], &ids[1]) <= 0 ? &ids[0] : &ids[1];
 		PzIdentifier *b = a == &ids[0] ? &ids[1] : &ids[0];
 
-		cache_check();
 		identity_lock();
+		cache_check();
 		store_open(true);
 		refuse("blocked", blocked_a ? ids[0].ns : ids[1].ns, a, b, pz_identity_lookup(a),
 			   pz_identity_lookup(b));
@@ -1327,8 +1388,8 @@ pz_split(PG_FUNCTION_ARGS)
 
 	identifier_arg(fcinfo, 0, &id, &blocked, "split");
 	SPI_connect();
-	cache_check();
 	identity_lock();
+	cache_check(); /* after the lock: a writer we waited for may have changed the graph */
 	store_open(true);
 	p = pz_identity_lookup(&id);
 	if (p == 0)
@@ -1464,8 +1525,8 @@ pz_forget(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	identifier_arg(fcinfo, 0, &id, &blocked, "forget");
 	SPI_connect();
-	cache_check();
 	identity_lock();
+	cache_check(); /* after the lock: a writer we waited for may have changed the graph */
 	store_open(true);
 	p = pz_identity_lookup(&id);
 	store_close();

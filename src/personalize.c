@@ -57,10 +57,12 @@ _PG_init(void)
 		"limited, so dumps always restore.",
 		&pz_max_value_bytes, 2048, 16, 1024 * 1024, PGC_USERSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
 	DefineCustomIntVariable(
-		"personalize.identity_cache_size", "Identifiers each backend keeps in its identity cache.",
-		"The cache maps identifiers to profile ids in front of personalize.identities; when it is "
-		"full it starts over.  0 turns it off.  It needs shared_preload_libraries, which lets "
-		"backends learn of merges, splits and forgets made by others.",
+		"personalize.identity_cache_size",
+		"Identifiers (and profile keys) each backend keeps in its identity cache.",
+		"The cache maps identifiers to profile ids in front of personalize.identities, in two "
+		"generations of half this size each: entries in use stay, others age out.  0 turns it "
+		"off.  It needs shared_preload_libraries, which lets backends learn of merges, splits "
+		"and forgets made by others.",
 		&pz_identity_cache_size, 100000, 0, 100000000, PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable(
 		"personalize.components_memory_limit",

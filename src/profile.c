@@ -41,6 +41,9 @@ static const char *const profile_kind_names[PZ_KIND_COUNT] = {
 	[PZ_KIND_SESSION] = "session",
 };
 
+static pg_attribute_noreturn() void profile_kind_mismatch(int32 trait, PzKind a, PzKind b);
+static pg_attribute_noreturn() void profile_bad_text(const char *detail);
+
 #define PROFILE_KIND_LIST "recent, top, windowed, distinct, first, last, session"
 #define PROFILE_TYPE_LIST                                                                          \
 	"recent_state, top_state, windowed_state, distinct_state, first_state, last_state, "           \
@@ -83,7 +86,8 @@ profile_read_state(int32 trait, const char *data, int len, PzKind expect)
 	return s;
 }
 
-static pg_attribute_noreturn() void profile_kind_mismatch(int32 trait, PzKind a, PzKind b)
+static void
+profile_kind_mismatch(int32 trait, PzKind a, PzKind b)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_DATATYPE_MISMATCH),
@@ -183,8 +187,9 @@ profile_entry_clear(ProfileEntry *e)
 
 /*
  * Fold what a state buffered (windowed events) into it, in the context the
- * state was allocated in, whatever context the caller is in: what settle
- * allocates must live as long as the state.
+ * state was allocated in (every kind allocates its state struct as one
+ * chunk), whatever context the caller is in: what settle allocates must
+ * live as long as the state.
  */
 static void
 profile_settle(PzState *s)
@@ -466,6 +471,18 @@ profile_merge(Profile *dst, Profile *src)
 		/* a state's merge may not read the state it folds into */
 		src = profile_from_flat(profile_flatten(src));
 	}
+	/* refuse a kind mismatch before anything is merged */
+	while (i < dst->n && j < src->n)
+	{
+		ProfileEntry *a = &dst->entries[i];
+		ProfileEntry *b = &src->entries[j];
+
+		if (a->trait == b->trait && a->kind != b->kind)
+			profile_kind_mismatch(a->trait, a->kind, b->kind);
+		i += a->trait <= b->trait;
+		j += b->trait <= a->trait;
+	}
+	i = j = 0;
 	/* one pass over both sorted entry arrays into a new array */
 	merged = MemoryContextAlloc(dst->mcxt, sizeof(ProfileEntry) * (dst->n + src->n));
 	while (i < dst->n || j < src->n)
@@ -494,7 +511,8 @@ profile_merge(Profile *dst, Profile *src)
  * text form: {"<trait id>": {"<kind>": <the state's text form>}, ...}
  * --------------------------------------------------------------------- */
 
-static pg_attribute_noreturn() void profile_bad_text(const char *detail)
+static void
+profile_bad_text(const char *detail)
 {
 	pz_bad_text(PROFILE_TYPE_NAME, detail,
 				"Write a profile as a JSON object from trait ids to states, each state an object "
@@ -509,16 +527,15 @@ profile_parse_trait(const char *key, int len)
 	int64 v = 0;
 	int i;
 
-	if (len < 1 || len > 10 || key[0] == '0')
-		profile_bad_text(psprintf("\"%.*s\" is not a trait id.", Min(len, 40), key));
 	for (i = 0; i < len; i++)
-	{
 		if (key[i] < '0' || key[i] > '9')
-			profile_bad_text(psprintf("\"%.*s\" is not a trait id.", Min(len, 40), key));
+			break;
+	if (len < 1 || i < len || key[0] == '0')
+		profile_bad_text(psprintf("\"%.*s\" is not a trait id.", Min(len, 40), key));
+	for (i = 0; i < len && v <= PG_INT32_MAX; i++)
 		v = v * 10 + (key[i] - '0');
-	}
 	if (v > PG_INT32_MAX)
-		profile_bad_text(psprintf("The trait id %.*s is out of range.", len, key));
+		profile_bad_text(psprintf("The trait id %.*s is out of range.", Min(len, 40), key));
 	return (int32) v;
 }
 

@@ -108,7 +108,9 @@ extern void profile_merge_state(Profile *dst, int32 trait, PzState *s);
  * held by src only are copied into dst's context.  src is not changed,
  * except that events its states buffered may be settled.  Associative and
  * commutative as far as the kinds' merges are; the empty profile is its
- * identity.  Returns dst.
+ * identity.  Returns dst.  A kind mismatch is found before anything is
+ * merged; after any other ERROR (a count overflowing) dst is partly merged
+ * and must be discarded.
  */
 extern Profile *profile_merge(Profile *dst, Profile *src);
 

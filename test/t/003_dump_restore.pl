@@ -37,6 +37,31 @@ FROM generate_series(1, 20) g, generate_series(1, 50 * g) x
 GROUP BY g) q;
 });
 
+# The identity graph and its configuration are extension configuration
+# tables: pg_dump dumps their rows (and the merge-log and refusal sequences).
+$src->safe_psql('postgres', q{
+SET search_path = personalize, public;
+SELECT create_namespace('customer_id', 100, 1);
+SELECT create_namespace('email', 50, 2, 'personalize.normalize_email(text)', '{test@example.com}');
+SELECT create_namespace('anonymous_id', 10);
+SELECT identify(jsonb_build_object('anonymous_id', 'a' || g, 'email', ' User' || g % 7 || '@Shop.example ',
+                                   'customer_id', CASE WHEN g % 3 = 0 THEN (g % 7)::text END))
+FROM generate_series(1, 60) g;
+SELECT link('email', 'test@example.com', 'customer_id', '3');
+UPDATE profiles SET states = profile_set(states, 1, (SELECT recent_agg('sku-' || x, '2026-01-01'::timestamptz + x * interval '1 h', 5)
+                                                     FROM generate_series(1, (id % 11)::int + 1) x));
+});
+my $identity_digest = q{SELECT md5(concat_ws(E'\n',
+	(SELECT string_agg(concat_ws('|', id, name, priority, max_per_profile, normalizer, blocked), ',' ORDER BY id) FROM personalize.namespaces),
+	(SELECT string_agg(concat_ws('|', profile_id, namespace_id, value, first_seen), ',' ORDER BY namespace_id, value) FROM personalize.identities),
+	(SELECT string_agg(concat_ws('|', id, key_namespace_id, key_value, states, first_seen, last_seen, updated_at, rebuild_pending), ',' ORDER BY id) FROM personalize.profiles),
+	(SELECT string_agg(concat_ws('|', id, logged_at, action, from_profile, into_profile, namespace_a, value_a, namespace_b, value_b), ',' ORDER BY id) FROM personalize.merge_log),
+	(SELECT string_agg(concat_ws('|', id, times, rule, rule_namespace, namespace_a, value_a, namespace_b, value_b, profile_a, profile_b), ',' ORDER BY id) FROM personalize.refused_links)))};
+my $identity_expected = $src->safe_psql('postgres', $identity_digest);
+ok($src->safe_psql('postgres', 'SELECT count(*) FROM personalize.merge_log') > 0
+	&& $src->safe_psql('postgres', 'SELECT count(*) FROM personalize.refused_links') > 0,
+	'source identity graph has merges and refusals');
+
 my $digest = q{SELECT md5(string_agg(concat_ws('|', shopper, recent, top, windowed, dist, dist_dense,
                                                first, last, sess, prof), E'\n' ORDER BY shopper))
                FROM public.profiles_sample};
@@ -69,6 +94,16 @@ for my $format ('custom', 'plain')
 		                AND prof || prof <> prof AND profile_get(prof, 1, NULL::recent_state) = recent
 		                AND profile_get(prof, 2147483647, NULL::session_state) = sess)
 		FROM public.profiles_sample}), 't', "$format: restored states merge and read");
+	is($dst->safe_psql($db, $identity_digest), $identity_expected,
+		"$format: namespaces, identities, profiles, merge log and refusals restored");
+	# the restored graph works: normalizer and sequences came along
+	$dst->safe_psql($db, q{SELECT personalize.identify('anonymous_id', 'x' || g) FROM generate_series(1, 2) g});
+	is($dst->safe_psql($db, q{
+		SELECT personalize.link('email', ' USER1@shop.example', 'anonymous_id', 'new-device')
+		   AND personalize.resolve('anonymous_id', 'new-device') = personalize.resolve('email', 'user1@shop.example')
+		   AND personalize.link('anonymous_id', 'x1', 'anonymous_id', 'x2')  -- a merge: a new merge-log id
+		   AND (SELECT count(*) = count(DISTINCT id) FROM personalize.merge_log)}),
+		't', "$format: the restored identity graph links and logs");
 }
 
 $src->stop;

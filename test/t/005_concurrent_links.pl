@@ -1,0 +1,97 @@
+# Two backends link identifiers at the same time, one transaction per link,
+# so their writes interleave and each one's identity cache is made stale by
+# the other's merges.  Afterwards the identity graph must be exactly the
+# connected components of all links, with every profile keyed by its best
+# identifier and no row orphaned.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use IPC::Run;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('concurrent');
+$node->init;
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'personalize'\n");
+$node->start;
+
+$node->safe_psql('postgres', q{
+CREATE EXTENSION personalize;
+SELECT personalize.create_namespace('device', 10);
+SELECT personalize.create_namespace('email', 50);
+SELECT setseed(0.42);
+-- 3000 links among ~2400 identifiers: many merges of existing profiles
+CREATE TABLE links AS
+SELECT g AS id,
+       CASE WHEN random() < 0.5 THEN 'device' ELSE 'email' END AS ns_a, 'v' || (random() * 1200)::int AS a,
+       CASE WHEN random() < 0.5 THEN 'device' ELSE 'email' END AS ns_b, 'v' || (random() * 1200)::int AS b
+FROM generate_series(1, 3000) g;
+});
+
+# each writer: its half of the links, one committed transaction per link
+my @writers;
+for my $half (0, 1)
+{
+	my $sql = qq{
+DO \$\$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT * FROM links WHERE id % 2 = $half ORDER BY id LOOP
+    PERFORM personalize.link(r.ns_a, r.a, r.ns_b, r.b);
+    PERFORM personalize.resolve(r.ns_a, r.a);  -- fill this backend's cache
+    COMMIT;
+  END LOOP;
+END
+\$\$;
+};
+	my ($out, $err) = ('', '');
+	push @writers,
+	  [ IPC::Run::start([ 'psql', '-X', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c', $sql ],
+			'>', \$out, '2>', \$err), \$out, \$err ];
+}
+for my $w (@writers)
+{
+	$w->[0]->finish;
+	is($w->[0]->result(0), 0, 'writer finished without error') or diag(${ $w->[2] });
+}
+
+is($node->safe_psql('postgres', q{
+WITH cc AS (
+  SELECT * FROM personalize.connected_components(
+    $$SELECT ns_a || ':' || a, ns_b || ':' || b FROM links$$)),
+graph AS (
+  SELECT n.name || ':' || i.value AS identifier, i.profile_id
+  FROM personalize.identities i JOIN personalize.namespaces n ON n.id = i.namespace_id)
+SELECT count(*) FROM (
+  -- pairs that agree on "same component" vs "same profile" must be all pairs:
+  -- compare each identifier's component with its profile's smallest identifier
+  SELECT g.identifier
+  FROM graph g JOIN cc ON cc.identifier = g.identifier
+  WHERE cc.component <> (SELECT min(g2.identifier COLLATE "C") FROM graph g2 WHERE g2.profile_id = g.profile_id)
+) wrong}), '0', 'the graph is the connected components of all links');
+
+is($node->safe_psql('postgres', q{
+SELECT (SELECT count(*) FROM personalize.connected_components(
+          $$SELECT ns_a || ':' || a, ns_b || ':' || b FROM links$$))
+     = (SELECT count(*) FROM personalize.identities)}), 't', 'every identifier is in the graph once');
+
+is($node->safe_psql('postgres', q{
+SELECT count(*) FROM personalize.profiles p
+LEFT JOIN LATERAL (
+  SELECT i.namespace_id, i.value FROM personalize.identities i
+  JOIN personalize.namespaces n ON n.id = i.namespace_id
+  WHERE i.profile_id = p.id ORDER BY n.priority DESC, n.name, i.value COLLATE "C" LIMIT 1) best ON true
+WHERE best.namespace_id IS NULL OR best.namespace_id <> p.key_namespace_id
+   OR best.value <> p.key_value}),
+	'0', 'every profile has identifiers and is keyed by its best one');
+
+is($node->safe_psql('postgres', q{
+SELECT count(*) FROM personalize.identities i
+WHERE NOT EXISTS (SELECT FROM personalize.profiles p WHERE p.id = i.profile_id)}),
+	'0', 'no identity points at a missing profile');
+
+ok($node->safe_psql('postgres', 'SELECT count(*) FROM personalize.merge_log') > 100,
+	'the writers merged existing profiles');
+
+$node->stop;
+done_testing();
