@@ -22,12 +22,14 @@ include $(PGXS)
 # built against an older struct layout is worse than a slower rebuild
 $(OBJS): $(wildcard src/*.h)
 
-.PHONY: test demo bench format
+.PHONY: test demo bench bench-identity format
 test:
 	test/run
 demo:
 	demo/run
 bench:
 	bench/run
+bench-identity:
+	bench/identity/run
 format:
 	clang-format -i src/*.c src/*.h
