@@ -19,6 +19,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/plancache.h"
 
 #include "identity.h"
@@ -50,30 +51,32 @@ edge_column_init(EdgeColumn *col, Oid typid)
 	}
 }
 
-/* the node of one end, or -1 for NULL */
-static int32
-edge_end(UnionFind *uf, EdgeColumn *col, Datum d, bool isnull)
+/*
+ * The bytes of one end, or NULL for NULL.  A detoasted copy or an output
+ * string is allocated in the batch's memory, which is reset per batch.
+ */
+static const char *
+edge_end(EdgeColumn *col, Datum d, bool isnull, int32 *len)
 {
-	int32 node;
-
 	if (isnull)
-		return -1;
+	{
+		*len = 0;
+		return NULL;
+	}
 	if (col->is_text)
 	{
 		text *t = (text *) PG_DETOAST_DATUM_PACKED(d);
 
-		node = uf_node(uf, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-		if ((Pointer) t != DatumGetPointer(d))
-			pfree(t);
+		*len = VARSIZE_ANY_EXHDR(t);
+		return VARDATA_ANY(t);
 	}
 	else
 	{
 		char *s = OutputFunctionCall(&col->out, d);
 
-		node = uf_node(uf, s, strlen(s));
-		pfree(s);
+		*len = strlen(s);
+		return s;
 	}
-	return node;
 }
 
 /* one SELECT, without data-modifying CTEs */
@@ -118,11 +121,25 @@ pz_connected_components(PG_FUNCTION_ARGS)
 	Portal portal;
 	EdgeColumn cols[2];
 	int32 *smallest;
+	int32 *root;
+	text **labels;
+	text *row;
+	int32 max_len;
 	int32 n;
+	MemoryContext batch_cxt, old;
+	const char **keys;
+	int32 *lens;
+	int32 *nodes;
 
 	InitMaterializedSRF(fcinfo, 0);
 	/* before SPI_connect, so the graph outlives SPI's memory */
 	uf = uf_create((Size) pz_components_memory_limit * 1024, "personalize.components_memory_limit");
+
+	batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "connected_components batch",
+									  ALLOCSET_DEFAULT_SIZES);
+	keys = palloc(2 * COMPONENTS_FETCH * sizeof(char *));
+	lens = palloc(2 * COMPONENTS_FETCH * sizeof(int32));
+	nodes = palloc(2 * COMPONENTS_FETCH * sizeof(int32));
 
 	SPI_connect();
 	plan = SPI_prepare(query, 0, NULL);
@@ -156,18 +173,25 @@ pz_connected_components(PG_FUNCTION_ARGS)
 			edge_column_init(&cols[0], TupleDescAttr(td, 0)->atttypid);
 			edge_column_init(&cols[1], TupleDescAttr(td, 1)->atttypid);
 		}
+		/* both ends of the batch's edges, looked up at once (see uf_nodes) */
+		old = MemoryContextSwitchTo(batch_cxt);
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
 			HeapTuple tup = tt->vals[i];
-			bool null_a, null_b;
-			Datum a = heap_getattr(tup, 1, tt->tupdesc, &null_a);
-			Datum b = heap_getattr(tup, 2, tt->tupdesc, &null_b);
-			int32 na = edge_end(uf, &cols[0], a, null_a);
-			int32 nb = edge_end(uf, &cols[1], b, null_b);
+			bool isnull;
+			Datum d;
 
-			if (na >= 0 && nb >= 0)
-				uf_union(uf, na, nb);
+			d = heap_getattr(tup, 1, tt->tupdesc, &isnull);
+			keys[2 * i] = edge_end(&cols[0], d, isnull, &lens[2 * i]);
+			d = heap_getattr(tup, 2, tt->tupdesc, &isnull);
+			keys[2 * i + 1] = edge_end(&cols[1], d, isnull, &lens[2 * i + 1]);
 		}
+		MemoryContextSwitchTo(old);
+		uf_nodes(uf, 2 * SPI_processed, keys, lens, nodes);
+		for (uint64 i = 0; i < SPI_processed; i++)
+			if (nodes[2 * i] >= 0 && nodes[2 * i + 1] >= 0)
+				uf_union(uf, nodes[2 * i], nodes[2 * i + 1]);
+		MemoryContextReset(batch_cxt);
 		if (SPI_processed == 0)
 			break;
 		SPI_freetuptable(tt);
@@ -176,34 +200,53 @@ pz_connected_components(PG_FUNCTION_ARGS)
 	SPI_cursor_close(portal);
 	SPI_finish();
 
-	/* name each component by its smallest identifier */
+	/*
+	 * Name each component by its smallest identifier.  The first pass keeps
+	 * each node's root, so the second reads it in order; a component's
+	 * label is made once, as text, and shared by its rows.
+	 */
 	n = uf_count(uf);
 	smallest = palloc_extended(Max(n, 1) * sizeof(int32), MCXT_ALLOC_HUGE);
+	root = palloc_extended(Max(n, 1) * sizeof(int32), MCXT_ALLOC_HUGE);
 	for (int32 i = 0; i < n; i++)
 		smallest[i] = -1;
+	max_len = 0;
 	for (int32 i = 0; i < n; i++)
 	{
-		int32 r = uf_find(uf, i);
+		int32 r = root[i] = uf_find(uf, i);
+		int32 len;
 
+		(void) uf_key(uf, i, &len);
+		max_len = Max(max_len, len);
 		if (smallest[r] < 0 || key_cmp(uf, i, smallest[r]) < 0)
 			smallest[r] = i;
 	}
+	labels = palloc_extended(Max(n, 1) * sizeof(text *), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	row = palloc(VARHDRSZ + max_len);
 	for (int32 i = 0; i < n; i++)
 	{
-		int32 len, clen;
+		int32 len, r = root[i];
 		const char *key = uf_key(uf, i, &len);
-		const char *ckey = uf_key(uf, smallest[uf_find(uf, i)], &clen);
 		Datum values[2];
 		bool nulls[2] = {false, false};
 
-		values[0] = PointerGetDatum(cstring_to_text_with_len(key, len));
-		values[1] = PointerGetDatum(cstring_to_text_with_len(ckey, clen));
+		if (labels[r] == NULL)
+		{
+			int32 clen;
+			const char *ckey = uf_key(uf, smallest[r], &clen);
+
+			labels[r] = cstring_to_text_with_len(ckey, clen);
+		}
+		SET_VARSIZE(row, VARHDRSZ + len);
+		memcpy(VARDATA(row), key, len);
+		values[0] = PointerGetDatum(row);
+		values[1] = PointerGetDatum(labels[r]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		pfree(DatumGetPointer(values[0]));
-		pfree(DatumGetPointer(values[1]));
 		if ((i & 0xffff) == 0)
 			CHECK_FOR_INTERRUPTS();
 	}
+	pfree(root);
+	pfree(row);
 	pfree(smallest);
 	uf_destroy(uf);
 	return (Datum) 0;

@@ -3,12 +3,16 @@
  *	  A union-find over text keys: key interning, path halving, union by
  *	  size.
  *
- * Layout, chosen so that a million keys cost a few tens of megabytes and no
- * per-key palloc: key bytes go into arena chunks; a node is an index into
- * parallel arrays (parent, size, key offset and length); an open-addressing
- * table of node indexes, probed linearly by a 64-bit hash of the key, finds
- * the node of a key.  Everything lives in one memory context of its own, so
- * uf_destroy frees it at once.
+ * Layout, chosen so that a million keys cost a few tens of megabytes, no
+ * per-key palloc, and few cache misses, since keys arrive in random order
+ * and memory latency is the cost: a key is stored once in an arena, as its
+ * length then its bytes; a node is an index into the parent and size arrays
+ * (what find and union touch) and the key array; an open-addressing table,
+ * probed linearly, holds per slot the key's hash, its node and a pointer to
+ * the key, so that a look-up touches the slot and the key and nothing else.
+ * uf_nodes looks up a batch of keys with the slots and keys fetched ahead
+ * (prefetch), overlapping the misses.  Everything lives in one memory
+ * context of its own, so uf_destroy frees it at once.
  */
 #include "postgres.h"
 
@@ -27,6 +31,13 @@ typedef struct UfArena
 	char data[FLEXIBLE_ARRAY_MEMBER];
 } UfArena;
 
+typedef struct UfSlot
+{
+	uint32 hash;
+	int32 node; /* node + 1; 0 = empty */
+	const char *key;
+} UfSlot;
+
 struct UnionFind
 {
 	MemoryContext cxt;
@@ -38,12 +49,10 @@ struct UnionFind
 	int32 capacity; /* allocated length of the node arrays */
 	int32 *parent;
 	int32 *size;
-	const char **key;
-	int32 *keylen;
-	uint32 *keyhash;
+	const char **key; /* arena record: int32 length, then the bytes */
 
-	/* open addressing: slot holds node + 1, 0 = empty; length a power of 2 */
-	int32 *slots;
+	/* open addressing, length a power of 2 */
+	UfSlot *slots;
 	uint32 nslots;
 
 	UfArena *arena;
@@ -71,8 +80,8 @@ uf_create(Size memory_limit, const char *limit_name)
 	uf->memory_limit = memory_limit;
 	uf->limit_name = limit_name;
 	uf->nslots = 1024;
-	uf_charge(uf, sizeof(UnionFind) + uf->nslots * sizeof(int32));
-	uf->slots = MemoryContextAllocZero(cxt, uf->nslots * sizeof(int32));
+	uf_charge(uf, sizeof(UnionFind) + uf->nslots * sizeof(UfSlot));
+	uf->slots = MemoryContextAllocZero(cxt, uf->nslots * sizeof(UfSlot));
 	return uf;
 }
 
@@ -87,10 +96,11 @@ uf_intern(UnionFind *uf, const char *key, int32 len)
 {
 	UfArena *a = uf->arena;
 	char *dst;
+	Size need = sizeof(int32) + len;
 
-	if (a == NULL || a->size - a->used < (Size) len)
+	if (a == NULL || a->size - a->used < need)
 	{
-		Size size = Max(UF_ARENA_CHUNK, (Size) len);
+		Size size = Max(UF_ARENA_CHUNK, need);
 
 		uf_charge(uf, offsetof(UfArena, data) + size);
 		a = MemoryContextAlloc(uf->cxt, offsetof(UfArena, data) + size);
@@ -100,8 +110,9 @@ uf_intern(UnionFind *uf, const char *key, int32 len)
 		uf->arena = a;
 	}
 	dst = a->data + a->used;
-	memcpy(dst, key, len);
-	a->used += len;
+	memcpy(dst, &len, sizeof(int32));
+	memcpy(dst + sizeof(int32), key, len);
+	a->used += need;
 	return dst;
 }
 
@@ -109,7 +120,7 @@ static void
 uf_grow_nodes(UnionFind *uf)
 {
 	int32 newcap = uf->capacity == 0 ? 1024 : uf->capacity * 2;
-	Size per = sizeof(int32) * 3 + sizeof(uint32) + sizeof(char *);
+	Size per = sizeof(int32) * 2 + sizeof(char *);
 	MemoryContext old;
 
 	if (uf->capacity >= PG_INT32_MAX / 2)
@@ -121,16 +132,12 @@ uf_grow_nodes(UnionFind *uf)
 	{
 		uf->parent = palloc(newcap * sizeof(int32));
 		uf->size = palloc(newcap * sizeof(int32));
-		uf->keylen = palloc(newcap * sizeof(int32));
-		uf->keyhash = palloc(newcap * sizeof(uint32));
 		uf->key = palloc(newcap * sizeof(char *));
 	}
 	else
 	{
 		uf->parent = repalloc_huge(uf->parent, newcap * sizeof(int32));
 		uf->size = repalloc_huge(uf->size, newcap * sizeof(int32));
-		uf->keylen = repalloc_huge(uf->keylen, newcap * sizeof(int32));
-		uf->keyhash = repalloc_huge(uf->keyhash, newcap * sizeof(uint32));
 		uf->key = repalloc_huge(uf->key, newcap * sizeof(char *));
 	}
 	MemoryContextSwitchTo(old);
@@ -143,54 +150,122 @@ uf_grow_slots(UnionFind *uf)
 {
 	uint32 n = uf->nslots * 2;
 	uint32 mask = n - 1;
-	int32 *slots;
+	UfSlot *slots;
 
-	uf_charge(uf, (Size) n * sizeof(int32));
-	slots = MemoryContextAllocExtended(uf->cxt, (Size) n * sizeof(int32),
+	uf_charge(uf, (Size) n * sizeof(UfSlot));
+	slots = MemoryContextAllocExtended(uf->cxt, (Size) n * sizeof(UfSlot),
 									   MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-	for (int32 i = 0; i < uf->count; i++)
+	for (uint32 i = 0; i < uf->nslots; i++)
 	{
-		uint32 s = uf->keyhash[i] & mask;
+		uint32 s;
 
-		while (slots[s] != 0)
+		if (uf->slots[i].node == 0)
+			continue;
+		s = uf->slots[i].hash & mask;
+		while (slots[s].node != 0)
 			s = (s + 1) & mask;
-		slots[s] = i + 1;
+		slots[s] = uf->slots[i];
 	}
 	pfree(uf->slots);
-	uf->memory -= (Size) uf->nslots * sizeof(int32);
+	uf->memory -= (Size) uf->nslots * sizeof(UfSlot);
 	uf->slots = slots;
 	uf->nslots = n;
 }
 
-int32
-uf_node(UnionFind *uf, const char *key, int32 len)
+static inline uint32
+uf_hash(const char *key, int32 len)
 {
-	uint32 h = hash_bytes((const unsigned char *) key, len);
+	return hash_bytes((const unsigned char *) key, len);
+}
+
+static inline bool
+uf_key_eq(const char *rec, const char *key, int32 len)
+{
+	int32 rlen;
+
+	memcpy(&rlen, rec, sizeof(int32));
+	return rlen == len && memcmp(rec + sizeof(int32), key, len) == 0;
+}
+
+/* the node of a key whose hash is known, added if new */
+static int32
+uf_node_hashed(UnionFind *uf, const char *key, int32 len, uint32 h)
+{
 	uint32 mask = uf->nslots - 1;
 	uint32 s = h & mask;
 	int32 node;
+	const char *rec;
 
-	while (uf->slots[s] != 0)
+	while (uf->slots[s].node != 0)
 	{
-		int32 n = uf->slots[s] - 1;
-
-		if (uf->keyhash[n] == h && uf->keylen[n] == len && memcmp(uf->key[n], key, len) == 0)
-			return n;
+		if (uf->slots[s].hash == h && uf_key_eq(uf->slots[s].key, key, len))
+			return uf->slots[s].node - 1;
 		s = (s + 1) & mask;
 	}
 
 	if (uf->count == uf->capacity)
 		uf_grow_nodes(uf);
 	node = uf->count++;
+	rec = uf_intern(uf, key, len);
 	uf->parent[node] = node;
 	uf->size[node] = 1;
-	uf->key[node] = uf_intern(uf, key, len);
-	uf->keylen[node] = len;
-	uf->keyhash[node] = h;
-	uf->slots[s] = node + 1;
+	uf->key[node] = rec;
+	uf->slots[s].hash = h;
+	uf->slots[s].node = node + 1;
+	uf->slots[s].key = rec;
 	if ((uint32) uf->count * 2 > uf->nslots)
 		uf_grow_slots(uf);
 	return node;
+}
+
+int32
+uf_node(UnionFind *uf, const char *key, int32 len)
+{
+	return uf_node_hashed(uf, key, len, uf_hash(key, len));
+}
+
+/*
+ * The nodes of n keys.  Keys come in random order, so each look-up waits on
+ * memory twice (its slot, then its key); a software pipeline asks for the
+ * slot of key i + 2 D and the key bytes behind the slot of key i + D while
+ * it resolves key i, so the waits overlap.  Prefetches are only hints: the
+ * look-up itself is uf_node_hashed, exact whatever moved meanwhile.
+ */
+#define UF_AHEAD 8
+
+void
+uf_nodes(UnionFind *uf, int n, const char *const *keys, const int32 *lens, int32 *nodes)
+{
+	uint32 hashes[2 * UF_AHEAD];
+
+	for (int i = 0; i < Min(n, 2 * UF_AHEAD); i++)
+	{
+		hashes[i] = keys[i] ? uf_hash(keys[i], lens[i]) : 0;
+		__builtin_prefetch(&uf->slots[hashes[i] & (uf->nslots - 1)]);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		uint32 h = hashes[i % (2 * UF_AHEAD)];
+
+		if (i + UF_AHEAD < n)
+		{
+			UfSlot *sl = &uf->slots[hashes[(i + UF_AHEAD) % (2 * UF_AHEAD)] & (uf->nslots - 1)];
+
+			if (sl->node != 0)
+				__builtin_prefetch(sl->key);
+		}
+		if (keys[i] == NULL)
+			nodes[i] = -1;
+		else
+			nodes[i] = uf_node_hashed(uf, keys[i], lens[i], h);
+		if (i + 2 * UF_AHEAD < n)
+		{
+			int k = i + 2 * UF_AHEAD;
+
+			hashes[k % (2 * UF_AHEAD)] = keys[k] ? uf_hash(keys[k], lens[k]) : 0;
+			__builtin_prefetch(&uf->slots[hashes[k % (2 * UF_AHEAD)] & (uf->nslots - 1)]);
+		}
+	}
 }
 
 int32
@@ -237,8 +312,8 @@ const char *
 uf_key(const UnionFind *uf, int32 node, int32 *len)
 {
 	Assert(node >= 0 && node < uf->count);
-	*len = uf->keylen[node];
-	return uf->key[node];
+	memcpy(len, uf->key[node], sizeof(int32));
+	return uf->key[node] + sizeof(int32);
 }
 
 Size

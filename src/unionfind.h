@@ -23,6 +23,9 @@ extern void uf_destroy(UnionFind *uf);
 
 /* the node of a key, added as a set of its own if new */
 extern int32 uf_node(UnionFind *uf, const char *key, int32 len);
+/* the nodes of n keys at once, faster for many (a NULL key gives -1) */
+extern void uf_nodes(UnionFind *uf, int n, const char *const *keys, const int32 *lens,
+					 int32 *nodes);
 /* the representative of a node's set */
 extern int32 uf_find(UnionFind *uf, int32 node);
 /* join the sets of a and b; returns false if they were already one set */
