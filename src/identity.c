@@ -36,6 +36,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/heapam.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/xact.h"
@@ -61,6 +62,7 @@
 #include "utils/snapmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -69,6 +71,7 @@
 #include "utils/syscache.h"
 
 #include "identity.h"
+#include "profile.h"
 #include "state.h"
 
 int pz_identity_cache_size = 100000;
@@ -401,7 +404,6 @@ typedef enum Stmt
 	ST_LOOKUP,
 	ST_PROFILE_KEY,
 	ST_COUNT_NS,
-	ST_MERGE_PROFILES,
 	ST_REKEY_PROFILE,
 	ST_REFUSE,
 	ST_COUNT
@@ -426,16 +428,6 @@ static const struct
 					 "namespace_id = $2",
 					 2,
 					 {INT8OID, INT4OID}},
-	[ST_MERGE_PROFILES] = {"WITH gone AS (DELETE FROM personalize.profiles WHERE id = $1 "
-						   "RETURNING states, first_seen, last_seen, rebuild_pending) "
-						   "UPDATE personalize.profiles p SET states = "
-						   "personalize.profile_merge(p.states, gone.states), "
-						   "first_seen = least(p.first_seen, gone.first_seen), "
-						   "last_seen = greatest(p.last_seen, gone.last_seen), "
-						   "rebuild_pending = p.rebuild_pending OR gone.rebuild_pending, "
-						   "updated_at = now() FROM gone WHERE p.id = $2",
-						   2,
-						   {INT8OID, INT8OID}},
 	[ST_REKEY_PROFILE] = {"UPDATE personalize.profiles SET id = $2, key_namespace_id = $3, "
 						  "key_value = $4, updated_at = now() WHERE id = $1",
 						  4,
@@ -519,6 +511,10 @@ struct IdentityStore
 
 static IdentityStore store;
 
+/* where profiles' columns are, by profile_columns order; for this relid */
+static AttrNumber profiles_attr[8];
+static Oid profiles_layout_relid = InvalidOid;
+
 static void
 store_forget_open(void)
 {
@@ -585,29 +581,30 @@ store_open(bool writing)
 		store.profiles_ind = CatalogOpenIndexes(store.profiles);
 		store_check_acl(store.profiles, ACL_SELECT | ACL_INSERT);
 
+		/* the column layout, once per backend (and again if the table is new) */
 		td = RelationGetDescr(store.profiles);
-		if (td->natts != lengthof(profile_columns))
-			elog(ERROR,
-				 "personalize.profiles has %d columns, this library writes %d: is the "
-				 "extension up to date (ALTER EXTENSION personalize UPDATE)?",
-				 td->natts, (int) lengthof(profile_columns));
-		for (int i = 0; i < (int) lengthof(profile_columns); i++)
+		if (profiles_layout_relid != RelationGetRelid(store.profiles))
 		{
-			store.profiles_attr[i] = InvalidAttrNumber;
-			for (int a = 0; a < td->natts; a++)
-				if (strcmp(NameStr(TupleDescAttr(td, a)->attname), profile_columns[i]) == 0)
-					store.profiles_attr[i] = a + 1;
-			if (store.profiles_attr[i] == InvalidAttrNumber)
-				elog(ERROR, "personalize.profiles has no column %s: is the extension up to date?",
-					 profile_columns[i]);
+			if (td->natts != lengthof(profile_columns))
+				elog(ERROR,
+					 "personalize.profiles has %d columns, this library writes %d: is the "
+					 "extension up to date (ALTER EXTENSION personalize UPDATE)?",
+					 td->natts, (int) lengthof(profile_columns));
+			for (int i = 0; i < (int) lengthof(profile_columns); i++)
+			{
+				profiles_attr[i] = InvalidAttrNumber;
+				for (int a = 0; a < td->natts; a++)
+					if (strcmp(NameStr(TupleDescAttr(td, a)->attname), profile_columns[i]) == 0)
+						profiles_attr[i] = a + 1;
+				if (profiles_attr[i] == InvalidAttrNumber)
+					elog(ERROR,
+						 "personalize.profiles has no column %s: is the extension up to date?",
+						 profile_columns[i]);
+			}
+			profiles_layout_relid = RelationGetRelid(store.profiles);
 		}
-		{
-			Oid typinput, typioparam;
-
-			getTypeInputInfo(TupleDescAttr(td, store.profiles_attr[3] - 1)->atttypid, &typinput,
-							 &typioparam);
-			store.empty_states = OidInputFunctionCall(typinput, "{}", typioparam, -1);
-		}
+		memcpy(store.profiles_attr, profiles_attr, sizeof(profiles_attr));
+		store.empty_states = PointerGetDatum(profile_flatten(profile_new()));
 	}
 	store.open = true;
 }
@@ -784,6 +781,73 @@ store_move_identities(int64 from, int64 into)
 	ExecDropSingleTupleTableSlot(slot);
 	list_free_deep(tids);
 	changes_pending = true;
+}
+
+/* the row of a profile: its tid and a copy of its values (SnapshotSelf) */
+static void
+store_fetch_profile(int64 profile_id, ItemPointer tid, Datum *values, bool *nulls)
+{
+	ScanKeyData key[1];
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(store.profiles, NULL);
+	int natts = RelationGetDescr(store.profiles)->natts;
+
+	ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(profile_id));
+	scan = index_beginscan(store.profiles, store.profiles_pk, SnapshotSelf, 1, 0);
+	index_rescan(scan, key, 1, NULL, 0);
+	if (!index_getnext_slot(scan, ForwardScanDirection, slot))
+		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+						errmsg("profile %lld has identifiers but no row in personalize.profiles",
+							   (long long) profile_id)));
+	ItemPointerCopy(&slot->tts_tid, tid);
+	slot_getallattrs(slot);
+	for (int i = 0; i < natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(RelationGetDescr(store.profiles), i);
+
+		nulls[i] = slot->tts_isnull[i];
+		values[i] =
+			nulls[i] ? (Datum) 0 : datumCopy(slot->tts_values[i], att->attbyval, att->attlen);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+/*
+ * Merge profile row from into profile row into: their trait states by the
+ * profile type's merge, first and last seen widened, and from's row gone.
+ */
+static void
+store_merge_profiles(int64 from, int64 into)
+{
+	ItemPointerData from_tid, into_tid;
+	Datum fv[8], iv[8];
+	bool fn[8], in[8];
+	int st = store.profiles_attr[3] - 1, first = store.profiles_attr[4] - 1,
+		last = store.profiles_attr[5] - 1, upd = store.profiles_attr[6] - 1,
+		pending = store.profiles_attr[7] - 1;
+	HeapTuple newtup;
+
+	store_check_acl(store.profiles, ACL_UPDATE | ACL_DELETE);
+	/* rows this same command wrote can only be changed by a later command */
+	CommandCounterIncrement();
+	store_fetch_profile(from, &from_tid, fv, fn);
+	store_fetch_profile(into, &into_tid, iv, in);
+
+	iv[st] = PointerGetDatum(
+		profile_flatten(profile_merge(profile_from_datum(iv[st]), profile_from_datum(fv[st]))));
+	if (!fn[first] &&
+		(in[first] || DatumGetTimestampTz(fv[first]) < DatumGetTimestampTz(iv[first])))
+		iv[first] = fv[first], in[first] = false;
+	if (!fn[last] && (in[last] || DatumGetTimestampTz(fv[last]) > DatumGetTimestampTz(iv[last])))
+		iv[last] = fv[last], in[last] = false;
+	iv[pending] = BoolGetDatum(DatumGetBool(iv[pending]) || DatumGetBool(fv[pending]));
+	iv[upd] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+
+	newtup = heap_form_tuple(RelationGetDescr(store.profiles), iv, in);
+	CatalogTupleUpdateWithInfo(store.profiles, &into_tid, newtup, store.profiles_ind);
+	heap_freetuple(newtup);
+	simple_heap_delete(store.profiles, &from_tid);
 }
 
 static void
@@ -1103,7 +1167,6 @@ profiles_merge(int64 p, int64 q, const PzIdentifier *a, const PzIdentifier *b)
 {
 	PzIdentifier kp, kq;
 	int64 into, from;
-	Datum values[2];
 
 	profile_key(p, &kp);
 	profile_key(q, &kq);
@@ -1112,9 +1175,7 @@ profiles_merge(int64 p, int64 q, const PzIdentifier *a, const PzIdentifier *b)
 	else
 		into = p, from = q;
 	identities_move(from, into);
-	values[0] = Int64GetDatum(from);
-	values[1] = Int64GetDatum(into);
-	stmt_run(ST_MERGE_PROFILES, values, NULL, SPI_OK_UPDATE);
+	store_merge_profiles(from, into);
 	key_cache_forget(from);
 	log_change("merge", from, into, a, b);
 	return into;
