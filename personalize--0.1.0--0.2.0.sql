@@ -259,6 +259,10 @@ CREATE TRIGGER namespaces_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE O
     FOR EACH STATEMENT EXECUTE FUNCTION identity_graph_changed();
 CREATE TRIGGER identities_changed AFTER UPDATE OR DELETE OR TRUNCATE ON identities
     FOR EACH STATEMENT EXECUTE FUNCTION identity_graph_changed();
+-- also under session_replication_role = replica (logical replication apply,
+-- pg_restore --disable-triggers): caches must hear of every change
+ALTER TABLE namespaces ENABLE ALWAYS TRIGGER namespaces_changed;
+ALTER TABLE identities ENABLE ALWAYS TRIGGER identities_changed;
 
 -- Configuration
 CREATE FUNCTION create_namespace(name text, priority integer DEFAULT 0,

@@ -452,6 +452,34 @@ DELETE FROM identities WHERE namespace_id = (SELECT id FROM namespaces WHERE nam
 SELECT drop_namespace('doomed');
 SELECT relation, removed FROM forget('survivor', 's1') WHERE removed > 0;
 
+-- ===== what the direct table access refuses, and rolled-back namespaces =====
+SELECT create_namespace('plain', 0);
+CREATE INDEX identities_lower_idx ON identities (lower(value));
+SELECT identify('plain', 'p1');                              -- ERROR: an expression index
+DROP INDEX identities_lower_idx;
+CREATE ROLE regress_pz_rls IN ROLE personalize_admin;
+ALTER TABLE identities ENABLE ROW LEVEL SECURITY;
+SET ROLE regress_pz_rls;
+SELECT identify('plain', 'p1');                              -- ERROR: row-level security
+RESET ROLE;
+ALTER TABLE identities DISABLE ROW LEVEL SECURITY;
+DROP ROLE regress_pz_rls;
+BEGIN;
+SAVEPOINT s;
+SELECT create_namespace('ghost', 0);
+SELECT normalize_identifier('ghost', 'g1');
+ROLLBACK TO s;
+SELECT identify('ghost', 'g1');                              -- ERROR: rolled back with its savepoint
+ROLLBACK;
+-- DML under session_replication_role = replica still reaches this backend's cache
+SELECT identify('plain', 'p2') IS NOT NULL AS identified, resolve('plain', 'p2') IS NOT NULL AS cached;
+SET session_replication_role = replica;
+DELETE FROM profiles WHERE id = resolve('plain', 'p2');
+DELETE FROM identities WHERE value = 'p2';
+RESET session_replication_role;
+SELECT resolve('plain', 'p2') AS after_delete;
+SELECT drop_namespace('plain');
+
 -- ===== clean up ============================================================
 
 SELECT drop_namespace(name) FROM namespaces ORDER BY id;

@@ -206,6 +206,7 @@ pz_connected_components(PG_FUNCTION_ARGS)
 	 * label is made once, as text, and shared by its rows.
 	 */
 	n = uf_count(uf);
+	uf_reserve(uf, (Size) n * (2 * sizeof(int32) + sizeof(text *)));
 	smallest = palloc_extended(Max(n, 1) * sizeof(int32), MCXT_ALLOC_HUGE);
 	root = palloc_extended(Max(n, 1) * sizeof(int32), MCXT_ALLOC_HUGE);
 	for (int32 i = 0; i < n; i++)
@@ -235,6 +236,7 @@ pz_connected_components(PG_FUNCTION_ARGS)
 			int32 clen;
 			const char *ckey = uf_key(uf, smallest[r], &clen);
 
+			uf_reserve(uf, VARHDRSZ + clen);
 			labels[r] = cstring_to_text_with_len(ckey, clen);
 		}
 		SET_VARSIZE(row, VARHDRSZ + len);

@@ -37,11 +37,14 @@
 
 #include "access/genam.h"
 #include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/xlog.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/indexing.h"
+#include "catalog/pg_index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
@@ -58,6 +61,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/acl.h"
+#include "utils/rls.h"
 #include "utils/fmgroids.h"
 #include "utils/snapmgr.h"
 #include "utils/array.h"
@@ -81,6 +85,9 @@ int pz_identity_cache_size = 100000;
 typedef struct PzIdentityShared
 {
 	pg_atomic_uint64 changes;
+	/* the transaction of the last change: a reader whose snapshot does not
+	 * see it must not cache what it read */
+	pg_atomic_uint32 last_change_xid;
 } PzIdentityShared;
 
 static PzIdentityShared *pz_shared = NULL;
@@ -99,7 +106,10 @@ pz_identity_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	pz_shared = ShmemInitStruct("personalize identity graph", sizeof(PzIdentityShared), &found);
 	if (!found)
+	{
 		pg_atomic_init_u64(&pz_shared->changes, 1);
+		pg_atomic_init_u32(&pz_shared->last_change_xid, InvalidTransactionId);
+	}
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -148,7 +158,7 @@ static bool in_core = false;         /* our own statements are running: the cach
 static bool callbacks_registered = false;
 
 typedef struct IdentityStore IdentityStore;
-static void store_forget_open(void);
+static void store_forget_open(SubTransactionId aborted);
 static LocalTransactionId locked_lxid;
 
 static uint32
@@ -182,30 +192,62 @@ cache_reset(void)
 	gen_drop(&old);
 }
 
+/*
+ * Move the shared counter.  Our own cache followed our own changes (under
+ * the graph's lock, nobody else's could interleave), so it stays valid
+ * unless someone else moved the counter too.
+ */
+static void
+changes_bump(void)
+{
+	uint64 before = pg_atomic_fetch_add_u64(&pz_shared->changes, 1);
+
+	if (cache_changes == before)
+		cache_changes = before + 1;
+}
+
 static void
 identity_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			/*
+			 * Before the commit is visible: a snapshot that sees it is taken
+			 * after the counter moved, so its backend empties its cache.
+			 * Bumped again at commit, for entries read in between.
+			 */
+			if (changes_pending && pz_shared != NULL)
+			{
+				pg_atomic_write_u32(&pz_shared->last_change_xid, GetTopTransactionIdIfAny());
+				changes_bump();
+			}
+			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (changes_pending && pz_shared != NULL)
-			{
-				uint64 before = pg_atomic_fetch_add_u64(&pz_shared->changes, 1);
-
-				/* our cache followed our own changes; keep it unless others changed too */
-				if (cache_changes == before)
-					cache_changes = before + 1;
-			}
+				changes_bump();
 			changes_pending = false;
 			break;
+		case XACT_EVENT_PRE_PREPARE:
+			if (changes_pending)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that changed the identity graph"),
+						 errdetail("Other backends' identity caches learn of changes at commit, "
+								   "which COMMIT PREPARED does not run in this backend."),
+						 errhint("Commit identity changes in an ordinary transaction.")));
+			break;
+		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			/* entries this transaction wrote may be gone */
 			cache_reset();
 			changes_pending = false;
 			in_core = false;
-			store_forget_open(); /* the resource owner closed the relations */
+			store_forget_open(
+				InvalidSubTransactionId); /* the resource owner closed the relations */
 			break;
 		default:
 			break;
@@ -220,17 +262,22 @@ identity_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	{
 		cache_reset();
 		in_core = false;
-		store_forget_open();
+		/* only if the store was opened in this subtransaction: its relations are closed */
+		store_forget_open(mySubid);
 		/* a lock taken inside the aborted subtransaction is gone: take it again */
 		locked_lxid = InvalidLocalTransactionId;
 	}
 }
+
+/* the identities table the cache is of: DROP and CREATE EXTENSION make a new one */
+static Oid cache_relid = InvalidOid;
 
 /* Start of every operation: make the cache current, or drop it. */
 static void
 cache_check(void)
 {
 	uint64 now;
+	Oid relid;
 
 	if (!callbacks_registered)
 	{
@@ -238,10 +285,17 @@ cache_check(void)
 		RegisterSubXactCallback(identity_subxact_callback, NULL);
 		callbacks_registered = true;
 	}
-	if (pz_shared == NULL || pz_identity_cache_size <= 0)
+	/* a standby replays changes no counter reports: no cache there */
+	if (pz_shared == NULL || pz_identity_cache_size <= 0 || RecoveryInProgress())
 	{
 		cache_reset();
 		return;
+	}
+	relid = get_relname_relid("identities", get_namespace_oid("personalize", false));
+	if (relid != cache_relid)
+	{
+		cache_reset();
+		cache_relid = relid;
 	}
 	now = pg_atomic_read_u64(&pz_shared->changes);
 	if (now != cache_changes)
@@ -494,6 +548,7 @@ result_int8(int col)
 struct IdentityStore
 {
 	bool open;
+	SubTransactionId subid; /* where it was opened */
 	bool writing;
 	Relation identities;
 	Relation identities_pk;
@@ -516,9 +571,10 @@ static AttrNumber profiles_attr[8];
 static Oid profiles_layout_relid = InvalidOid;
 
 static void
-store_forget_open(void)
+store_forget_open(SubTransactionId aborted)
 {
-	store.open = false;
+	if (aborted == InvalidSubTransactionId || aborted == store.subid)
+		store.open = false;
 }
 
 /* profiles' columns, by name: the store writes whole rows */
@@ -548,14 +604,77 @@ store_check_acl(Relation rel, AclMode mode)
 			aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, RelationGetRelationName(rel));
 }
 
+/* identities' columns, in order: the store writes whole rows */
+static const char *const identity_columns[] = {"profile_id", "namespace_id", "value", "first_seen"};
+
+/*
+ * The store writes rows and index entries as catalog code does, which
+ * knows nothing of row-level security, expression or partial indexes or
+ * deferred constraints: refuse a table that has any of them (or, given
+ * columns, a column layout other than this library's).
+ */
+static void
+store_check_plain(Relation rel, const char *const *columns, int ncolumns)
+{
+	const char *name = RelationGetRelationName(rel);
+
+	if (check_enable_rls(RelationGetRelid(rel), InvalidOid, true) == RLS_ENABLED)
+		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						errmsg("row-level security on personalize.%s is not supported", name),
+						errhint("Grant personalize_reader or personalize_admin instead.")));
+	if (columns != NULL)
+	{
+		TupleDesc td = RelationGetDescr(rel);
+		bool ok = td->natts == ncolumns;
+
+		for (int i = 0; ok && i < ncolumns; i++)
+			ok = strcmp(NameStr(TupleDescAttr(td, i)->attname), columns[i]) == 0;
+		if (!ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("personalize.%s does not have the columns this library writes", name),
+					 errhint("Is the extension up to date (ALTER EXTENSION personalize UPDATE)?")));
+	}
+	if (rel->rd_rel->relhasindex)
+	{
+		List *indexes = RelationGetIndexList(rel);
+		ListCell *lc;
+
+		foreach (lc, indexes)
+		{
+			Relation idx = index_open(lfirst_oid(lc), AccessShareLock);
+			bool plain = heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL) &&
+						 heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) &&
+						 idx->rd_index->indimmediate && !idx->rd_index->indisexclusion;
+
+			index_close(idx, AccessShareLock);
+			if (!plain)
+				ereport(
+					ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("personalize.%s has an index with expressions, a predicate, an "
+							"exclusion or a deferred check, which this library does not maintain",
+							name),
+					 errhint("Drop that index; personalize's own indexes are plain.")));
+		}
+		list_free(indexes);
+	}
+}
+
 /* open for reading (resolve) or writing (the caller holds the graph's lock) */
 static void
 store_open(bool writing)
 {
 	LOCKMODE mode = writing ? RowExclusiveLock : AccessShareLock;
 
-	Assert(!store.open);
+	if (store.open)
+		ereport(
+			ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("the identity graph cannot be used from inside one of its own operations"),
+			 errhint("Do not call personalize functions from triggers on personalize's tables.")));
 	store.identities = table_open(store_relid("identities"), mode);
+	store_check_plain(store.identities, identity_columns, lengthof(identity_columns));
 	store.identities_pk = index_open(RelationGetPrimaryKeyIndex(store.identities), mode);
 	store_check_acl(store.identities, writing ? ACL_SELECT | ACL_INSERT : ACL_SELECT);
 	store.writing = writing;
@@ -577,6 +696,7 @@ store_open(bool writing)
 						"date?");
 		store.merge_log = NULL;
 		store.profiles = table_open(store_relid("profiles"), mode);
+		store_check_plain(store.profiles, NULL, 0);
 		store.profiles_pk = index_open(RelationGetPrimaryKeyIndex(store.profiles), mode);
 		store.profiles_ind = CatalogOpenIndexes(store.profiles);
 		store_check_acl(store.profiles, ACL_SELECT | ACL_INSERT);
@@ -607,6 +727,7 @@ store_open(bool writing)
 		store.empty_states = PointerGetDatum(profile_flatten(profile_new()));
 	}
 	store.open = true;
+	store.subid = GetCurrentSubTransactionId();
 }
 
 static void
@@ -860,6 +981,7 @@ store_log(const char *action, int64 from, int64 into, const PzIdentifier *a, con
 	if (store.merge_log == NULL)
 	{
 		store.merge_log = table_open(store_relid("merge_log"), RowExclusiveLock);
+		store_check_plain(store.merge_log, NULL, 0);
 		store_check_acl(store.merge_log, ACL_INSERT);
 		if (RelationGetDescr(store.merge_log)->natts != 9)
 			elog(ERROR, "personalize.merge_log does not have the columns this library writes: is "
@@ -1015,6 +1137,24 @@ graph_write_begin(void)
 	store_open(true);
 }
 
+/*
+ * Writers read under the graph's lock, so what they read is the latest.  A
+ * reader reads its statement's snapshot, which may predate the last change:
+ * caching that would keep a stale id after the change's counter moved.
+ */
+static bool
+reader_may_cache(void)
+{
+	TransactionId last;
+
+	if (pz_shared == NULL)
+		return false;
+	if (!store.open || store.writing)
+		return true;
+	last = pg_atomic_read_u32(&pz_shared->last_change_xid);
+	return !TransactionIdIsValid(last) || !XidInMVCCSnapshot(last, GetActiveSnapshot());
+}
+
 int64
 pz_identity_lookup(const PzIdentifier *id)
 {
@@ -1034,7 +1174,7 @@ pz_identity_lookup(const PzIdentifier *id)
 			return 0;
 		pid = result_int8(1);
 	}
-	if (pid != 0)
+	if (pid != 0 && reader_may_cache())
 		cache_put(id, pid);
 	return pid;
 }

@@ -29,6 +29,7 @@
 #include "state.h"
 
 static MemoryContext ns_cxt = NULL;
+static MemoryContext ns_retired = NULL; /* lists replaced in this transaction */
 static PzNamespace *ns_list = NULL;
 static int ns_count = 0;
 static int ns_limited = 0;
@@ -39,6 +40,30 @@ void
 pz_namespace_invalidate(void)
 {
 	ns_valid = false;
+}
+
+/*
+ * A rolled-back (sub)transaction may have created, changed or dropped
+ * namespaces that the list was read with: read it again.
+ */
+static void
+ns_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		ns_valid = false;
+	if ((event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		 event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+		 event == XACT_EVENT_PREPARE) &&
+		ns_retired != NULL)
+		MemoryContextDeleteChildren(ns_retired);
+}
+
+static void
+ns_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid,
+					void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		ns_valid = false;
 }
 
 static int
@@ -55,14 +80,29 @@ ns_load(void)
 {
 	int ret;
 
+	static bool callbacks_registered = false;
+
 	if (ns_valid && ns_lxid == MyProc->lxid)
 		return;
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(ns_xact_callback, NULL);
+		RegisterSubXactCallback(ns_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
 
-	if (ns_cxt == NULL)
-		ns_cxt =
-			AllocSetContextCreate(TopMemoryContext, "personalize namespaces", ALLOCSET_SMALL_SIZES);
-	else
-		MemoryContextReset(ns_cxt);
+	/*
+	 * The previous list may still be pointed at by an operation under way
+	 * (a reload after a subtransaction abort inside it): retire it until the
+	 * transaction ends rather than free it now.
+	 */
+	if (ns_retired == NULL)
+		ns_retired = AllocSetContextCreate(TopMemoryContext, "personalize retired namespaces",
+										   ALLOCSET_SMALL_SIZES);
+	if (ns_cxt != NULL)
+		MemoryContextSetParent(ns_cxt, ns_retired);
+	ns_cxt =
+		AllocSetContextCreate(TopMemoryContext, "personalize namespaces", ALLOCSET_SMALL_SIZES);
 	ns_list = NULL;
 	ns_count = ns_limited = 0;
 	ns_valid = false;

@@ -316,6 +316,12 @@ uf_key(const UnionFind *uf, int32 node, int32 *len)
 	return uf->key[node] + sizeof(int32);
 }
 
+void
+uf_reserve(UnionFind *uf, Size bytes)
+{
+	uf_charge(uf, bytes);
+}
+
 Size
 uf_memory(const UnionFind *uf)
 {

@@ -33,6 +33,8 @@ extern bool uf_union(UnionFind *uf, int32 a, int32 b);
 
 extern int32 uf_count(const UnionFind *uf);
 extern const char *uf_key(const UnionFind *uf, int32 node, int32 *len);
+/* count bytes the caller takes for this graph against its memory limit */
+extern void uf_reserve(UnionFind *uf, Size bytes);
 /* bytes taken, for reports */
 extern Size uf_memory(const UnionFind *uf);
 

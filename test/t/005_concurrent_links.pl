@@ -93,5 +93,38 @@ WHERE NOT EXISTS (SELECT FROM personalize.profiles p WHERE p.id = i.profile_id)}
 ok($node->safe_psql('postgres', 'SELECT count(*) FROM personalize.merge_log') > 100,
 	'the writers merged existing profiles');
 
+# A reader whose statement snapshot predates a merge must not cache what it
+# read under the counter the merge moved (it would serve the merged-away id
+# for good).  The reader takes its snapshot, then waits on an advisory lock
+# while another session merges.
+$node->safe_psql('postgres', q{
+SELECT personalize.identify('device', 'r1'), personalize.identify('email', 'r1@x');
+SELECT personalize.resolve('device', 'r1');
+});
+my ($r_out, $r_err) = ('', '');
+# (statements as -c arguments: IPC::Run feeds stdin only when pumped)
+my ($hold_out, $hold_err) = ('', '');
+my $hold = IPC::Run::start([ 'psql', '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'),
+	'-c', q{SELECT pg_advisory_lock(4242)},
+	# wait for the reader to queue behind the lock (correlated, so pg_locks is read per row)
+	'-c', q{SELECT count(pg_sleep(0.01)) FROM generate_series(1, 100000) g
+	        WHERE NOT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242
+	                                                 AND NOT granted AND g > 0)},
+	'-c', q{SELECT personalize.link('device', 'r1', 'email', 'r1@x')} ],
+	'>', \$hold_out, '2>', \$hold_err);
+# wait until the holder has the lock
+$node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND granted})
+  or die 'holder did not get the lock';
+my $reader = IPC::Run::start([ 'psql', '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c',
+	q{SELECT personalize.resolve('device', 'r1') IS NOT NULL},
+	'-c', q{SELECT pg_advisory_lock_shared(4242), personalize.resolve('device', 'r1') IS NOT NULL},
+	'-c', q{SELECT personalize.resolve('device', 'r1') = (SELECT profile_id FROM personalize.identities WHERE value = 'r1')} ],
+	'>', \$r_out, '2>', \$r_err);
+$hold->finish;   # the holder links once the reader waits, and releases the lock at exit
+$reader->finish;
+is($hold->result(0), 0, 'the merging session finished') or diag($hold_err);
+is((split /\n/, $r_out)[-1], 't', 'a reader whose snapshot predates a merge does not keep the old id')
+	or diag("$r_out $r_err");
+
 $node->stop;
 done_testing();
