@@ -82,10 +82,10 @@ COMMENT ON FUNCTION profile_merge(profile, profile) IS 'merge two profiles trait
 CREATE OPERATOR || (LEFTARG = profile, RIGHTARG = profile, FUNCTION = profile_merge);
 COMMENT ON OPERATOR || (profile, profile) IS 'merge two profiles trait by trait';
 CREATE FUNCTION profile_eq(profile, profile) RETURNS boolean
-    AS 'MODULE_PATHNAME', 'pz_profile_eq' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pz_state_eq' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION profile_eq(profile, profile) IS 'profiles holding equal states for the same traits';
 CREATE FUNCTION profile_ne(profile, profile) RETURNS boolean
-    AS 'MODULE_PATHNAME', 'pz_profile_ne' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pz_state_ne' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION profile_ne(profile, profile) IS 'profiles that differ in a trait or a state';
 CREATE OPERATOR = (LEFTARG = profile, RIGHTARG = profile, FUNCTION = profile_eq,
     COMMUTATOR = =, NEGATOR = <>, RESTRICT = eqsel, JOIN = eqjoinsel);

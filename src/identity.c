@@ -37,14 +37,12 @@
 
 #include "access/genam.h"
 #include "access/heapam.h"
-#include "access/htup_details.h"
 #include "access/xlog.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/indexing.h"
-#include "catalog/pg_index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
@@ -611,10 +609,12 @@ static const char *const identity_columns[] = {"profile_id", "namespace_id", "va
  * The store writes rows and index entries as catalog code does, which
  * knows nothing of row-level security, expression or partial indexes or
  * deferred constraints: refuse a table that has any of them (or, given
- * columns, a column layout other than this library's).
+ * columns, a column layout other than this library's).  The indexes are
+ * those CatalogOpenIndexes already opened for writing (NULL for reading,
+ * which goes through the primary key only).
  */
 static void
-store_check_plain(Relation rel, const char *const *columns, int ncolumns)
+store_check_plain(Relation rel, const char *const *columns, int ncolumns, CatalogIndexState ind)
 {
 	const char *name = RelationGetRelationName(rel);
 
@@ -635,29 +635,18 @@ store_check_plain(Relation rel, const char *const *columns, int ncolumns)
 					 errmsg("personalize.%s does not have the columns this library writes", name),
 					 errhint("Is the extension up to date (ALTER EXTENSION personalize UPDATE)?")));
 	}
-	if (rel->rd_rel->relhasindex)
+	for (int i = 0; ind != NULL && i < ind->ri_NumIndices; i++)
 	{
-		List *indexes = RelationGetIndexList(rel);
-		ListCell *lc;
+		IndexInfo *info = ind->ri_IndexRelationInfo[i];
 
-		foreach (lc, indexes)
-		{
-			Relation idx = index_open(lfirst_oid(lc), AccessShareLock);
-			bool plain = heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL) &&
-						 heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) &&
-						 idx->rd_index->indimmediate && !idx->rd_index->indisexclusion;
-
-			index_close(idx, AccessShareLock);
-			if (!plain)
-				ereport(
-					ERROR,
+		if (info->ii_Expressions != NIL || info->ii_Predicate != NIL ||
+			info->ii_ExclusionOps != NULL || !ind->ri_IndexRelationDescs[i]->rd_index->indimmediate)
+			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("personalize.%s has an index with expressions, a predicate, an "
 							"exclusion or a deferred check, which this library does not maintain",
 							name),
 					 errhint("Drop that index; personalize's own indexes are plain.")));
-		}
-		list_free(indexes);
 	}
 }
 
@@ -674,7 +663,7 @@ store_open(bool writing)
 			 errmsg("the identity graph cannot be used from inside one of its own operations"),
 			 errhint("Do not call personalize functions from triggers on personalize's tables.")));
 	store.identities = table_open(store_relid("identities"), mode);
-	store_check_plain(store.identities, identity_columns, lengthof(identity_columns));
+	store_check_plain(store.identities, identity_columns, lengthof(identity_columns), NULL);
 	store.identities_pk = index_open(RelationGetPrimaryKeyIndex(store.identities), mode);
 	store_check_acl(store.identities, writing ? ACL_SELECT | ACL_INSERT : ACL_SELECT);
 	store.writing = writing;
@@ -683,6 +672,7 @@ store_open(bool writing)
 		TupleDesc td;
 
 		store.identities_ind = CatalogOpenIndexes(store.identities);
+		store_check_plain(store.identities, NULL, 0, store.identities_ind);
 		store.identities_by_profile = NULL;
 		for (int i = 0; i < store.identities_ind->ri_NumIndices; i++)
 		{
@@ -696,9 +686,9 @@ store_open(bool writing)
 						"date?");
 		store.merge_log = NULL;
 		store.profiles = table_open(store_relid("profiles"), mode);
-		store_check_plain(store.profiles, NULL, 0);
 		store.profiles_pk = index_open(RelationGetPrimaryKeyIndex(store.profiles), mode);
 		store.profiles_ind = CatalogOpenIndexes(store.profiles);
+		store_check_plain(store.profiles, NULL, 0, store.profiles_ind);
 		store_check_acl(store.profiles, ACL_SELECT | ACL_INSERT);
 
 		/* the column layout, once per backend (and again if the table is new) */
@@ -981,12 +971,12 @@ store_log(const char *action, int64 from, int64 into, const PzIdentifier *a, con
 	if (store.merge_log == NULL)
 	{
 		store.merge_log = table_open(store_relid("merge_log"), RowExclusiveLock);
-		store_check_plain(store.merge_log, NULL, 0);
 		store_check_acl(store.merge_log, ACL_INSERT);
 		if (RelationGetDescr(store.merge_log)->natts != 9)
 			elog(ERROR, "personalize.merge_log does not have the columns this library writes: is "
 						"the extension up to date?");
 		store.merge_log_ind = CatalogOpenIndexes(store.merge_log);
+		store_check_plain(store.merge_log, NULL, 0, store.merge_log_ind);
 		store.merge_log_seq = getIdentitySequence(RelationGetRelid(store.merge_log), 1, false);
 	}
 	values[0] = Int64GetDatum(nextval_internal(store.merge_log_seq, true));

@@ -477,7 +477,7 @@ pz_drop_namespace(PG_FUNCTION_ARGS)
 
 /* block_value / unblock_value: the value normalized, or a NOTICE and NULL */
 static text *
-blocked_arg(FunctionCallInfo fcinfo, const PzNamespace **nsp)
+blocked_arg(FunctionCallInfo fcinfo, const PzNamespace **nsp, const char *fname)
 {
 	char *name = arg_name(fcinfo, 0, "namespace");
 	const PzNamespace *ns = pz_namespace_by_name(name);
@@ -488,7 +488,7 @@ blocked_arg(FunctionCallInfo fcinfo, const PzNamespace **nsp)
 	if (PG_ARGISNULL(1))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("value must not be NULL")));
 	v = PG_GETARG_TEXT_PP(1);
-	pz_check_value_length(VARSIZE_ANY_EXHDR(v), "block_value");
+	pz_check_value_length(VARSIZE_ANY_EXHDR(v), fname);
 	norm = pz_namespace_normalize(ns, VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v), &len);
 	*nsp = ns;
 	if (norm == NULL)
@@ -504,7 +504,7 @@ static Datum
 change_blocked(FunctionCallInfo fcinfo, bool block)
 {
 	const PzNamespace *ns;
-	text *v = blocked_arg(fcinfo, &ns);
+	text *v = blocked_arg(fcinfo, &ns, block ? "block_value" : "unblock_value");
 	Oid types[2] = {INT4OID, TEXTOID};
 	Datum values[2];
 	bool changed;

@@ -737,31 +737,6 @@ pz_profile_merge(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(profile_flatten(profile_merge(a, b)));
 }
 
-/* Equal profiles have equal bytes: stored profiles are canonical. */
-static bool
-profile_bytes_equal(FunctionCallInfo fcinfo)
-{
-	struct varlena *a = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(0));
-	struct varlena *b = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(1));
-
-	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
-		   memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
-}
-
-PG_FUNCTION_INFO_V1(pz_profile_eq);
-Datum
-pz_profile_eq(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_BOOL(profile_bytes_equal(fcinfo));
-}
-
-PG_FUNCTION_INFO_V1(pz_profile_ne);
-Datum
-pz_profile_ne(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_BOOL(!profile_bytes_equal(fcinfo));
-}
-
 /*
  * The kind of trait state an anyelement argument's type stands for: one of
  * the extension's seven state types, found by name in the schema of the
