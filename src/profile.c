@@ -36,18 +36,18 @@
 #define PROFILE_MIN_ENTRY_BYTES 4
 
 static const char *const profile_kind_names[PZ_KIND_COUNT] = {
-	[PZ_KIND_RECENT] = "recent",     [PZ_KIND_TOP] = "top",     [PZ_KIND_WINDOWED] = "windowed",
-	[PZ_KIND_DISTINCT] = "distinct", [PZ_KIND_FIRST] = "first", [PZ_KIND_LAST] = "last",
-	[PZ_KIND_SESSION] = "session",
+	[PZ_KIND_RECENT] = "recent",     [PZ_KIND_TOP] = "top",       [PZ_KIND_WINDOWED] = "windowed",
+	[PZ_KIND_DISTINCT] = "distinct", [PZ_KIND_FIRST] = "first",   [PZ_KIND_LAST] = "last",
+	[PZ_KIND_SESSION] = "session",   [PZ_KIND_METRIC] = "metric",
 };
 
 static pg_attribute_noreturn() void profile_kind_mismatch(int32 trait, PzKind a, PzKind b);
 static pg_attribute_noreturn() void profile_bad_text(const char *detail);
 
-#define PROFILE_KIND_LIST "recent, top, windowed, distinct, first, last, session"
+#define PROFILE_KIND_LIST "recent, top, windowed, distinct, first, last, session, metric"
 #define PROFILE_TYPE_LIST                                                                          \
 	"recent_state, top_state, windowed_state, distinct_state, first_state, last_state, "           \
-	"session_state"
+	"session_state, metric_state"
 
 const char *
 profile_kind_name(PzKind kind)
@@ -739,7 +739,7 @@ pz_profile_merge(PG_FUNCTION_ARGS)
 
 /*
  * The kind of trait state an anyelement argument's type stands for: one of
- * the extension's seven state types, found by name in the schema of the
+ * the extension's eight state types, found by name in the schema of the
  * called function (the extension's schema, so a user's type of the same
  * name elsewhere is not mistaken for it).  Cached in fn_extra.
  */

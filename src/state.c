@@ -268,6 +268,8 @@ pz_kind_ops(PzKind kind)
 			return &pz_last_ops;
 		case PZ_KIND_SESSION:
 			return &pz_session_ops;
+		case PZ_KIND_METRIC:
+			return &pz_metric_ops;
 	}
 	return NULL;
 }

@@ -44,10 +44,11 @@ typedef enum PzKind
 	PZ_KIND_DISTINCT = 4,
 	PZ_KIND_FIRST = 5,
 	PZ_KIND_LAST = 6,
-	PZ_KIND_SESSION = 7
+	PZ_KIND_SESSION = 7,
+	PZ_KIND_METRIC = 8
 } PzKind;
 
-#define PZ_KIND_COUNT 8 /* one past the largest kind */
+#define PZ_KIND_COUNT 9 /* one past the largest kind */
 
 /*
  * Not a kind: a serialized partial aggregate state that deserialize handed
@@ -184,6 +185,7 @@ extern const PzKindOps pz_distinct_ops;
 extern const PzKindOps pz_first_ops;
 extern const PzKindOps pz_last_ops;
 extern const PzKindOps pz_session_ops;
+extern const PzKindOps pz_metric_ops;
 
 extern const PzKindOps *pz_kind_ops(PzKind kind);
 
