@@ -22,6 +22,9 @@ UNION ALL SELECT 'distinct_state', distinct_agg(x, 4)::text FROM generate_series
 UNION ALL SELECT 'first_state', first_agg('tier-' || x, '2026-01-01'::timestamptz + x * interval '1 d')::text FROM generate_series(1, 3) x
 UNION ALL SELECT 'last_state', last_agg('tier-' || x, '2026-01-01'::timestamptz + x * interval '1 d')::text FROM generate_series(1, 3) x
 UNION ALL SELECT 'session_state', session_agg('2026-01-01'::timestamptz + x * interval '20 min', 'c' || x % 2, 'i' || x)::text FROM generate_series(1, 12) x
+UNION ALL SELECT 'metric_state', metric_agg('sum', x / 7.0)::text FROM generate_series(1, 9) x
+UNION ALL SELECT 'metric_state', metric_agg('count', x)::text FROM generate_series(1, 9) x
+UNION ALL SELECT 'metric_state', metric_agg('min', -x * 1000000000000)::text FROM generate_series(1, 9) x
 UNION ALL SELECT 'profile', profile_set(profile_set(profile_set(profile_set('{}',
     2, recent_agg('sku-' || x, '2026-01-01'::timestamptz + x * interval '1 min', 3)),
     7, last_agg('tier-' || x, '2026-01-01'::timestamptz + x * interval '1 d')),
@@ -102,6 +105,7 @@ BEGIN
     WHEN 'first_state' THEN format('SELECT event_value(%L::first_state), event_time(%L::first_state)', v, v)
     WHEN 'last_state' THEN format('SELECT event_value(%L::last_state), event_time(%L::last_state)', v, v)
     WHEN 'profile' THEN format('SELECT profile_traits(%L), profile_remove(%L, 2)', v, v)
+    WHEN 'metric_state' THEN format('SELECT metric_value(%L), metric_count(%L), metric_op(%L)', v, v, v)
     ELSE format('SELECT session_info(%L), session_dominant_category(%L)', v, v) END;
 END $$;
 

@@ -6,7 +6,7 @@
 BEGIN;
 SET LOCAL search_path = personalize, public;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(7 * 30);
+SELECT plan(7 * 30 + 2 * 10);
 
 CREATE TABLE prop_events (part int, v text, c text, ts timestamptz, w float8);
 
@@ -104,6 +104,13 @@ FROM generate_series(1, 30) s;
 SELECT is(prop_run('session_state', 'session_agg(ts, c, v)', s, 150, 40, '20 hours'), '{}',
           format('session_state: merge properties hold (seed %s)', s))
 FROM generate_series(1, 30) s;
+
+SELECT is(prop_run('metric_state', $$metric_agg('sum', w::numeric / 7)$$, s, 200, 40, '10 days'), '{}',
+          format('metric_state (sum): merge properties hold (seed %s)', s))
+FROM generate_series(1, 10) s;
+SELECT is(prop_run('metric_state', $$metric_agg('max', length(v) * w::numeric)$$, s, 200, 40, '10 days'), '{}',
+          format('metric_state (max): merge properties hold (seed %s)', s))
+FROM generate_series(1, 10) s;
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -27,7 +27,7 @@ for my $line (split /\n/, $out)
 	next unless $line =~ /^(\w+_state|profile) (text|binary) (\d+) (\d+)$/;
 	$seen{"$1 $2"} = [ $3, $4 ];
 }
-for my $type (qw(recent_state top_state windowed_state distinct_state first_state last_state session_state profile))
+for my $type (qw(recent_state top_state windowed_state distinct_state first_state last_state session_state metric_state profile))
 {
 	for my $path (qw(text binary))
 	{
