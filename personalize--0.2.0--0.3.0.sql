@@ -177,17 +177,6 @@ SELECT pg_catalog.pg_extension_config_dump('source_fields', '');
 SELECT pg_catalog.pg_extension_config_dump('traits', '');
 SELECT pg_catalog.pg_extension_config_dump('traits_id_seq', '');
 
--- Scratch space of rebuild(): each event key (its identifiers as jsonb) and
--- the profile its events go to.  Not a temporary table, so that parallel
--- workers can read it; rebuilds serialize on an advisory lock, and the rows
--- are only ever seen by the rebuild that wrote them (TRUNCATE at its start).
-CREATE UNLOGGED TABLE rebuild_keys (
-    key        jsonb NOT NULL,
-    profile_id bigint NOT NULL
-);
-COMMENT ON TABLE rebuild_keys IS
-    'Scratch table of rebuild(): event identifiers -> profile.  Empty outside a rebuild.';
-
 -- ===========================================================================
 -- Helpers (internal; names start with an underscore)
 -- ===========================================================================
@@ -811,13 +800,17 @@ END $$;
 -- Rebuild
 -- ===========================================================================
 
--- The SQL of one source's events folded per profile: (profile_id,
--- first_seen, last_seen, states) for the given traits (NULL: all).
-CREATE FUNCTION _source_fold_sql(source_id integer, trait_ids integer[], only_profile bigint)
+-- The SQL of one source's events folded per event key: (key, first and
+-- last event time, states of the given traits (NULL: all)).  It groups by
+-- the raw identifier columns, so the scan is a plain GROUP BY that
+-- PostgreSQL may run in parallel, with no join; the key, the event's
+-- identifiers as jsonb, is built once per group.
+CREATE FUNCTION _source_part_sql(source_id integer, trait_ids integer[])
 RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     s personalize.sources;
+    id_cols text;
     key_expr text;
     time_expr text;
     type_expr text;
@@ -832,7 +825,11 @@ BEGIN
         RAISE EXCEPTION 'source % (id %) was dropped', s.relation, s.id
             USING ERRCODE = 'undefined_table', HINT = 'Unregister it with personalize.unregister_source().';
     END IF;
-    key_expr := personalize._source_key_sql(source_id);
+    SELECT string_agg(format('e.%I', si.column_name), ', ' ORDER BY n.name),
+           'jsonb_build_object(' || string_agg(format('%L, (e.%I)::text', n.name, si.column_name), ', ' ORDER BY n.name) || ')'
+      INTO id_cols, key_expr
+      FROM personalize.source_identifiers si JOIN personalize.namespaces n ON n.id = si.namespace_id
+     WHERE si.source_id = s.id;
     time_expr := format('(e.%I)::timestamptz', s.event_time_column);
     type_expr := CASE WHEN s.event_type_column IS NOT NULL THEN format('(e.%I)::text', s.event_type_column)
                       ELSE coalesce(quote_literal(s.event_type), 'NULL::text') END;
@@ -863,73 +860,64 @@ BEGIN
         END;
         states := format(E'personalize.profile_set(%s,\n        %s, %s)', states, tr.id, agg);
     END LOOP;
-    RETURN format(E'SELECT k.profile_id, min(%s) AS first_seen, max(%s) AS last_seen,\n       %s AS states\n'
-                  '  FROM %s AS e JOIN personalize.rebuild_keys k ON k.key = %s%s\n'
-                  ' GROUP BY k.profile_id',
-                  time_expr, time_expr, states, s.relation, key_expr,
-                  CASE WHEN only_profile IS NOT NULL THEN format(' AND k.profile_id = %s', only_profile) ELSE '' END);
+    RETURN format(E'SELECT %s AS key, min(%s) AS t0, max(%s) AS t1,\n       %s AS states\n'
+                  '  FROM %s AS e GROUP BY %s',
+                  key_expr, time_expr, time_expr, states, s.relation, id_cols);
 END $$;
-
--- An event's identifiers as the jsonb key rebuild() groups by:
--- {"namespace": "value" or null, ...}.
-CREATE FUNCTION _source_key_sql(source_id integer) RETURNS text
-LANGUAGE sql STABLE
-RETURN (SELECT 'jsonb_build_object(' || string_agg(format('%L, (e.%I)::text', n.name, si.column_name), ', ' ORDER BY n.name) || ')'
-          FROM personalize.source_identifiers si JOIN personalize.namespaces n ON n.id = si.namespace_id
-         WHERE si.source_id = _source_key_sql.source_id);
 
 -- The engine of rebuild() and of the backfills:
 --   only_profile: rebuild this profile only (NULL: every profile);
 --   trait_ids: replace only these traits' states (NULL: all of them);
 --   only_source: fold this source's events into the profiles as they are
 --                (a backfill of a new source; NULL: rebuild from every source).
+-- Steps (docs/profiles.md): 1. each source's events GROUP BY their
+-- identifiers, into partial states per event key, in one statement that may
+-- run in parallel; 2. the keys' identifiers, normalized; 3. identify() for
+-- keys that hold an identifier new to the graph, in event-time order; 4.
+-- each key to the profile of its best identifier; 5. the partial states
+-- merged per profile; 6. each profile written once.
 CREATE FUNCTION _rebuild(only_profile bigint, trait_ids integer[], only_source integer)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     src record;
     parts text[] := '{}';
-    keys_sql text[] := '{}';
     kr record;
     n bigint;
     strip text := 'p.states';
     tid integer;
 BEGIN
-    -- one rebuild at a time: rebuild_keys is theirs
+    -- one rebuild at a time: two would each write every profile
     PERFORM pg_advisory_xact_lock(1886610802, 2);
-    TRUNCATE personalize.rebuild_keys;
     FOR src IN SELECT s.* FROM personalize.sources s
                 WHERE only_source IS NULL OR s.id = only_source ORDER BY s.id LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = src.relation) THEN
-            RAISE EXCEPTION 'source % (id %) was dropped', src.relation, src.id
-                USING ERRCODE = 'undefined_table', HINT = 'Unregister it with personalize.unregister_source().';
-        END IF;
-        keys_sql := keys_sql || format('SELECT %s AS key, min((e.%I)::timestamptz) AS t0 FROM %s AS e GROUP BY 1',
-                                       personalize._source_key_sql(src.id), src.event_time_column, src.relation);
-        parts := parts || personalize._source_fold_sql(src.id, trait_ids, only_profile);
+        parts := parts || personalize._source_part_sql(src.id, trait_ids);
     END LOOP;
     IF cardinality(parts) = 0 THEN
         RETURN 0;
     END IF;
 
-    -- 1. every event key, with the time of its first event
-    EXECUTE 'CREATE TEMP TABLE pz_rebuild_key ON COMMIT DROP AS SELECT key, min(t0) AS t0 FROM ('
-            || array_to_string(keys_sql, ' UNION ALL ') || ') x GROUP BY key';
-    -- 2. its usable identifiers, normalized (blocked and unusable ones drop out)
+    -- 1. partial states per event key
+    EXECUTE E'CREATE TEMP TABLE pz_rebuild_part ON COMMIT DROP AS\n'
+            || array_to_string(parts, E'\nUNION ALL\n');
+    CREATE TEMP TABLE pz_rebuild_key ON COMMIT DROP AS
+    SELECT key, min(t0) AS t0 FROM pg_temp.pz_rebuild_part GROUP BY key;
+    -- 2. the keys' usable identifiers, normalized (blocked and unusable ones drop out)
     CREATE TEMP TABLE pz_rebuild_id ON COMMIT DROP AS
     SELECT i.* FROM (
         SELECT k.key, ns.id AS namespace_id, ns.priority, ns.name,
                personalize.normalize_identifier(ns.name, j.value) COLLATE "C" AS value
-          FROM pz_rebuild_key k, jsonb_each_text(k.key) j
+          FROM pg_temp.pz_rebuild_key k, jsonb_each_text(k.key) j
           JOIN personalize.namespaces ns ON ns.name = j.key
          WHERE j.value IS NOT NULL) i
      WHERE i.value IS NOT NULL;
-    -- 3. identity resolution: an event key with an identifier the graph has
-    --    not seen links its identifiers, in the order of first events.
+    ANALYZE pg_temp.pz_rebuild_id;
+    -- 3. identity resolution: a key with an identifier the graph has not
+    --    seen links its identifiers, in the order of first events.
     --    Identifiers the graph knows are never linked again here, so splits
     --    and refused links stand.
-    FOR kr IN SELECT rk.key FROM pz_rebuild_key rk
-              WHERE EXISTS (SELECT 1 FROM pz_rebuild_id i
+    FOR kr IN SELECT rk.key FROM pg_temp.pz_rebuild_key rk
+              WHERE EXISTS (SELECT 1 FROM pg_temp.pz_rebuild_id i
                              WHERE i.key = rk.key
                                AND NOT EXISTS (SELECT 1 FROM personalize.identities x
                                                 WHERE x.namespace_id = i.namespace_id AND x.value = i.value))
@@ -937,20 +925,21 @@ BEGIN
         PERFORM personalize.identify(kr.key);
     END LOOP;
     -- 4. each key's events go to the profile of its best identifier
-    INSERT INTO personalize.rebuild_keys (key, profile_id)
+    CREATE TEMP TABLE pz_rebuild_key_profile ON COMMIT DROP AS
     SELECT DISTINCT ON (i.key) i.key, x.profile_id
-      FROM pz_rebuild_id i
+      FROM pg_temp.pz_rebuild_id i
       JOIN personalize.identities x ON x.namespace_id = i.namespace_id AND x.value = i.value
      ORDER BY i.key, i.priority DESC, i.name COLLATE "C", i.value COLLATE "C";
-    DROP TABLE pg_temp.pz_rebuild_key, pg_temp.pz_rebuild_id;
+    ANALYZE pg_temp.pz_rebuild_key_profile;
+    ANALYZE pg_temp.pz_rebuild_part;
 
-    -- 5. the aggregates, per source, then merged per profile: one statement
-    --    that PostgreSQL may run with parallel workers
-    EXECUTE E'CREATE TEMP TABLE pz_rebuilt ON COMMIT DROP AS\n'
-            'SELECT profile_id, min(first_seen) AS first_seen, max(last_seen) AS last_seen,\n'
-            '       personalize.merge_agg(states) AS states\n'
-            '  FROM (' || array_to_string(parts, E'\n        UNION ALL\n') || E') per_source\n'
-            ' GROUP BY profile_id';
+    -- 5. the partial states merged per profile
+    CREATE TEMP TABLE pz_rebuilt ON COMMIT DROP AS
+    SELECT k.profile_id, min(pt.t0) AS first_seen, max(pt.t1) AS last_seen,
+           personalize.merge_agg(pt.states) AS states
+      FROM pg_temp.pz_rebuild_part pt JOIN pg_temp.pz_rebuild_key_profile k ON k.key = pt.key
+     WHERE only_profile IS NULL OR k.profile_id = only_profile
+     GROUP BY k.profile_id;
     CREATE UNIQUE INDEX ON pg_temp.pz_rebuilt (profile_id);
     ANALYZE pg_temp.pz_rebuilt;
 
@@ -983,8 +972,8 @@ BEGIN
          WHERE p.id = p2.id AND (only_profile IS NULL OR p.id = only_profile);
     END IF;
     SELECT count(*) INTO n FROM pg_temp.pz_rebuilt;
-    DROP TABLE pg_temp.pz_rebuilt;
-    TRUNCATE personalize.rebuild_keys;
+    DROP TABLE pg_temp.pz_rebuild_part, pg_temp.pz_rebuild_key, pg_temp.pz_rebuild_id,
+               pg_temp.pz_rebuild_key_profile, pg_temp.pz_rebuilt;
     RETURN n;
 END $$;
 
@@ -1053,10 +1042,9 @@ COMMENT ON FUNCTION session_intent(text, text) IS
 -- Privileges
 -- ===========================================================================
 
-REVOKE ALL ON sources, source_identifiers, source_fields, traits, rebuild_keys FROM PUBLIC;
+REVOKE ALL ON sources, source_identifiers, source_fields, traits FROM PUBLIC;
 GRANT SELECT ON sources, source_identifiers, source_fields, traits TO personalize_reader;
 GRANT SELECT, INSERT, UPDATE, DELETE ON sources, source_identifiers, source_fields, traits TO personalize_admin;
-GRANT SELECT, INSERT, DELETE, TRUNCATE ON rebuild_keys TO personalize_admin;
 GRANT USAGE ON SEQUENCE sources_id_seq, traits_id_seq TO personalize_admin;
 -- configuration changes and rebuilds are for personalize_admin: the
 -- functions check the table grants themselves, with a hint

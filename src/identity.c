@@ -455,7 +455,6 @@ typedef enum Stmt
 {
 	ST_LOOKUP,
 	ST_PROFILE_KEY,
-	ST_COUNT_NS,
 	ST_REKEY_PROFILE,
 	ST_REFUSE,
 	ST_COUNT
@@ -476,10 +475,6 @@ static const struct
 		{"SELECT key_namespace_id, key_value FROM personalize.profiles WHERE id = $1",
 		 1,
 		 {INT8OID}},
-	[ST_COUNT_NS] = {"SELECT count(*) FROM personalize.identities WHERE profile_id = $1 AND "
-					 "namespace_id = $2",
-					 2,
-					 {INT8OID, INT4OID}},
 	[ST_REKEY_PROFILE] = {"UPDATE personalize.profiles SET id = $2, key_namespace_id = $3, "
 						  "key_value = $4, updated_at = now() WHERE id = $1",
 						  4,
@@ -678,12 +673,14 @@ store_open(bool writing)
 		{
 			Relation idx = store.identities_ind->ri_IndexRelationDescs[i];
 
-			if (idx->rd_index->indkey.values[0] == 1) /* profile_id */
+			/* (profile_id, namespace_id), as the extension made it */
+			if (idx->rd_index->indnkeyatts == 2 && idx->rd_index->indkey.values[0] == 1 &&
+				idx->rd_index->indkey.values[1] == 2)
 				store.identities_by_profile = idx;
 		}
 		if (store.identities_by_profile == NULL)
-			elog(ERROR, "personalize.identities has no index on profile_id: is the extension up to "
-						"date?");
+			elog(ERROR, "personalize.identities has no index on (profile_id, namespace_id): is the "
+						"extension up to date?");
 		store.merge_log = NULL;
 		store.profiles = table_open(store_relid("profiles"), mode);
 		store.profiles_pk = index_open(RelationGetPrimaryKeyIndex(store.profiles), mode);
@@ -1256,13 +1253,32 @@ refuse(const char *rule, const PzNamespace *rule_ns, const PzIdentifier *a, cons
 	stmt_run(ST_REFUSE, values, nulls, SPI_OK_INSERT);
 }
 
+/*
+ * The identifiers of namespace ns that profile_id holds, counted through
+ * the (profile_id, namespace_id) index directly.  (A prepared statement
+ * would keep the plan it made while the table was small: a sequential scan
+ * that makes a long load of links quadratic.)  Called by writers, with the
+ * store open.
+ */
 static int64
 count_in_namespace(int64 profile_id, const PzNamespace *ns)
 {
-	Datum values[2] = {Int64GetDatum(profile_id), Int32GetDatum(ns->id)};
+	ScanKeyData key[2];
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	int64 n = 0;
 
-	stmt_run(ST_COUNT_NS, values, NULL, SPI_OK_SELECT);
-	return result_int8(1);
+	Assert(store.open && store.writing);
+	ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(profile_id));
+	ScanKeyInit(&key[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(ns->id));
+	slot = table_slot_create(store.identities, NULL);
+	scan = index_beginscan(store.identities, store.identities_by_profile, SnapshotSelf, 2, 0);
+	index_rescan(scan, key, 2, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+		n++;
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	return n;
 }
 
 /*
