@@ -125,8 +125,39 @@ my ($count, $stderr);
 $dst->psql('restored', 'SELECT personalize.rebuild()', stdout => \$count, stderr => \$stderr);
 is($count, $rebuilt, 'restored: rebuild() builds as many profiles as on the source');
 diag("restored: rebuild(): $stderr") if $stderr;
-is($dst->safe_psql('restored', $digest{profiles}), $expected{profiles},
-	'restored: profiles unchanged by rebuild()');
+# What a rebuild must give back: exact for every kind but top, whose weights
+# are floating-point sums that may differ in the last bits with the order in
+# which a plan merges (README, "top"): those are compared within 1e-12.
+my $profiles_rows = q{
+	SELECT concat_ws('|', p.id, personalize.profile_remove(p.states, t.id)::text,
+	                 personalize.top_values(personalize.profile_get(p.states, t.id, NULL::personalize.top_state)),
+	                 p.first_seen, p.last_seen,
+	                 array_to_string(personalize.top_weights(personalize.profile_get(p.states, t.id, NULL::personalize.top_state)), ' '))
+	  FROM personalize.profiles p, personalize.traits t WHERE t.name = 'category_affinity' ORDER BY p.id};
+sub same_profiles
+{
+	my ($left, $right) = @_;
+	my @a = split /\n/, $left;
+	my @b = split /\n/, $right;
+	return "row counts differ" if @a != @b;
+	for my $i (0 .. $#a)
+	{
+		my ($ka, $wa) = $a[$i] =~ /^(.*)\|([^|]*)$/;
+		my ($kb, $wb) = $b[$i] =~ /^(.*)\|([^|]*)$/;
+		return "profile row $i differs" if $ka ne $kb;
+		my @x = split / /, $wa;
+		my @y = split / /, $wb;
+		return "profile row $i: top weights differ in number" if @x != @y;
+		for my $j (0 .. $#x)
+		{
+			return "profile row $i: top weight $x[$j] vs $y[$j]"
+			  if abs($x[$j] - $y[$j]) > 1e-12 * (abs($x[$j]) > abs($y[$j]) ? abs($x[$j]) : abs($y[$j]));
+		}
+	}
+	return '';
+}
+is(same_profiles($dst->safe_psql('restored', $profiles_rows), $src->safe_psql('postgres', $profiles_rows)), '',
+	'restored: profiles unchanged by rebuild() (top weights within 1e-12)');
 is($dst->safe_psql('restored', $digest{'identity graph'}), $expected{'identity graph'},
 	'restored: identity graph unchanged by rebuild() (the split stands)');
 
