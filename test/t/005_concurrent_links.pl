@@ -106,10 +106,14 @@ my ($r_out, $r_err) = ('', '');
 my ($hold_out, $hold_err) = ('', '');
 my $hold = IPC::Run::start([ 'psql', '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'),
 	'-c', q{SELECT pg_advisory_lock(4242)},
-	# wait for the reader to queue behind the lock (correlated, so pg_locks is read per row)
-	'-c', q{SELECT count(pg_sleep(0.01)) FROM generate_series(1, 100000) g
-	        WHERE NOT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242
-	                                                 AND NOT granted AND g > 0)},
+	# wait for the reader to queue behind the lock: a loop of statements, each
+	# reading pg_locks afresh (a single query may read it once and keep it)
+	'-c', q{DO $$ BEGIN
+	          FOR i IN 1 .. 100000 LOOP
+	            EXIT WHEN EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND NOT granted);
+	            PERFORM pg_sleep(0.01);
+	          END LOOP;
+	        END $$},
 	'-c', q{SELECT personalize.link('device', 'r1', 'email', 'r1@x')} ],
 	'>', \$hold_out, '2>', \$hold_err);
 # wait until the holder has the lock
