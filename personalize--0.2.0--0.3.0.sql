@@ -425,6 +425,33 @@ END $$;
 COMMENT ON FUNCTION unregister_source(regclass) IS
     'Stop reading an event table.  Profiles keep what its events contributed until rebuild().';
 
+-- A registered source cannot be dropped (DROP TABLE, DROP SCHEMA ...
+-- CASCADE) while it is registered, as a foreign key would refuse: its
+-- registration would point at nothing and stop every rebuild.
+CREATE FUNCTION _source_dropped() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    dropped text;
+    n integer;
+BEGIN
+    -- DROP EXTENSION personalize drops the configuration itself
+    IF to_regclass('personalize.sources') IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT string_agg(d.object_identity, ', ' ORDER BY d.object_identity), count(*) INTO dropped, n
+      FROM pg_event_trigger_dropped_objects() d
+      JOIN personalize.sources s ON s.relation::oid = d.objid
+     WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0;
+    IF dropped IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot drop %: %', dropped,
+                        CASE WHEN n = 1 THEN 'it is a personalize source' ELSE 'they are personalize sources' END
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = 'Unregister it first with personalize.unregister_source().';
+    END IF;
+END $$;
+CREATE EVENT TRIGGER personalize_source_dropped ON sql_drop
+    EXECUTE FUNCTION _source_dropped();
+
 -- ===========================================================================
 -- Traits
 -- ===========================================================================

@@ -207,6 +207,11 @@ SELECT drop_trait('orders_in');
 SELECT alter_trait('nope', n => 3);
 SELECT drop_trait('nope');
 SELECT unregister_source('shop.orders');
+-- a registered source cannot be dropped; unregistered, it can
+DROP TABLE shop.reviews;
+DROP SCHEMA shop CASCADE;
+SELECT unregister_source('shop.reviews');
+DROP TABLE shop.reviews;
 SELECT rebuild(NULL::bigint);
 SELECT rebuild(42);
 
