@@ -928,11 +928,12 @@ BEGIN
     EXECUTE E'CREATE TEMP TABLE pz_rebuild_part ON COMMIT DROP AS\n'
             || array_to_string(parts, E'\nUNION ALL\n');
     CREATE TEMP TABLE pz_rebuild_key ON COMMIT DROP AS
-    SELECT key, min(t0) AS t0 FROM pg_temp.pz_rebuild_part GROUP BY key;
+    SELECT row_number() OVER () AS key_id, key, t0
+      FROM (SELECT key, min(t0) AS t0 FROM pg_temp.pz_rebuild_part GROUP BY key) k;
     -- 2. the keys' usable identifiers, normalized (blocked and unusable ones drop out)
     CREATE TEMP TABLE pz_rebuild_id ON COMMIT DROP AS
     SELECT i.* FROM (
-        SELECT k.key, ns.id AS namespace_id, ns.priority, ns.name,
+        SELECT k.key_id, k.key, ns.id AS namespace_id, ns.priority, ns.name,
                personalize.normalize_identifier(ns.name, j.value) COLLATE "C" AS value
           FROM pg_temp.pz_rebuild_key k, jsonb_each_text(k.key) j
           JOIN personalize.namespaces ns ON ns.name = j.key
@@ -952,11 +953,12 @@ BEGIN
         PERFORM personalize.identify(kr.key);
     END LOOP;
     -- 4. each key's events go to the profile of its best identifier
+    --    (sorted by the key's number: comparing jsonb keys costs more)
     CREATE TEMP TABLE pz_rebuild_key_profile ON COMMIT DROP AS
-    SELECT DISTINCT ON (i.key) i.key, x.profile_id
+    SELECT DISTINCT ON (i.key_id) i.key, x.profile_id
       FROM pg_temp.pz_rebuild_id i
       JOIN personalize.identities x ON x.namespace_id = i.namespace_id AND x.value = i.value
-     ORDER BY i.key, i.priority DESC, i.name COLLATE "C", i.value COLLATE "C";
+     ORDER BY i.key_id, i.priority DESC, i.name COLLATE "C", i.value COLLATE "C";
     ANALYZE pg_temp.pz_rebuild_key_profile;
     ANALYZE pg_temp.pz_rebuild_part;
 
