@@ -723,50 +723,51 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION drop_trait(text) IS 'Drop a trait and remove its state from every profile.';
 
+-- profile_columns(states, spec): every trait column of a profile from one call
+CREATE FUNCTION profile_columns(states profile, spec text) RETURNS record
+    AS 'MODULE_PATHNAME', 'pz_profile_columns' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION profile_columns(profile, text) IS
+    'The columns of a profile named by spec, from one call: call it in FROM with a column definition list, one column per spec entry, e.g. profile_columns(p.states, ''1:recent;2:count;3:wcount:3600000000'') AS c(last_viewed text[], orders bigint, orders_in_1h bigint).  Spec entries, separated by ";": <trait id>:<accessor>, accessors count (bigint, 0 when absent), value (numeric), event_value (text), event_time (timestamptz), recent (text[]), top (text[]), distinct (bigint, 0 when absent), session (jsonb), wcount:<microseconds> (bigint, 0 when absent) and wsum:<microseconds> (double precision, 0 when absent), windows read at now().  A NULL profile reads as empty.';
+
 -- ===========================================================================
 -- The profile view: one typed column per trait
 -- ===========================================================================
 
--- The view's column expressions of one trait, as (column name, SQL, type, comment).
+-- The view's columns of one trait, as (column name, profile_columns() spec
+-- entry, type, comment).
 CREATE FUNCTION _trait_columns(tr personalize.traits)
-RETURNS TABLE (column_name text, expr text, column_type text, description text)
+RETURNS TABLE (column_name text, spec text, column_type text, description text)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    st text;
     w interval;
     what text;
 BEGIN
     what := format('%s trait %s', tr.kind, tr.name)
          || CASE WHEN tr.field IS NOT NULL THEN format(' of field %s', tr.field) ELSE '' END
          || CASE WHEN tr.event_types IS NOT NULL THEN format(' over events %s', array_to_string(tr.event_types, ', ')) ELSE '' END;
-    st := format('personalize.profile_get(p.states, %s, NULL::personalize.%s)', tr.id,
-                 CASE tr.kind WHEN 'count' THEN 'metric_state' WHEN 'sum' THEN 'metric_state'
-                              WHEN 'min' THEN 'metric_state' WHEN 'max' THEN 'metric_state'
-                              WHEN 'first' THEN 'first_state' WHEN 'last' THEN 'last_state'
-                              WHEN 'recent' THEN 'recent_state' WHEN 'top' THEN 'top_state'
-                              WHEN 'distinct' THEN 'distinct_state' WHEN 'session' THEN 'session_state'
-                              ELSE 'windowed_state' END);
     CASE tr.kind
     WHEN 'count' THEN
-        RETURN QUERY SELECT tr.name, format('coalesce(personalize.metric_count(%s), 0)', st), 'bigint', what || ': number of events';
+        RETURN QUERY SELECT tr.name, tr.id || ':count', 'bigint', what || ': number of events';
     WHEN 'sum', 'min', 'max' THEN
-        RETURN QUERY SELECT tr.name, format('personalize.metric_value(%s)', st), 'numeric', what;
+        RETURN QUERY SELECT tr.name, tr.id || ':value', 'numeric', what;
     WHEN 'first', 'last' THEN
-        RETURN QUERY SELECT tr.name, format('personalize.event_value(%s)', st), 'text', what || ': the value';
-        RETURN QUERY SELECT tr.name || '_at', format('personalize.event_time(%s)', st), 'timestamptz', what || ': its event time';
+        RETURN QUERY SELECT tr.name, tr.id || ':event_value', 'text', what || ': the value';
+        RETURN QUERY SELECT tr.name || '_at', tr.id || ':event_time', 'timestamptz', what || ': its event time';
     WHEN 'recent' THEN
-        RETURN QUERY SELECT tr.name, format('personalize.recent_values(%s)', st), 'text[]', what || format(': the %s most recent distinct values, newest first', tr.n);
+        RETURN QUERY SELECT tr.name, tr.id || ':recent', 'text[]', what || format(': the %s most recent distinct values, newest first', tr.n);
     WHEN 'top' THEN
-        RETURN QUERY SELECT tr.name, format('personalize.top_values(%s)', st), 'text[]', what || format(': the values by weight decayed with a half-life of %s, heaviest first', tr.half_life);
+        RETURN QUERY SELECT tr.name, tr.id || ':top', 'text[]', what || format(': the values by weight decayed with a half-life of %s, heaviest first', tr.half_life);
     WHEN 'distinct' THEN
-        RETURN QUERY SELECT tr.name, format('coalesce(personalize.distinct_count(%s), 0)', st), 'bigint', what || ': approximate number of distinct values';
+        RETURN QUERY SELECT tr.name, tr.id || ':distinct', 'bigint', what || ': approximate number of distinct values';
     WHEN 'session' THEN
-        RETURN QUERY SELECT tr.name, format('personalize.session_info(%s)', st), 'jsonb', what || ': the current session (start, last activity, events, dominant category, last item)';
+        RETURN QUERY SELECT tr.name, tr.id || ':session', 'jsonb', what || ': the current session (start, last activity, events, dominant category, last item)';
     WHEN 'windowed_count', 'windowed_sum' THEN
         FOREACH w IN ARRAY tr.windows LOOP
+            -- windows are at most 90 days, where extract(epoch) counts a month
+            -- as 30 days, as windowed_count() does
             RETURN QUERY SELECT tr.name || '_' || personalize._window_label(w),
-                CASE tr.kind WHEN 'windowed_count' THEN format('coalesce(personalize.windowed_count(%s, %L::interval), 0)', st, w)
-                             ELSE format('coalesce(personalize.windowed_sum(%s, %L::interval), 0)', st, w) END,
+                format('%s:%s:%s', tr.id, CASE tr.kind WHEN 'windowed_count' THEN 'wcount' ELSE 'wsum' END,
+                       (extract(epoch FROM w) * 1000000)::bigint),
                 CASE tr.kind WHEN 'windowed_count' THEN 'bigint' ELSE 'double precision' END,
                 what || format(': events in the last %s, counted at read time', personalize._window_label(w));
         END LOOP;
@@ -781,7 +782,8 @@ END $$;
 CREATE FUNCTION _regenerate_view() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    cols text := '';
+    coldefs text;
+    spec text;
     c record;
     dup text;
 BEGIN
@@ -797,17 +799,24 @@ BEGIN
         RAISE EXCEPTION 'two columns of personalize.profile_view would be named %', dup
             USING ERRCODE = 'duplicate_column', HINT = 'Rename one of the traits: windowed traits add _1h, _24h, ... and first/last traits add _at.';
     END IF;
-    FOR c IN SELECT x.* FROM personalize.traits t, personalize._trait_columns(t) x ORDER BY t.id LOOP
-        cols := cols || format(E',\n       %s AS %I', c.expr, c.column_name);
-    END LOOP;
+    -- every trait column comes from one profile_columns() call per row
+    SELECT string_agg(format('%I %s', x.column_name, x.column_type), ', ' ORDER BY t.id, x.ord),
+           string_agg(x.spec, ';' ORDER BY t.id, x.ord)
+      INTO coldefs, spec
+      FROM personalize.traits t, personalize._trait_columns(t) WITH ORDINALITY x(column_name, spec, column_type, description, ord);
     IF to_regclass('personalize.profile_view') IS NOT NULL THEN
         DROP VIEW personalize.profile_view;
     END IF;
     EXECUTE format(E'CREATE VIEW personalize.profile_view AS\n'
-                   'SELECT p.id AS profile_id, n.name AS key_namespace, p.key_value,\n'
-                   '       p.first_seen, p.last_seen, p.updated_at%s\n'
+                   'SELECT p.id AS profile_id, n.name AS key_namespace,\n'
+                   '       p.key_value, p.first_seen, p.last_seen, p.updated_at%s\n'
                    '  FROM personalize.profiles p\n'
-                   '  LEFT JOIN personalize.namespaces n ON n.id = p.key_namespace_id', cols);
+                   '  LEFT JOIN personalize.namespaces n ON n.id = p.key_namespace_id%s',
+                   CASE WHEN coldefs IS NOT NULL THEN ', c.*' ELSE '' END,
+                   CASE WHEN coldefs IS NOT NULL
+                        THEN format(E'\n  LEFT JOIN LATERAL personalize.profile_columns(p.states, %L)\n'
+                                    '       AS c(%s) ON true', spec, coldefs)
+                        ELSE '' END);
     COMMENT ON VIEW personalize.profile_view IS
         'One row per profile, one typed column per trait (windowed traits: one per window, evaluated against now()).  Regenerated when traits change.';
     COMMENT ON COLUMN personalize.profile_view.profile_id IS 'The profile id (see personalize.resolve())';

@@ -528,18 +528,24 @@ distinct_agg_trans(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(s);
 }
 
+Datum
+distinct_count_datum(DistinctState *s)
+{
+	double est = distinct_estimate(s);
+
+	/* every register at its largest rank estimates infinity: saturate */
+	if (!(est < 9.2e18))
+		return Int64GetDatum(PG_INT64_MAX);
+	return Int64GetDatum((int64) llround(est));
+}
+
 PG_FUNCTION_INFO_V1(distinct_count);
 Datum
 distinct_count(PG_FUNCTION_ARGS)
 {
 	DistinctState *s = (DistinctState *) pz_state_from_datum(PG_GETARG_DATUM(0), PZ_KIND_DISTINCT);
 
-	double est = distinct_estimate(s);
-
-	/* every register at its largest rank estimates infinity: saturate */
-	if (!(est < 9.2e18))
-		PG_RETURN_INT64(PG_INT64_MAX);
-	PG_RETURN_INT64((int64) llround(est));
+	PG_RETURN_DATUM(distinct_count_datum(s));
 }
 
 PG_FUNCTION_INFO_V1(distinct_precision);

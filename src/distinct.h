@@ -35,4 +35,7 @@ extern uint64 distinct_hash(const char *val, int32 len);
 extern void distinct_add_hash(DistinctState *s, uint64 h);
 extern double distinct_estimate(DistinctState *s);
 
+/* distinct_count(s): the estimate as bigint, rounded, saturating */
+extern Datum distinct_count_datum(DistinctState *s);
+
 #endif /* PERSONALIZE_DISTINCT_H */

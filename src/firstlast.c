@@ -185,6 +185,18 @@ last_agg_trans(PG_FUNCTION_ARGS)
 	return timed_value_trans(fcinfo, PZ_KIND_LAST, "last_agg");
 }
 
+Datum
+event_value_datum(const TimedValueState *s)
+{
+	return PointerGetDatum(cstring_to_text_with_len(s->val, s->len));
+}
+
+Datum
+event_time_datum(const TimedValueState *s)
+{
+	return TimestampTzGetDatum(s->ts);
+}
+
 /* The value of a first_state or last_state (the SQL signature picks which). */
 PG_FUNCTION_INFO_V1(timed_value_value);
 Datum
@@ -192,7 +204,7 @@ timed_value_value(PG_FUNCTION_ARGS)
 {
 	TimedValueState *s = (TimedValueState *) pz_state_from_datum(PG_GETARG_DATUM(0), 0);
 
-	PG_RETURN_TEXT_P(cstring_to_text_with_len(s->val, s->len));
+	PG_RETURN_DATUM(event_value_datum(s));
 }
 
 PG_FUNCTION_INFO_V1(timed_value_time);
@@ -201,5 +213,5 @@ timed_value_time(PG_FUNCTION_ARGS)
 {
 	TimedValueState *s = (TimedValueState *) pz_state_from_datum(PG_GETARG_DATUM(0), 0);
 
-	PG_RETURN_TIMESTAMPTZ(s->ts);
+	PG_RETURN_DATUM(event_time_datum(s));
 }

@@ -21,4 +21,8 @@ typedef struct TimedValueState
 extern TimedValueState *timed_value_new(PzKind kind, const char *val, int32 len, TimestampTz ts);
 extern void timed_value_add(TimedValueState *s, const char *val, int32 len, TimestampTz ts);
 
+/* event_value(s) as text and event_time(s) as timestamptz, first or last */
+extern Datum event_value_datum(const TimedValueState *s);
+extern Datum event_time_datum(const TimedValueState *s);
+
 #endif /* PERSONALIZE_FIRSTLAST_H */

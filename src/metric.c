@@ -480,6 +480,20 @@ metric_state_make(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(pz_state_flatten((PzState *) s));
 }
 
+Datum
+metric_value_datum(const MetricState *s)
+{
+	if (s->op == METRIC_COUNT)
+		return NumericGetDatum(int64_to_numeric(s->count));
+	return NumericGetDatum(s->value);
+}
+
+Datum
+metric_count_datum(const MetricState *s)
+{
+	return Int64GetDatum(s->count);
+}
+
 /* The sum, min or max; for op count, the count. */
 PG_FUNCTION_INFO_V1(metric_value);
 Datum
@@ -487,9 +501,7 @@ metric_value(PG_FUNCTION_ARGS)
 {
 	MetricState *s = (MetricState *) pz_state_from_datum(PG_GETARG_DATUM(0), PZ_KIND_METRIC);
 
-	if (s->op == METRIC_COUNT)
-		PG_RETURN_NUMERIC(int64_to_numeric(s->count));
-	PG_RETURN_NUMERIC(s->value);
+	PG_RETURN_DATUM(metric_value_datum(s));
 }
 
 PG_FUNCTION_INFO_V1(metric_count);
@@ -498,7 +510,7 @@ metric_count(PG_FUNCTION_ARGS)
 {
 	MetricState *s = (MetricState *) pz_state_from_datum(PG_GETARG_DATUM(0), PZ_KIND_METRIC);
 
-	PG_RETURN_INT64(s->count);
+	PG_RETURN_DATUM(metric_count_datum(s));
 }
 
 PG_FUNCTION_INFO_V1(metric_op);

@@ -49,4 +49,8 @@ extern uint8 metric_op_from_name(const char *name);
 /* the op's name */
 extern const char *metric_op_name(uint8 op);
 
+/* metric_value(s) as numeric (for op count, the count) and metric_count(s) as bigint */
+extern Datum metric_value_datum(const MetricState *s);
+extern Datum metric_count_datum(const MetricState *s);
+
 #endif /* PERSONALIZE_METRIC_H */

@@ -35,6 +35,7 @@ static int ns_count = 0;
 static int ns_limited = 0;
 static bool ns_valid = false;
 static LocalTransactionId ns_lxid = InvalidLocalTransactionId;
+static SPIPlanPtr ns_plan = NULL; /* the read of the list, planned once */
 
 void
 pz_namespace_invalidate(void)
@@ -108,10 +109,27 @@ ns_load(void)
 	ns_valid = false;
 
 	SPI_connect();
-	ret = SPI_execute("SELECT id, name, priority, coalesce(max_per_profile, 0), "
-					  "coalesce(normalizer::oid, 0), blocked "
-					  "FROM personalize.namespaces ORDER BY id",
-					  true, 0);
+
+	/*
+	 * The statement is planned once per backend: the list is read again in
+	 * every transaction that uses it, and planning would cost more than
+	 * reading the few rows.  The plan cache replans it after DDL.
+	 */
+	if (ns_plan == NULL)
+	{
+		SPIPlanPtr plan = SPI_prepare("SELECT id, name, priority, coalesce(max_per_profile, 0), "
+									  "coalesce(normalizer::oid, 0), blocked "
+									  "FROM personalize.namespaces ORDER BY id",
+									  0, NULL);
+
+		if (plan == NULL)
+			elog(ERROR, "could not plan the read of personalize.namespaces: %s",
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not keep the plan of the read of personalize.namespaces");
+		ns_plan = plan;
+	}
+	ret = SPI_execute_plan(ns_plan, NULL, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read personalize.namespaces: %s", SPI_result_code_string(ret));
 

@@ -267,11 +267,9 @@ recent_agg_trans(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(s);
 }
 
-PG_FUNCTION_INFO_V1(recent_values);
 Datum
-recent_values(PG_FUNCTION_ARGS)
+recent_values_datum(const RecentState *s)
 {
-	RecentState *s = (RecentState *) pz_state_from_datum(PG_GETARG_DATUM(0), PZ_KIND_RECENT);
 	const char **vals = palloc(sizeof(char *) * Max(s->count, 1));
 	int32 *lens = palloc(sizeof(int32) * Max(s->count, 1));
 	int i;
@@ -281,7 +279,16 @@ recent_values(PG_FUNCTION_ARGS)
 		vals[i] = s->items[i].val;
 		lens[i] = s->items[i].len;
 	}
-	PG_RETURN_DATUM(pz_text_array(vals, lens, s->count));
+	return pz_text_array(vals, lens, s->count);
+}
+
+PG_FUNCTION_INFO_V1(recent_values);
+Datum
+recent_values(PG_FUNCTION_ARGS)
+{
+	RecentState *s = (RecentState *) pz_state_from_datum(PG_GETARG_DATUM(0), PZ_KIND_RECENT);
+
+	PG_RETURN_DATUM(recent_values_datum(s));
 }
 
 PG_FUNCTION_INFO_V1(recent_times);

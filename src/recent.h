@@ -30,4 +30,7 @@ typedef struct RecentState
 extern RecentState *recent_new(int32 n);
 extern void recent_add(RecentState *s, const char *val, int32 len, TimestampTz ts);
 
+/* recent_values(s): the values as text[], newest first */
+extern Datum recent_values_datum(const RecentState *s);
+
 #endif /* PERSONALIZE_RECENT_H */

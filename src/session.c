@@ -7,6 +7,7 @@
 
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 
 #include "session.h"
 
@@ -621,44 +622,120 @@ session_last_item(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(x->item, x->item_len));
 }
 
+/* push a key, or a string value, of n bytes */
+static void
+session_json_push_string(JsonbParseState **st, JsonbIteratorToken tok, const char *val, int32 len)
+{
+	JsonbValue v;
+
+	v.type = jbvString;
+	v.val.string.val = unconstify(char *, val);
+	v.val.string.len = len;
+	pushJsonbValue(st, tok, &v);
+}
+
+static void
+session_json_push_time(JsonbParseState **st, TimestampTz ts)
+{
+	StringInfoData buf;
+
+	/* the text form's quoted time, without its quotes */
+	initStringInfo(&buf);
+	pz_json_time(&buf, ts);
+	session_json_push_string(st, WJB_VALUE, buf.data + 1, buf.len - 2);
+}
+
+static void
+session_json_push_numeric(JsonbParseState **st, Numeric n)
+{
+	JsonbValue v;
+
+	v.type = jbvNumeric;
+	v.val.numeric = n;
+	pushJsonbValue(st, WJB_VALUE, &v);
+}
+
+static void
+session_json_push_null(JsonbParseState **st)
+{
+	JsonbValue v;
+
+	v.type = jbvNull;
+	pushJsonbValue(st, WJB_VALUE, &v);
+}
+
+#define SESSION_JSON_KEY(st, key) session_json_push_string(st, WJB_KEY, key, sizeof(key) - 1)
+
+/*
+ * The jsonb is built directly, as jsonb_in would build it from the text
+ * {"start": "...", "last_activity": "...", "duration_seconds": 12.000000,
+ * "events": 3, "dominant_category": ..., "last_item": ..., "categories":
+ * {...}}: the same values (the duration through the same "%.6f" text and
+ * numeric_in), keys sorted by jsonb, so the result is the same datum.
+ */
+Datum
+session_info_datum(SessionState *s, bool *isnull)
+{
+	Session *x;
+	SessionCategory *dom;
+	JsonbParseState *st = NULL;
+	JsonbValue *res;
+	char duration[128];
+	int i;
+
+	if (s->count == 0)
+	{
+		*isnull = true;
+		return (Datum) 0;
+	}
+	*isnull = false;
+	x = &s->sessions[s->count - 1];
+	dom = session_dominant(x);
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	SESSION_JSON_KEY(&st, "start");
+	session_json_push_time(&st, x->start);
+	SESSION_JSON_KEY(&st, "last_activity");
+	session_json_push_time(&st, x->end);
+	SESSION_JSON_KEY(&st, "duration_seconds");
+	snprintf(duration, sizeof(duration), "%.6f",
+			 ((double) x->end - (double) x->start) / USECS_PER_SEC);
+	session_json_push_numeric(
+		&st, DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(duration),
+												 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1))));
+	SESSION_JSON_KEY(&st, "events");
+	session_json_push_numeric(&st, int64_to_numeric(x->events));
+	SESSION_JSON_KEY(&st, "dominant_category");
+	if (dom)
+		session_json_push_string(&st, WJB_VALUE, dom->val, dom->len);
+	else
+		session_json_push_null(&st);
+	SESSION_JSON_KEY(&st, "last_item");
+	if (x->item)
+		session_json_push_string(&st, WJB_VALUE, x->item, x->item_len);
+	else
+		session_json_push_null(&st);
+	SESSION_JSON_KEY(&st, "categories");
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	for (i = 0; i < x->ncat; i++)
+	{
+		session_json_push_string(&st, WJB_KEY, x->cats[i].val, x->cats[i].len);
+		session_json_push_numeric(&st, int64_to_numeric(x->cats[i].count));
+	}
+	pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	return JsonbPGetDatum(JsonbValueToJsonb(res));
+}
+
 /* session_info(state) -> jsonb: the current session, all fields */
 PG_FUNCTION_INFO_V1(session_info);
 Datum
 session_info(PG_FUNCTION_ARGS)
 {
-	Session *x = session_current(fcinfo);
-	SessionCategory *dom;
-	StringInfoData buf;
-	int i;
+	SessionState *s = (SessionState *) pz_state_from_datum(PG_GETARG_DATUM(0), PZ_KIND_SESSION);
+	bool isnull;
+	Datum d = session_info_datum(s, &isnull);
 
-	if (x == NULL)
+	if (isnull)
 		PG_RETURN_NULL();
-	dom = session_dominant(x);
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"start\": ");
-	pz_json_time(&buf, x->start);
-	appendStringInfoString(&buf, ", \"last_activity\": ");
-	pz_json_time(&buf, x->end);
-	appendStringInfo(&buf, ", \"duration_seconds\": %.6f, \"events\": " INT64_FORMAT,
-					 ((double) x->end - (double) x->start) / USECS_PER_SEC, x->events);
-	appendStringInfoString(&buf, ", \"dominant_category\": ");
-	if (dom)
-		pz_json_string(&buf, dom->val);
-	else
-		appendStringInfoString(&buf, "null");
-	appendStringInfoString(&buf, ", \"last_item\": ");
-	if (x->item)
-		pz_json_string(&buf, x->item);
-	else
-		appendStringInfoString(&buf, "null");
-	appendStringInfoString(&buf, ", \"categories\": {");
-	for (i = 0; i < x->ncat; i++)
-	{
-		if (i > 0)
-			appendStringInfoString(&buf, ", ");
-		pz_json_string(&buf, x->cats[i].val);
-		appendStringInfo(&buf, ": " INT64_FORMAT, x->cats[i].count);
-	}
-	appendStringInfoString(&buf, "}}");
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	PG_RETURN_DATUM(d);
 }

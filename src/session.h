@@ -61,4 +61,10 @@ extern SessionState *session_new(int64 gap);
 extern void session_add(SessionState *s, TimestampTz ts, const char *category, int32 catlen,
 						const char *item, int32 itemlen);
 
+/*
+ * session_info(s) as jsonb: the current session, all fields; *isnull when
+ * s holds no session.  Sorts the current session's categories in place.
+ */
+extern Datum session_info_datum(SessionState *s, bool *isnull);
+
 #endif /* PERSONALIZE_SESSION_H */

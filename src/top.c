@@ -432,16 +432,30 @@ skip:
 	PG_RETURN_POINTER(s);
 }
 
+Datum
+top_values_datum(const TopState *s, int32 k)
+{
+	const char **vals = palloc(sizeof(char *) * Max(s->count, 1));
+	int32 *lens = palloc(sizeof(int32) * Max(s->count, 1));
+	int i;
+
+	Assert(k >= 0);
+	k = Min(k, s->count);
+	for (i = 0; i < k; i++)
+	{
+		vals[i] = s->items[i].val;
+		lens[i] = s->items[i].len;
+	}
+	return pz_text_array(vals, lens, k);
+}
+
 /* top_values(state [, k int]): values, heaviest first */
 PG_FUNCTION_INFO_V1(top_values);
 Datum
 top_values(PG_FUNCTION_ARGS)
 {
 	TopState *s = (TopState *) pz_state_from_datum(PG_GETARG_DATUM(0), PZ_KIND_TOP);
-	int k = s->count;
-	const char **vals = palloc(sizeof(char *) * Max(s->count, 1));
-	int32 *lens = palloc(sizeof(int32) * Max(s->count, 1));
-	int i;
+	int32 k = s->count;
 
 	if (PG_NARGS() > 1)
 	{
@@ -449,14 +463,9 @@ top_values(PG_FUNCTION_ARGS)
 			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 							errmsg("the number of values to read must not be negative"),
 							errhint("Pass 0 or more, or leave it out to read every value.")));
-		k = Min(k, PG_GETARG_INT32(1));
+		k = PG_GETARG_INT32(1);
 	}
-	for (i = 0; i < k; i++)
-	{
-		vals[i] = s->items[i].val;
-		lens[i] = s->items[i].len;
-	}
-	PG_RETURN_DATUM(pz_text_array(vals, lens, k));
+	PG_RETURN_DATUM(top_values_datum(s, k));
 }
 
 /*

@@ -44,4 +44,11 @@ typedef struct TopState
 extern TopState *top_new(int32 n, int64 half_life, TimestampTz first_event);
 extern void top_add(TopState *s, const char *val, int32 len, TimestampTz ts, double weight);
 
+/*
+ * top_values(s [, k]): the first k values (k >= 0; more than the state
+ * holds reads them all) as text[], heaviest first.  s is a state read from
+ * its flat form, whose values are sorted.
+ */
+extern Datum top_values_datum(const TopState *s, int32 k);
+
 #endif /* PERSONALIZE_TOP_H */

@@ -537,6 +537,26 @@ windowed_arg_read(FunctionCallInfo fcinfo, int64 *window_us, TimestampTz *at)
 	return s;
 }
 
+Datum
+windowed_count_datum(const WindowedState *s, int64 window_us, TimestampTz at)
+{
+	int64 count;
+	double sum;
+
+	windowed_read(s, at, window_us, &count, &sum);
+	return Int64GetDatum(count);
+}
+
+Datum
+windowed_sum_datum(const WindowedState *s, int64 window_us, TimestampTz at)
+{
+	int64 count;
+	double sum;
+
+	windowed_read(s, at, window_us, &count, &sum);
+	return Float8GetDatum(sum);
+}
+
 /* windowed_count(state, window interval [, at timestamptz default now()]) */
 PG_FUNCTION_INFO_V1(windowed_count);
 Datum
@@ -545,11 +565,8 @@ windowed_count(PG_FUNCTION_ARGS)
 	int64 window_us;
 	TimestampTz at;
 	WindowedState *s = windowed_arg_read(fcinfo, &window_us, &at);
-	int64 count;
-	double sum;
 
-	windowed_read(s, at, window_us, &count, &sum);
-	PG_RETURN_INT64(count);
+	PG_RETURN_DATUM(windowed_count_datum(s, window_us, at));
 }
 
 PG_FUNCTION_INFO_V1(windowed_sum);
@@ -559,11 +576,8 @@ windowed_sum(PG_FUNCTION_ARGS)
 	int64 window_us;
 	TimestampTz at;
 	WindowedState *s = windowed_arg_read(fcinfo, &window_us, &at);
-	int64 count;
-	double sum;
 
-	windowed_read(s, at, window_us, &count, &sum);
-	PG_RETURN_FLOAT8(sum);
+	PG_RETURN_DATUM(windowed_sum_datum(s, window_us, at));
 }
 
 PG_FUNCTION_INFO_V1(windowed_total_count);

@@ -64,4 +64,11 @@ extern void windowed_settle(PzState *s);
 extern void windowed_read(const WindowedState *s, TimestampTz at, int64 window_us, int64 *count,
 						  double *sum);
 
+/*
+ * windowed_count(s, span, at) as bigint and windowed_sum(s, span, at) as
+ * float8: window_us is the span in microseconds (> 0), at is finite.
+ */
+extern Datum windowed_count_datum(const WindowedState *s, int64 window_us, TimestampTz at);
+extern Datum windowed_sum_datum(const WindowedState *s, int64 window_us, TimestampTz at);
+
 #endif /* PERSONALIZE_WINDOWED_H */

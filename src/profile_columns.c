@@ -1,0 +1,465 @@
+/*
+ * profile_columns.c
+ *	  profile_columns(states profile, spec text) RETURNS record: every trait
+ *	  column of one profile from one call, for the profile view.
+ *
+ *	  SELECT ... FROM personalize.profiles p
+ *	  LEFT JOIN LATERAL personalize.profile_columns(p.states,
+ *	      '1:recent;2:count;3:wcount:3600000000') AS c(last_viewed text[],
+ *	      orders bigint, orders_in_1h bigint) ON true
+ *
+ * The spec names the output columns in order, separated by ';', each
+ * <trait id>:<accessor>[:<argument>]:
+ *
+ *	count			metric_count of a metric_state, 0 when absent		bigint
+ *	value			metric_value of a metric_state						numeric
+ *	event_value		event_value of a first_state or last_state			text
+ *	event_time		event_time of a first_state or last_state			timestamptz
+ *	recent			recent_values of a recent_state						text[]
+ *	top				top_values of a top_state, every value kept			text[]
+ *	distinct		distinct_count of a distinct_state, 0 when absent	bigint
+ *	session			session_info of a session_state						jsonb
+ *	wcount:<usecs>	windowed_count over <usecs> at now(), 0 when absent	bigint
+ *	wsum:<usecs>	windowed_sum likewise, 0 when absent				double precision
+ *
+ * Everything else is NULL when the profile holds no state for the trait (or
+ * the profile is NULL).  Each column equals the accessor expression the
+ * view used before, through the same C code.
+ *
+ * The spec is parsed and checked against the column definition list once
+ * per FmgrInfo (cached in fn_extra); each row then reads the profile's
+ * framing once, the state of each trait the spec names once, whatever the
+ * number of columns reading it, and forms one tuple, all in the per-call
+ * memory context the executor resets between rows.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "distinct.h"
+#include "firstlast.h"
+#include "metric.h"
+#include "profile.h"
+#include "recent.h"
+#include "session.h"
+#include "top.h"
+#include "windowed.h"
+
+typedef enum PcAccessor
+{
+	PC_COUNT,
+	PC_VALUE,
+	PC_EVENT_VALUE,
+	PC_EVENT_TIME,
+	PC_RECENT,
+	PC_TOP,
+	PC_DISTINCT,
+	PC_SESSION,
+	PC_WCOUNT,
+	PC_WSUM,
+	PC_NUM_ACCESSORS
+} PcAccessor;
+
+typedef struct PcAccessorInfo
+{
+	const char *name;
+	Oid type;     /* the column's type */
+	PzKind kind;  /* the kind it reads; PZ_KIND_FIRST stands for first or last */
+	bool has_arg; /* takes :<usecs> */
+} PcAccessorInfo;
+
+static const PcAccessorInfo pc_accessors[PC_NUM_ACCESSORS] = {
+	[PC_COUNT] = {"count", INT8OID, PZ_KIND_METRIC, false},
+	[PC_VALUE] = {"value", NUMERICOID, PZ_KIND_METRIC, false},
+	[PC_EVENT_VALUE] = {"event_value", TEXTOID, PZ_KIND_FIRST, false},
+	[PC_EVENT_TIME] = {"event_time", TIMESTAMPTZOID, PZ_KIND_FIRST, false},
+	[PC_RECENT] = {"recent", TEXTARRAYOID, PZ_KIND_RECENT, false},
+	[PC_TOP] = {"top", TEXTARRAYOID, PZ_KIND_TOP, false},
+	[PC_DISTINCT] = {"distinct", INT8OID, PZ_KIND_DISTINCT, false},
+	[PC_SESSION] = {"session", JSONBOID, PZ_KIND_SESSION, false},
+	[PC_WCOUNT] = {"wcount", INT8OID, PZ_KIND_WINDOWED, true},
+	[PC_WSUM] = {"wsum", FLOAT8OID, PZ_KIND_WINDOWED, true},
+};
+
+#define PC_SPEC_HINT                                                                               \
+	"Write the columns in order, separated by \";\", each as <trait id>:<accessor>, or "           \
+	"<trait id>:wcount:<microseconds> or <trait id>:wsum:<microseconds>, e.g. "                    \
+	"'1:recent;2:count;3:wcount:3600000000'.  Accessors: count, value, event_value, event_time, "  \
+	"recent, top, distinct, session, wcount, wsum."
+
+typedef struct PcColumn
+{
+	PcAccessor acc;
+	int32 trait;
+	int64 span; /* wcount, wsum: microseconds */
+	int slot;   /* the trait's index in PcCache.traits */
+} PcColumn;
+
+typedef struct PcTrait
+{
+	int32 trait;
+	PzKind kind;   /* what it must hold (PZ_KIND_FIRST: first or last) */
+	int first_col; /* the first column reading it, for errors */
+} PcTrait;
+
+/* What one FmgrInfo keeps between rows, in a context of its own under fn_mcxt. */
+typedef struct PcCache
+{
+	MemoryContext cxt;
+	char *spec; /* the spec it was built for */
+	int spec_len;
+	TupleDesc expected; /* the executor's descriptor it was checked against */
+	TupleDesc tupdesc;  /* a blessed copy of it */
+	int ncols;
+	PcColumn *cols;
+	int ntraits;
+	PcTrait *traits;
+	/* per-row scratch */
+	PzState **states;
+	Datum *values;
+	bool *nulls;
+} PcCache;
+
+/* "a recent_state"; for first/last, "a first_state or last_state" */
+static const char *
+pc_kind_text(PzKind kind)
+{
+	if (kind == PZ_KIND_FIRST)
+		return "a first_state or last_state";
+	return psprintf("a %s", pz_kind_ops(kind)->type_name);
+}
+
+static inline bool
+pc_kind_ok(PzKind want, PzKind held)
+{
+	return held == want || (want == PZ_KIND_FIRST && held == PZ_KIND_LAST);
+}
+
+static pg_attribute_noreturn() void pc_bad_spec(int entry, const char *text, int len,
+												const char *problem)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("invalid spec for profile_columns"),
+			 errdetail("Entry %d, \"%.*s\": %s", entry, Min(len, 200), text, problem),
+			 errhint(PC_SPEC_HINT)));
+}
+
+/* Digits only, no sign, no leading zero, 1 .. max; false otherwise. */
+static bool
+pc_parse_number(const char *s, int len, int64 max, int64 *out)
+{
+	int64 v = 0;
+	int i;
+
+	if (len < 1 || s[0] == '0')
+		return false;
+	for (i = 0; i < len; i++)
+	{
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+		if (v > max)
+			return false;
+	}
+	*out = v;
+	return true;
+}
+
+/* Parse the spec into c->cols and c->traits (allocated in CurrentMemoryContext). */
+static void
+pc_parse_spec(PcCache *c, const char *spec, int len)
+{
+	int n = 1;
+	int i;
+	const char *p = spec;
+	const char *end = spec + len;
+
+	for (i = 0; i < len; i++)
+		n += spec[i] == ';';
+	c->ncols = n;
+	c->cols = palloc0(sizeof(PcColumn) * n);
+	c->traits = palloc0(sizeof(PcTrait) * n);
+	c->ntraits = 0;
+	for (i = 0; i < n; i++)
+	{
+		const char *entry = p;
+		const char *entry_end = memchr(p, ';', end - p);
+		const char *parts[3];
+		int plen[3];
+		int nparts = 0;
+		const char *q;
+		PcColumn *col = &c->cols[i];
+		int64 v;
+		int a;
+		int t;
+
+		if (entry_end == NULL)
+			entry_end = end;
+		p = entry_end + 1;
+		if (entry_end == entry)
+			pc_bad_spec(i + 1, entry, 0, "The entry is empty.");
+		/* split on ':' into at most 3 parts */
+		q = entry;
+		while (q <= entry_end)
+		{
+			const char *colon = memchr(q, ':', entry_end - q);
+			const char *part_end = colon ? colon : entry_end;
+
+			if (nparts == 3)
+				pc_bad_spec(i + 1, entry, entry_end - entry,
+							"An entry has at most three parts: trait, accessor, argument.");
+			parts[nparts] = q;
+			plen[nparts] = part_end - q;
+			nparts++;
+			q = part_end + 1;
+		}
+		if (nparts < 2)
+			pc_bad_spec(i + 1, entry, entry_end - entry,
+						"An entry is <trait id>:<accessor>[:<argument>].");
+		if (!pc_parse_number(parts[0], plen[0], PG_INT32_MAX, &v))
+			pc_bad_spec(i + 1, entry, entry_end - entry,
+						psprintf("\"%.*s\" is not a trait id (1 to 2147483647).", Min(plen[0], 40),
+								 parts[0]));
+		col->trait = (int32) v;
+		for (a = 0; a < PC_NUM_ACCESSORS; a++)
+			if (strlen(pc_accessors[a].name) == (size_t) plen[1] &&
+				memcmp(pc_accessors[a].name, parts[1], plen[1]) == 0)
+				break;
+		if (a == PC_NUM_ACCESSORS)
+			pc_bad_spec(i + 1, entry, entry_end - entry,
+						psprintf("\"%.*s\" is not an accessor.", Min(plen[1], 40), parts[1]));
+		col->acc = (PcAccessor) a;
+		if (pc_accessors[a].has_arg)
+		{
+			if (nparts < 3)
+				pc_bad_spec(i + 1, entry, entry_end - entry,
+							psprintf("Accessor %s needs the span in microseconds, e.g. "
+									 "%d:%s:3600000000 for one hour.",
+									 pc_accessors[a].name, col->trait, pc_accessors[a].name));
+			if (!pc_parse_number(parts[2], plen[2], PZ_MAX_INTERVAL_USECS, &v))
+				pc_bad_spec(i + 1, entry, entry_end - entry,
+							psprintf("The span \"%.*s\" is not a whole number of microseconds "
+									 "from 1 to " INT64_FORMAT " (100 years).",
+									 Min(plen[2], 40), parts[2], PZ_MAX_INTERVAL_USECS));
+			col->span = v;
+		}
+		else if (nparts > 2)
+			pc_bad_spec(i + 1, entry, entry_end - entry,
+						psprintf("Accessor %s takes no argument.", pc_accessors[a].name));
+
+		/* one slot per trait; every column of a trait must read one kind */
+		for (t = 0; t < c->ntraits; t++)
+			if (c->traits[t].trait == col->trait)
+				break;
+		if (t == c->ntraits)
+		{
+			c->traits[t].trait = col->trait;
+			c->traits[t].kind = pc_accessors[a].kind;
+			c->traits[t].first_col = i;
+			c->ntraits++;
+		}
+		else if (c->traits[t].kind != pc_accessors[a].kind)
+			pc_bad_spec(i + 1, entry, entry_end - entry,
+						psprintf("Accessor %s reads %s, but entry %d reads trait %d as %s.",
+								 pc_accessors[a].name, pc_kind_text(pc_accessors[a].kind),
+								 c->traits[t].first_col + 1, col->trait,
+								 pc_kind_text(c->traits[t].kind)));
+		col->slot = t;
+	}
+}
+
+/* Check the column definition list against the parsed spec. */
+static void
+pc_check_tupdesc(PcCache *c, TupleDesc td)
+{
+	int i;
+
+	if (td->natts != c->ncols)
+		ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+						errmsg("profile_columns returns one column per spec entry: %d, not %d",
+							   c->ncols, td->natts),
+						errhint("Declare one column for each entry of the spec, in its order.")));
+	for (i = 0; i < td->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(td, i);
+		const PcAccessorInfo *acc = &pc_accessors[c->cols[i].acc];
+
+		if (att->atttypid != acc->type || att->atttypmod != -1)
+			ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+							errmsg("column \"%s\" of profile_columns is declared %s, but accessor "
+								   "%s returns %s",
+								   NameStr(att->attname),
+								   format_type_with_typemod(att->atttypid, att->atttypmod),
+								   acc->name, format_type_be(acc->type)),
+							errhint("Declare column %d as %s.", i + 1, format_type_be(acc->type))));
+	}
+}
+
+/*
+ * The cache for this call's spec and column definition list: built on the
+ * first call (and again should either change), kept in fn_mcxt.
+ */
+static PcCache *
+pc_cache(FunctionCallInfo fcinfo, text *spec)
+{
+	FmgrInfo *flinfo = fcinfo->flinfo;
+	PcCache *c = flinfo->fn_extra;
+	ReturnSetInfo *rsi = (ReturnSetInfo *) fcinfo->resultinfo;
+	TupleDesc expected = (rsi != NULL && IsA(rsi, ReturnSetInfo)) ? rsi->expectedDesc : NULL;
+	const char *sdata = VARDATA_ANY(spec);
+	int slen = VARSIZE_ANY_EXHDR(spec);
+	MemoryContext cxt;
+	MemoryContext old;
+	TupleDesc td;
+	PcCache *fresh;
+
+	if (c != NULL && c->expected == expected && expected != NULL && c->spec_len == slen &&
+		memcmp(c->spec, sdata, slen) == 0)
+		return c;
+
+	if (get_call_result_type(fcinfo, NULL, &td) != TYPEFUNC_COMPOSITE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("profile_columns must be called in FROM with a column definition list"),
+				 errhint("Call it as FROM personalize.profile_columns(states, spec) AS c(name "
+						 "type, ...), one column for each entry of the spec.")));
+
+	/*
+	 * Build a new cache in a context of its own, then drop the old one (a
+	 * spec that is not a constant may change from row to row).
+	 */
+	cxt = AllocSetContextCreate(flinfo->fn_mcxt, "profile_columns", ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	fresh = palloc0(sizeof(PcCache));
+	fresh->cxt = cxt;
+	fresh->spec = palloc(Max(slen, 1));
+	memcpy(fresh->spec, sdata, slen);
+	fresh->spec_len = slen;
+	pc_parse_spec(fresh, sdata, slen);
+	pc_check_tupdesc(fresh, td);
+	fresh->expected = expected;
+	fresh->tupdesc = BlessTupleDesc(CreateTupleDescCopy(td));
+	fresh->states = palloc0(sizeof(PzState *) * fresh->ntraits);
+	fresh->values = palloc0(sizeof(Datum) * fresh->ncols);
+	fresh->nulls = palloc0(sizeof(bool) * fresh->ncols);
+	MemoryContextSwitchTo(old);
+	if (c != NULL)
+		MemoryContextDelete(c->cxt);
+	flinfo->fn_extra = fresh;
+	return fresh;
+}
+
+static pg_attribute_noreturn() void pc_wrong_kind(const PcCache *c, const PcTrait *t, PzKind held)
+{
+	const PcColumn *col = &c->cols[t->first_col];
+
+	ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+					errmsg("trait %d holds a %s, not %s", t->trait, pz_kind_ops(held)->type_name,
+						   pc_kind_text(t->kind)),
+					errdetail("Column \"%s\" of profile_columns reads it with accessor %s.",
+							  NameStr(TupleDescAttr(c->tupdesc, t->first_col)->attname),
+							  pc_accessors[col->acc].name),
+					errhint("The spec must read each trait with accessors of its kind.")));
+}
+
+PG_FUNCTION_INFO_V1(pz_profile_columns);
+Datum
+pz_profile_columns(PG_FUNCTION_ARGS)
+{
+	PcCache *c;
+	Profile *p = NULL;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	int i;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the spec of profile_columns must not be NULL"), errhint(PC_SPEC_HINT)));
+	c = pc_cache(fcinfo, PG_GETARG_TEXT_PP(1));
+
+	/* the framing once; each trait's state once, read into this call's context */
+	if (!PG_ARGISNULL(0))
+		p = profile_from_datum(PG_GETARG_DATUM(0));
+	for (i = 0; i < c->ntraits; i++)
+	{
+		const PcTrait *t = &c->traits[i];
+		int e = p != NULL ? profile_find(p, t->trait) : -1;
+
+		c->states[i] = NULL;
+		if (e < 0)
+			continue;
+		if (!pc_kind_ok(t->kind, p->entries[e].kind))
+			pc_wrong_kind(c, t, p->entries[e].kind);
+		c->states[i] = profile_get(p, t->trait);
+	}
+
+	for (i = 0; i < c->ncols; i++)
+	{
+		const PcColumn *col = &c->cols[i];
+		PzState *s = c->states[col->slot];
+		Datum *v = &c->values[i];
+		bool *isnull = &c->nulls[i];
+
+		*isnull = false;
+		if (s == NULL)
+		{
+			switch (col->acc)
+			{
+				case PC_COUNT:
+				case PC_DISTINCT:
+				case PC_WCOUNT:
+					*v = Int64GetDatum(0);
+					break;
+				case PC_WSUM:
+					*v = Float8GetDatum(0);
+					break;
+				default:
+					*v = (Datum) 0;
+					*isnull = true;
+					break;
+			}
+			continue;
+		}
+		switch (col->acc)
+		{
+			case PC_COUNT:
+				*v = metric_count_datum((MetricState *) s);
+				break;
+			case PC_VALUE:
+				*v = metric_value_datum((MetricState *) s);
+				break;
+			case PC_EVENT_VALUE:
+				*v = event_value_datum((TimedValueState *) s);
+				break;
+			case PC_EVENT_TIME:
+				*v = event_time_datum((TimedValueState *) s);
+				break;
+			case PC_RECENT:
+				*v = recent_values_datum((RecentState *) s);
+				break;
+			case PC_TOP:
+				*v = top_values_datum((TopState *) s, ((TopState *) s)->count);
+				break;
+			case PC_DISTINCT:
+				*v = distinct_count_datum((DistinctState *) s);
+				break;
+			case PC_SESSION:
+				*v = session_info_datum((SessionState *) s, isnull);
+				break;
+			case PC_WCOUNT:
+				*v = windowed_count_datum((WindowedState *) s, col->span, now);
+				break;
+			case PC_WSUM:
+				*v = windowed_sum_datum((WindowedState *) s, col->span, now);
+				break;
+			case PC_NUM_ACCESSORS:
+				elog(ERROR, "profile_columns: invalid accessor");
+		}
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(c->tupdesc, c->values, c->nulls)));
+}
