@@ -606,6 +606,16 @@ BEGIN
     RETURN tr;
 END $$;
 
+-- ERROR: there is no trait of this name (the hint lists those there are).
+CREATE FUNCTION _unknown_trait(name text) RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RAISE EXCEPTION 'trait % does not exist', coalesce(quote_literal(name), 'NULL')
+        USING ERRCODE = 'undefined_object',
+              HINT = coalesce('Traits: ' || (SELECT string_agg(t.name, ', ' ORDER BY t.name) FROM personalize.traits t) || '.',
+                              'No trait is defined.');
+END $$;
+
 CREATE FUNCTION add_trait(name text, kind text,
                           field text DEFAULT NULL,
                           sources regclass[] DEFAULT NULL,
@@ -667,9 +677,7 @@ BEGIN
     PERFORM personalize._require_admin('alter a trait');
     SELECT * INTO old FROM personalize.traits t WHERE t.name = alter_trait.name FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'trait % does not exist', coalesce(quote_literal(alter_trait.name), 'NULL')
-            USING ERRCODE = 'undefined_object',
-                  HINT = coalesce('Traits: ' || (SELECT string_agg(t.name, ', ' ORDER BY t.name) FROM personalize.traits t) || '.', 'No trait is defined.');
+        PERFORM personalize._unknown_trait(alter_trait.name);
     END IF;
     tr := old;
     IF kind IS NOT NULL AND kind <> old.kind THEN
@@ -713,9 +721,7 @@ BEGIN
     PERFORM personalize._require_admin('drop a trait');
     DELETE FROM personalize.traits t WHERE t.name = drop_trait.name RETURNING id INTO tid;
     IF tid IS NULL THEN
-        RAISE EXCEPTION 'trait % does not exist', coalesce(quote_literal(drop_trait.name), 'NULL')
-            USING ERRCODE = 'undefined_object',
-                  HINT = coalesce('Traits: ' || (SELECT string_agg(t.name, ', ' ORDER BY t.name) FROM personalize.traits t) || '.', 'No trait is defined.');
+        PERFORM personalize._unknown_trait(drop_trait.name);
     END IF;
     UPDATE personalize.profiles p SET states = personalize.profile_remove(p.states, tid), updated_at = now()
      WHERE tid = ANY (personalize.profile_traits(p.states));
