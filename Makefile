@@ -22,7 +22,7 @@ include $(PGXS)
 # built against an older struct layout is worse than a slower rebuild
 $(OBJS): $(wildcard src/*.h)
 
-.PHONY: test demo bench bench-identity format
+.PHONY: test demo bench bench-identity bench-profiles format
 test:
 	test/run
 demo:
@@ -31,5 +31,7 @@ bench:
 	bench/run
 bench-identity:
 	bench/identity/run
+bench-profiles:
+	bench/profiles/run
 format:
 	clang-format -i src/*.c src/*.h
