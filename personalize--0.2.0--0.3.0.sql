@@ -1051,25 +1051,17 @@ COMMENT ON FUNCTION rebuild(bigint) IS
 -- Reading profiles
 -- ===========================================================================
 
+-- get_profile reads the profile row by its primary key and decodes it with
+-- profile_columns()' code, without running a query (src/profile_read.c);
+-- the view's columns are cached per backend and reloaded when the view is
+-- regenerated.
 CREATE FUNCTION get_profile(profile_id bigint) RETURNS jsonb
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    r jsonb;
-BEGIN
-    IF to_regclass('personalize.profile_view') IS NULL THEN
-        RAISE EXCEPTION 'get_profile: personalize.profile_view does not exist yet'
-            USING ERRCODE = 'undefined_table',
-                  HINT = 'It is made by the first personalize.register_source() or personalize.add_trait().';
-    END IF;
-    SELECT to_jsonb(v) INTO r FROM personalize.profile_view v WHERE v.profile_id = get_profile.profile_id;
-    RETURN r;
-END $$;
+    AS 'MODULE_PATHNAME', 'pz_get_profile_by_id' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION get_profile(bigint) IS
     'One profile as jsonb: the columns of personalize.profile_view, windowed traits evaluated against now().  NULL if there is no such profile.';
 
 CREATE FUNCTION get_profile(namespace text, value text) RETURNS jsonb
-LANGUAGE sql STABLE
-RETURN personalize.get_profile(personalize.resolve(namespace, value));
+    AS 'MODULE_PATHNAME', 'pz_get_profile' LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION get_profile(text, text) IS
     'The profile of an identifier as jsonb (see get_profile(bigint)); NULL if the identifier was never seen.';
 

@@ -1057,24 +1057,24 @@ identifier_make(PzIdentifier *id, const PzNamespace *ns, const char *value, int3
 	return true;
 }
 
-/* an identifier from two SQL arguments; ERRORs for NULL, unknown, unusable */
+/*
+ * An identifier from a namespace name and a value (NULL pointers: SQL
+ * NULLs); ERRORs for NULL, unknown, unusable.
+ */
 static void
-identifier_arg(FunctionCallInfo fcinfo, int argno, PzIdentifier *id, bool *blocked,
-			   const char *fname)
+identifier_from_text(text *nstext, text *v, PzIdentifier *id, bool *blocked, const char *fname)
 {
 	char *nsname;
-	text *v;
 
-	if (PG_ARGISNULL(argno))
+	if (nstext == NULL)
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 						errmsg("%s: namespace must not be NULL", fname)));
-	nsname = text_to_cstring(PG_GETARG_TEXT_PP(argno));
-	if (PG_ARGISNULL(argno + 1))
+	nsname = text_to_cstring(nstext);
+	if (v == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s: the %s value must not be NULL", fname, nsname),
 				 errhint("Skip rows without an identifier, e.g. WHERE %s IS NOT NULL.", nsname)));
-	v = PG_GETARG_TEXT_PP(argno + 1);
 	if (!identifier_make(id, pz_namespace_by_name(nsname), VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v),
 						 blocked, fname))
 		ereport(
@@ -1085,6 +1085,16 @@ identifier_arg(FunctionCallInfo fcinfo, int argno, PzIdentifier *id, bool *block
 					   "of the namespace's form)."),
 			 errhint("Check the value with personalize.normalize_identifier('%s', value).",
 					 nsname)));
+}
+
+/* an identifier from two SQL arguments; ERRORs for NULL, unknown, unusable */
+static void
+identifier_arg(FunctionCallInfo fcinfo, int argno, PzIdentifier *id, bool *blocked,
+			   const char *fname)
+{
+	identifier_from_text(PG_ARGISNULL(argno) ? NULL : PG_GETARG_TEXT_PP(argno),
+						 PG_ARGISNULL(argno + 1) ? NULL : PG_GETARG_TEXT_PP(argno + 1), id, blocked,
+						 fname);
 }
 
 /* ---- the graph ---- */
@@ -1423,18 +1433,17 @@ check_read_privilege(void)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, "identities");
 }
 
-PG_FUNCTION_INFO_V1(pz_resolve);
-Datum
-pz_resolve(PG_FUNCTION_ARGS)
+int64
+pz_identity_resolve(text *nsname, text *value, const char *fname)
 {
 	PzIdentifier id;
 	bool blocked;
 	int64 pid;
 
 	check_read_privilege();
-	identifier_arg(fcinfo, 0, &id, &blocked, "resolve");
+	identifier_from_text(nsname, value, &id, &blocked, fname);
 	if (blocked)
-		PG_RETURN_NULL();
+		return 0;
 	cache_check();
 	pid = cache_get(&id);
 	if (pid == 0)
@@ -1443,6 +1452,16 @@ pz_resolve(PG_FUNCTION_ARGS)
 		pid = pz_identity_lookup(&id);
 		store_close();
 	}
+	return pid;
+}
+
+PG_FUNCTION_INFO_V1(pz_resolve);
+Datum
+pz_resolve(PG_FUNCTION_ARGS)
+{
+	int64 pid = pz_identity_resolve(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0),
+									PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1), "resolve");
+
 	if (pid == 0)
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(pid);

@@ -88,4 +88,15 @@ extern int64 pz_identity_lookup(const PzIdentifier *id);
  */
 extern int64 pz_identity_attribute(PzIdentifier *ids, int n, bool *linked);
 
+/*
+ * What resolve(namespace, value) returns, for any caller: the profile id of
+ * an identifier, 0 if it was never seen or its value is blocked.  NULL
+ * pointers stand for SQL NULLs.  Checks SELECT on personalize.identities,
+ * normalizes the value, and ERRORs (messages starting "fname: ") for a NULL
+ * namespace or value, an unknown namespace or an unusable value; reads
+ * through the backend's identity cache, else the identities table's
+ * primary key directly.
+ */
+extern int64 pz_identity_resolve(text *nsname, text *value, const char *fname);
+
 #endif /* PERSONALIZE_IDENTITY_H */

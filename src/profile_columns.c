@@ -30,7 +30,9 @@
  * per FmgrInfo (cached in fn_extra); each row then reads the profile's
  * framing once, the state of each trait the spec names once, whatever the
  * number of columns reading it, and forms one tuple, all in the per-call
- * memory context the executor resets between rows.
+ * memory context the executor resets between rows.  The parsing and the
+ * per-column evaluation are shared with get_profile() (profile_read.c),
+ * through profile_columns.h.
  */
 #include "postgres.h"
 
@@ -45,25 +47,11 @@
 #include "firstlast.h"
 #include "metric.h"
 #include "profile.h"
+#include "profile_columns.h"
 #include "recent.h"
 #include "session.h"
 #include "top.h"
 #include "windowed.h"
-
-typedef enum PcAccessor
-{
-	PC_COUNT,
-	PC_VALUE,
-	PC_EVENT_VALUE,
-	PC_EVENT_TIME,
-	PC_RECENT,
-	PC_TOP,
-	PC_DISTINCT,
-	PC_SESSION,
-	PC_WCOUNT,
-	PC_WSUM,
-	PC_NUM_ACCESSORS
-} PcAccessor;
 
 typedef struct PcAccessorInfo
 {
@@ -92,21 +80,6 @@ static const PcAccessorInfo pc_accessors[PC_NUM_ACCESSORS] = {
 	"'1:recent;2:count;3:wcount:3600000000'.  Accessors: count, value, event_value, event_time, "  \
 	"recent, top, distinct, session, wcount, wsum."
 
-typedef struct PcColumn
-{
-	PcAccessor acc;
-	int32 trait;
-	int64 span; /* wcount, wsum: microseconds */
-	int slot;   /* the trait's index in PcCache.traits */
-} PcColumn;
-
-typedef struct PcTrait
-{
-	int32 trait;
-	PzKind kind;   /* what it must hold (PZ_KIND_FIRST: first or last) */
-	int first_col; /* the first column reading it, for errors */
-} PcTrait;
-
 /* What one FmgrInfo keeps between rows, in a context of its own under fn_mcxt. */
 typedef struct PcCache
 {
@@ -115,10 +88,7 @@ typedef struct PcCache
 	int spec_len;
 	TupleDesc expected; /* the executor's descriptor it was checked against */
 	TupleDesc tupdesc;  /* a blessed copy of it */
-	int ncols;
-	PcColumn *cols;
-	int ntraits;
-	PcTrait *traits;
+	PcSpec *parsed;
 	/* per-row scratch */
 	PzState **states;
 	Datum *values;
@@ -170,10 +140,10 @@ pc_parse_number(const char *s, int len, int64 max, int64 *out)
 	return true;
 }
 
-/* Parse the spec into c->cols and c->traits (allocated in CurrentMemoryContext). */
-static void
-pc_parse_spec(PcCache *c, const char *spec, int len)
+PcSpec *
+pc_spec_parse(const char *spec, int len)
 {
+	PcSpec *c = palloc0(sizeof(PcSpec));
 	int n = 1;
 	int i;
 	const char *p = spec;
@@ -271,11 +241,24 @@ pc_parse_spec(PcCache *c, const char *spec, int len)
 								 pc_kind_text(c->traits[t].kind)));
 		col->slot = t;
 	}
+	return c;
+}
+
+Oid
+pc_column_type(const PcSpec *spec, int col)
+{
+	return pc_accessors[spec->cols[col].acc].type;
+}
+
+const char *
+pc_accessor_name(PcAccessor acc)
+{
+	return pc_accessors[acc].name;
 }
 
 /* Check the column definition list against the parsed spec. */
 static void
-pc_check_tupdesc(PcCache *c, TupleDesc td)
+pc_check_tupdesc(const PcSpec *c, TupleDesc td)
 {
 	int i;
 
@@ -317,6 +300,7 @@ pc_cache(FunctionCallInfo fcinfo, text *spec)
 	MemoryContext old;
 	TupleDesc td;
 	PcCache *fresh;
+	PcSpec *parsed;
 
 	if (c != NULL && c->expected == expected && expected != NULL && c->spec_len == slen &&
 		memcmp(c->spec, sdata, slen) == 0)
@@ -340,13 +324,17 @@ pc_cache(FunctionCallInfo fcinfo, text *spec)
 	fresh->spec = palloc(Max(slen, 1));
 	memcpy(fresh->spec, sdata, slen);
 	fresh->spec_len = slen;
-	pc_parse_spec(fresh, sdata, slen);
-	pc_check_tupdesc(fresh, td);
+	parsed = pc_spec_parse(sdata, slen);
+	pc_check_tupdesc(parsed, td);
+	fresh->parsed = parsed;
 	fresh->expected = expected;
 	fresh->tupdesc = BlessTupleDesc(CreateTupleDescCopy(td));
-	fresh->states = palloc0(sizeof(PzState *) * fresh->ntraits);
-	fresh->values = palloc0(sizeof(Datum) * fresh->ncols);
-	fresh->nulls = palloc0(sizeof(bool) * fresh->ncols);
+	parsed->colnames = palloc(sizeof(char *) * parsed->ncols);
+	for (int i = 0; i < parsed->ncols; i++)
+		parsed->colnames[i] = NameStr(TupleDescAttr(fresh->tupdesc, i)->attname);
+	fresh->states = palloc0(sizeof(PzState *) * parsed->ntraits);
+	fresh->values = palloc0(sizeof(Datum) * parsed->ncols);
+	fresh->nulls = palloc0(sizeof(bool) * parsed->ncols);
 	MemoryContextSwitchTo(old);
 	if (c != NULL)
 		MemoryContextDelete(c->cxt);
@@ -354,17 +342,92 @@ pc_cache(FunctionCallInfo fcinfo, text *spec)
 	return fresh;
 }
 
-static pg_attribute_noreturn() void pc_wrong_kind(const PcCache *c, const PcTrait *t, PzKind held)
+static pg_attribute_noreturn() void pc_wrong_kind(const PcSpec *c, const PcTrait *t, PzKind held)
 {
 	const PcColumn *col = &c->cols[t->first_col];
 
 	ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
 					errmsg("trait %d holds a %s, not %s", t->trait, pz_kind_ops(held)->type_name,
 						   pc_kind_text(t->kind)),
-					errdetail("Column \"%s\" of profile_columns reads it with accessor %s.",
-							  NameStr(TupleDescAttr(c->tupdesc, t->first_col)->attname),
-							  pc_accessors[col->acc].name),
+					c->colnames != NULL
+						? errdetail("Column \"%s\" of profile_columns reads it with accessor %s.",
+									c->colnames[t->first_col], pc_accessors[col->acc].name)
+						: errdetail("Column %d of profile_columns reads it with accessor %s.",
+									t->first_col + 1, pc_accessors[col->acc].name),
 					errhint("The spec must read each trait with accessors of its kind.")));
+}
+
+void
+pc_spec_read(const PcSpec *c, Profile *p, PzState **states)
+{
+	for (int i = 0; i < c->ntraits; i++)
+	{
+		const PcTrait *t = &c->traits[i];
+		int e = p != NULL ? profile_find(p, t->trait) : -1;
+
+		states[i] = NULL;
+		if (e < 0)
+			continue;
+		if (!pc_kind_ok(t->kind, p->entries[e].kind))
+			pc_wrong_kind(c, t, p->entries[e].kind);
+		states[i] = profile_get(p, t->trait);
+	}
+}
+
+Datum
+pc_column_value(const PcColumn *col, PzState *s, TimestampTz now, bool *isnull, JsonbValue **tree)
+{
+	*isnull = false;
+	if (tree != NULL)
+		*tree = NULL;
+	if (s == NULL)
+	{
+		switch (col->acc)
+		{
+			case PC_COUNT:
+			case PC_DISTINCT:
+			case PC_WCOUNT:
+				return Int64GetDatum(0);
+			case PC_WSUM:
+				return Float8GetDatum(0);
+			default:
+				*isnull = true;
+				return (Datum) 0;
+		}
+	}
+	switch (col->acc)
+	{
+		case PC_COUNT:
+			return metric_count_datum((MetricState *) s);
+		case PC_VALUE:
+			return metric_value_datum((MetricState *) s);
+		case PC_EVENT_VALUE:
+			return event_value_datum((TimedValueState *) s);
+		case PC_EVENT_TIME:
+			return event_time_datum((TimedValueState *) s);
+		case PC_RECENT:
+			return recent_values_datum((RecentState *) s);
+		case PC_TOP:
+			return top_values_datum((TopState *) s, ((TopState *) s)->count);
+		case PC_DISTINCT:
+			return distinct_count_datum((DistinctState *) s);
+		case PC_SESSION:
+			if (tree != NULL)
+			{
+				*tree = session_info_value((SessionState *) s);
+				*isnull = *tree == NULL;
+				return (Datum) 0;
+			}
+			return session_info_datum((SessionState *) s, isnull);
+		case PC_WCOUNT:
+			return windowed_count_datum((WindowedState *) s, col->span, now);
+		case PC_WSUM:
+			return windowed_sum_datum((WindowedState *) s, col->span, now);
+		case PC_NUM_ACCESSORS:
+			break;
+	}
+	elog(ERROR, "profile_columns: invalid accessor");
+	return (Datum) 0; /* keep the compiler quiet */
 }
 
 PG_FUNCTION_INFO_V1(pz_profile_columns);
@@ -372,6 +435,7 @@ Datum
 pz_profile_columns(PG_FUNCTION_ARGS)
 {
 	PcCache *c;
+	const PcSpec *spec;
 	Profile *p = NULL;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	int i;
@@ -381,85 +445,14 @@ pz_profile_columns(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("the spec of profile_columns must not be NULL"), errhint(PC_SPEC_HINT)));
 	c = pc_cache(fcinfo, PG_GETARG_TEXT_PP(1));
+	spec = c->parsed;
 
 	/* the framing once; each trait's state once, read into this call's context */
 	if (!PG_ARGISNULL(0))
 		p = profile_from_datum(PG_GETARG_DATUM(0));
-	for (i = 0; i < c->ntraits; i++)
-	{
-		const PcTrait *t = &c->traits[i];
-		int e = p != NULL ? profile_find(p, t->trait) : -1;
-
-		c->states[i] = NULL;
-		if (e < 0)
-			continue;
-		if (!pc_kind_ok(t->kind, p->entries[e].kind))
-			pc_wrong_kind(c, t, p->entries[e].kind);
-		c->states[i] = profile_get(p, t->trait);
-	}
-
-	for (i = 0; i < c->ncols; i++)
-	{
-		const PcColumn *col = &c->cols[i];
-		PzState *s = c->states[col->slot];
-		Datum *v = &c->values[i];
-		bool *isnull = &c->nulls[i];
-
-		*isnull = false;
-		if (s == NULL)
-		{
-			switch (col->acc)
-			{
-				case PC_COUNT:
-				case PC_DISTINCT:
-				case PC_WCOUNT:
-					*v = Int64GetDatum(0);
-					break;
-				case PC_WSUM:
-					*v = Float8GetDatum(0);
-					break;
-				default:
-					*v = (Datum) 0;
-					*isnull = true;
-					break;
-			}
-			continue;
-		}
-		switch (col->acc)
-		{
-			case PC_COUNT:
-				*v = metric_count_datum((MetricState *) s);
-				break;
-			case PC_VALUE:
-				*v = metric_value_datum((MetricState *) s);
-				break;
-			case PC_EVENT_VALUE:
-				*v = event_value_datum((TimedValueState *) s);
-				break;
-			case PC_EVENT_TIME:
-				*v = event_time_datum((TimedValueState *) s);
-				break;
-			case PC_RECENT:
-				*v = recent_values_datum((RecentState *) s);
-				break;
-			case PC_TOP:
-				*v = top_values_datum((TopState *) s, ((TopState *) s)->count);
-				break;
-			case PC_DISTINCT:
-				*v = distinct_count_datum((DistinctState *) s);
-				break;
-			case PC_SESSION:
-				*v = session_info_datum((SessionState *) s, isnull);
-				break;
-			case PC_WCOUNT:
-				*v = windowed_count_datum((WindowedState *) s, col->span, now);
-				break;
-			case PC_WSUM:
-				*v = windowed_sum_datum((WindowedState *) s, col->span, now);
-				break;
-			case PC_NUM_ACCESSORS:
-				elog(ERROR, "profile_columns: invalid accessor");
-		}
-	}
+	pc_spec_read(spec, p, c->states);
+	for (i = 0; i < spec->ncols; i++)
+		c->values[i] =
+			pc_column_value(&spec->cols[i], c->states[spec->cols[i].slot], now, &c->nulls[i], NULL);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(c->tupdesc, c->values, c->nulls)));
 }

@@ -672,43 +672,28 @@ session_json_push_null(JsonbParseState **st)
  * "events": 3, "dominant_category": ..., "last_item": ..., "categories":
  * {...}}: the same values (the duration through the same "%.6f" text and
  * numeric_in), keys sorted by jsonb, so the result is the same datum.
+ * session_info_value gives it as the JsonbValue tree it serializes, for a
+ * caller that nests it in a jsonb of its own (get_profile).
  */
-Datum
-session_info_datum(SessionState *s, bool *isnull)
+JsonbValue *
+session_info_value(SessionState *s)
 {
 	Session *x;
 	SessionCategory *dom;
 	JsonbParseState *st = NULL;
-	JsonbValue *res;
 	char duration[128];
 	int i;
 
 	if (s->count == 0)
-	{
-		*isnull = true;
-		return (Datum) 0;
-	}
-	*isnull = false;
+		return NULL;
 	x = &s->sessions[s->count - 1];
 	dom = session_dominant(x);
+	/* the keys in jsonb's order (shorter first, then by bytes): no sorting then */
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 	SESSION_JSON_KEY(&st, "start");
 	session_json_push_time(&st, x->start);
-	SESSION_JSON_KEY(&st, "last_activity");
-	session_json_push_time(&st, x->end);
-	SESSION_JSON_KEY(&st, "duration_seconds");
-	snprintf(duration, sizeof(duration), "%.6f",
-			 ((double) x->end - (double) x->start) / USECS_PER_SEC);
-	session_json_push_numeric(
-		&st, DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(duration),
-												 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1))));
 	SESSION_JSON_KEY(&st, "events");
 	session_json_push_numeric(&st, int64_to_numeric(x->events));
-	SESSION_JSON_KEY(&st, "dominant_category");
-	if (dom)
-		session_json_push_string(&st, WJB_VALUE, dom->val, dom->len);
-	else
-		session_json_push_null(&st);
 	SESSION_JSON_KEY(&st, "last_item");
 	if (x->item)
 		session_json_push_string(&st, WJB_VALUE, x->item, x->item_len);
@@ -722,8 +707,31 @@ session_info_datum(SessionState *s, bool *isnull)
 		session_json_push_numeric(&st, int64_to_numeric(x->cats[i].count));
 	}
 	pushJsonbValue(&st, WJB_END_OBJECT, NULL);
-	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
-	return JsonbPGetDatum(JsonbValueToJsonb(res));
+	SESSION_JSON_KEY(&st, "last_activity");
+	session_json_push_time(&st, x->end);
+	SESSION_JSON_KEY(&st, "duration_seconds");
+	snprintf(duration, sizeof(duration), "%.6f",
+			 ((double) x->end - (double) x->start) / USECS_PER_SEC);
+	session_json_push_numeric(
+		&st, DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(duration),
+												 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1))));
+	SESSION_JSON_KEY(&st, "dominant_category");
+	if (dom)
+		session_json_push_string(&st, WJB_VALUE, dom->val, dom->len);
+	else
+		session_json_push_null(&st);
+	return pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+}
+
+Datum
+session_info_datum(SessionState *s, bool *isnull)
+{
+	JsonbValue *v = session_info_value(s);
+
+	*isnull = v == NULL;
+	if (v == NULL)
+		return (Datum) 0;
+	return JsonbPGetDatum(JsonbValueToJsonb(v));
 }
 
 /* session_info(state) -> jsonb: the current session, all fields */

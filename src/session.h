@@ -66,5 +66,7 @@ extern void session_add(SessionState *s, TimestampTz ts, const char *category, i
  * s holds no session.  Sorts the current session's categories in place.
  */
 extern Datum session_info_datum(SessionState *s, bool *isnull);
+/* the same as the JsonbValue tree (an object) it serializes; NULL when no session */
+extern JsonbValue *session_info_value(SessionState *s);
 
 #endif /* PERSONALIZE_SESSION_H */
