@@ -298,6 +298,10 @@ BEGIN
     IF relation IS NULL THEN
         RAISE EXCEPTION 'register_source: relation must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF (SELECT relpersistence FROM pg_class WHERE oid = relation) = 't' THEN
+        RAISE EXCEPTION 'register_source: % is a temporary table', relation
+            USING ERRCODE = 'wrong_object_type', HINT = 'A source outlives the session: register a permanent or unlogged table.';
+    END IF;
     IF (SELECT relkind FROM pg_class WHERE oid = relation) NOT IN ('r', 'p') THEN
         RAISE EXCEPTION 'register_source: % is not a table', relation
             USING ERRCODE = 'wrong_object_type', HINT = 'Register the table the events are written to.';
@@ -428,20 +432,28 @@ COMMENT ON FUNCTION unregister_source(regclass) IS
 -- A registered source cannot be dropped (DROP TABLE, DROP SCHEMA ...
 -- CASCADE) while it is registered, as a foreign key would refuse: its
 -- registration would point at nothing and stop every rebuild.
+-- SECURITY DEFINER: it runs at every DROP in the database, by any role,
+-- and must read personalize.sources, which PUBLIC cannot.
 CREATE FUNCTION _source_dropped() RETURNS event_trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     dropped text;
     n integer;
 BEGIN
-    -- DROP EXTENSION personalize drops the configuration itself
-    IF to_regclass('personalize.sources') IS NULL THEN
+    -- most drops drop no table; DROP EXTENSION personalize drops the
+    -- configuration itself
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_dropped_objects() d
+                    WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid
+                      AND d.objsubid OPERATOR(pg_catalog.=) 0)
+       OR pg_catalog.to_regclass('personalize.sources') IS NULL THEN
         RETURN;
     END IF;
-    SELECT string_agg(d.object_identity, ', ' ORDER BY d.object_identity), count(*) INTO dropped, n
-      FROM pg_event_trigger_dropped_objects() d
-      JOIN personalize.sources s ON s.relation::oid = d.objid
-     WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0;
+    SELECT pg_catalog.string_agg(d.object_identity, ', ' ORDER BY d.object_identity), pg_catalog.count(*)
+      INTO dropped, n
+      FROM pg_catalog.pg_event_trigger_dropped_objects() d
+      JOIN personalize.sources s ON s.relation::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid
+     WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid
+       AND d.objsubid OPERATOR(pg_catalog.=) 0;
     IF dropped IS NOT NULL THEN
         RAISE EXCEPTION 'cannot drop %: %', dropped,
                         CASE WHEN n = 1 THEN 'it is a personalize source' ELSE 'they are personalize sources' END
@@ -1056,12 +1068,12 @@ COMMENT ON FUNCTION rebuild(bigint) IS
 -- the view's columns are cached per backend and reloaded when the view is
 -- regenerated.
 CREATE FUNCTION get_profile(profile_id bigint) RETURNS jsonb
-    AS 'MODULE_PATHNAME', 'pz_get_profile_by_id' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pz_get_profile_by_id' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
 COMMENT ON FUNCTION get_profile(bigint) IS
     'One profile as jsonb: the columns of personalize.profile_view, windowed traits evaluated against now().  NULL if there is no such profile.';
 
 CREATE FUNCTION get_profile(namespace text, value text) RETURNS jsonb
-    AS 'MODULE_PATHNAME', 'pz_get_profile' LANGUAGE C STABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'pz_get_profile' LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION get_profile(text, text) IS
     'The profile of an identifier as jsonb (see get_profile(bigint)); NULL if the identifier was never seen.';
 

@@ -162,6 +162,8 @@ SELECT register_source('shop.a_view', '{"email": "email"}', 'ordered_at');
 SELECT register_source('personalize.profiles', '{"key_value": "email"}', 'updated_at');
 CREATE TABLE shop.other (email text, amount numeric, ts timestamptz, at_text text, props jsonb, tags text[],
                          "x""; DROP TABLE shop.orders; --" text);
+CREATE TEMP TABLE temp_events (email text, ts timestamptz);
+SELECT register_source('temp_events', '{"email": "email"}', 'ts');
 SELECT register_source('shop.other', '{"mail": "email"}', 'ts');
 SELECT register_source('shop.other', '{"email": "fax"}', 'ts');
 SELECT register_source('shop.other', '{"email": "email"}', 'at_text');
@@ -225,6 +227,9 @@ GRANT personalize_admin TO pz_src_admin;
 GRANT USAGE ON SCHEMA shop TO pz_src_admin;
 GRANT SELECT ON ALL TABLES IN SCHEMA shop TO pz_src_admin;
 SET ROLE pz_src_nobody;
+-- the drop guard runs at every DROP, for every role, without their grants
+CREATE TEMP TABLE nobodys (x int);
+DROP TABLE nobodys;
 SELECT count(*) FROM personalize.profile_view;
 SELECT personalize.get_profile('customer_id', '7');
 SELECT personalize.add_trait('t', 'count');

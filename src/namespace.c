@@ -12,28 +12,17 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
-#include "access/table.h"
-#include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "executor/tuptable.h"
-#include "miscadmin.h"
 #include "lib/stringinfo.h"
 #include "storage/proc.h"
-#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
-#include "utils/rel.h"
-#include "utils/rls.h"
-#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "identity.h"
@@ -87,55 +76,37 @@ blocked_cmp(const void *a, const void *b)
 	return pz_value_cmp(sa, strlen(sa), sb, strlen(sb));
 }
 
-/*
- * One namespace from a row of the list's columns, in the order of the
- * query below: id, name, priority, coalesce(max_per_profile, 0),
- * coalesce(normalizer::oid, 0), blocked.
- */
 static void
-ns_fill(PzNamespace *ns, const Datum *v, const bool *isnull)
-{
-	Datum *elems;
-	bool *nulls;
-	int nelems;
-
-	ns->id = DatumGetInt32(v[0]);
-	ns->name = MemoryContextStrdup(ns_cxt, TextDatumGetCString(v[1]));
-	ns->priority = DatumGetInt32(v[2]);
-	ns->max_per_profile = isnull[3] ? 0 : DatumGetInt32(v[3]);
-	ns->normalizer = isnull[4] ? InvalidOid : DatumGetObjectId(v[4]);
-	/*
-	 * A dropped normalizer breaks its own namespace only, and only when
-	 * a value is normalized: the others, and drop_namespace, still work.
-	 */
-	if (OidIsValid(ns->normalizer))
-	{
-		if (SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(ns->normalizer)))
-			fmgr_info_cxt(ns->normalizer, &ns->normalizer_fn, ns_cxt);
-		else
-			ns->normalizer_missing = true;
-	}
-	if (ns->max_per_profile > 0)
-		ns_limited++;
-
-	deconstruct_array(DatumGetArrayTypeP(v[5]), TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls,
-					  &nelems);
-	ns->blocked = MemoryContextAlloc(ns_cxt, Max(nelems, 1) * sizeof(char *));
-	ns->blocked_len = MemoryContextAlloc(ns_cxt, Max(nelems, 1) * sizeof(int32));
-	for (int j = 0; j < nelems; j++)
-		if (!nulls[j])
-			ns->blocked[ns->nblocked++] =
-				MemoryContextStrdup(ns_cxt, TextDatumGetCString(elems[j]));
-	qsort(ns->blocked, ns->nblocked, sizeof(char *), blocked_cmp);
-	for (int j = 0; j < ns->nblocked; j++)
-		ns->blocked_len[j] = strlen(ns->blocked[j]);
-}
-
-/* The list through SPI: the statement is planned once per backend. */
-static void
-ns_read_spi(void)
+ns_load(void)
 {
 	int ret;
+
+	static bool callbacks_registered = false;
+
+	if (ns_valid && ns_lxid == MyProc->lxid)
+		return;
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(ns_xact_callback, NULL);
+		RegisterSubXactCallback(ns_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+
+	/*
+	 * The previous list may still be pointed at by an operation under way
+	 * (a reload after a subtransaction abort inside it): retire it until the
+	 * transaction ends rather than free it now.
+	 */
+	if (ns_retired == NULL)
+		ns_retired = AllocSetContextCreate(TopMemoryContext, "personalize retired namespaces",
+										   ALLOCSET_SMALL_SIZES);
+	if (ns_cxt != NULL)
+		MemoryContextSetParent(ns_cxt, ns_retired);
+	ns_cxt =
+		AllocSetContextCreate(TopMemoryContext, "personalize namespaces", ALLOCSET_SMALL_SIZES);
+	ns_list = NULL;
+	ns_count = ns_limited = 0;
+	ns_valid = false;
 
 	SPI_connect();
 
@@ -165,306 +136,48 @@ ns_read_spi(void)
 	ns_list = MemoryContextAllocZero(ns_cxt, Max(SPI_processed, 1) * sizeof(PzNamespace));
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		Datum v[6];
-		bool isnull[6];
+		HeapTuple tup = SPI_tuptable->vals[i];
+		TupleDesc td = SPI_tuptable->tupdesc;
+		PzNamespace *ns = &ns_list[i];
+		bool isnull;
+		Datum *elems;
+		bool *nulls;
+		int nelems;
 
-		for (int c = 0; c < 6; c++)
-			v[c] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, c + 1, &isnull[c]);
-		ns_fill(&ns_list[i], v, isnull);
+		ns->id = DatumGetInt32(SPI_getbinval(tup, td, 1, &isnull));
+		ns->name =
+			MemoryContextStrdup(ns_cxt, TextDatumGetCString(SPI_getbinval(tup, td, 2, &isnull)));
+		ns->priority = DatumGetInt32(SPI_getbinval(tup, td, 3, &isnull));
+		ns->max_per_profile = DatumGetInt32(SPI_getbinval(tup, td, 4, &isnull));
+		ns->normalizer = DatumGetObjectId(SPI_getbinval(tup, td, 5, &isnull));
+		/*
+		 * A dropped normalizer breaks its own namespace only, and only when
+		 * a value is normalized: the others, and drop_namespace, still work.
+		 */
+		if (OidIsValid(ns->normalizer))
+		{
+			if (SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(ns->normalizer)))
+				fmgr_info_cxt(ns->normalizer, &ns->normalizer_fn, ns_cxt);
+			else
+				ns->normalizer_missing = true;
+		}
+		if (ns->max_per_profile > 0)
+			ns_limited++;
+
+		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, td, 6, &isnull)), TEXTOID, -1,
+						  false, TYPALIGN_INT, &elems, &nulls, &nelems);
+		ns->blocked = MemoryContextAlloc(ns_cxt, Max(nelems, 1) * sizeof(char *));
+		ns->blocked_len = MemoryContextAlloc(ns_cxt, Max(nelems, 1) * sizeof(int32));
+		for (int j = 0; j < nelems; j++)
+			if (!nulls[j])
+				ns->blocked[ns->nblocked++] =
+					MemoryContextStrdup(ns_cxt, TextDatumGetCString(elems[j]));
+		qsort(ns->blocked, ns->nblocked, sizeof(char *), blocked_cmp);
+		for (int j = 0; j < ns->nblocked; j++)
+			ns->blocked_len[j] = strlen(ns->blocked[j]);
 	}
 	ns_count = SPI_processed;
 	SPI_finish();
-}
-
-/* the table's columns the list reads, in ns_fill's order, with their types */
-static const char *const ns_columns[6] = {"id",         "name",   "priority", "max_per_profile",
-										  "normalizer", "blocked"};
-static const Oid ns_column_types[6] = {INT4OID, TEXTOID,         INT4OID,
-									   INT4OID, REGPROCEDUREOID, TEXTARRAYOID};
-static Oid ns_layout_relid = InvalidOid;
-static AttrNumber ns_attr[6];
-
-/*
- * Which row versions the list was built from, by the table's file (a
- * TRUNCATE or a rewrite makes a new one), TID and inserting transaction: a
- * row version never changes, and no other takes its TID with the same
- * inserting transaction once that has ended, so when a transaction's
- * snapshot shows exactly these, the list (built by ns_read_direct) is
- * still what reading them would build, and is kept.  Not when this
- * transaction wrote any of them: it may truncate and write the table
- * again in place.
- */
-typedef struct NsRowVersion
-{
-	ItemPointerData tid;
-	TransactionId xmin;
-} NsRowVersion;
-
-static NsRowVersion *ns_versions = NULL; /* NULL: the list was not read directly */
-static int ns_nversions = 0;
-static Oid ns_versions_relid = InvalidOid; /* and the table and its file they are of */
-static Oid ns_versions_relfile = InvalidOid;
-
-static int
-ns_version_cmp(const void *a, const void *b)
-{
-	const NsRowVersion *x = a, *y = b;
-	BlockNumber bx = ItemPointerGetBlockNumberNoCheck(&x->tid),
-				by = ItemPointerGetBlockNumberNoCheck(&y->tid);
-	OffsetNumber ox = ItemPointerGetOffsetNumberNoCheck(&x->tid),
-				 oy = ItemPointerGetOffsetNumberNoCheck(&y->tid);
-
-	if (bx != by)
-		return bx < by ? -1 : 1;
-	return (ox > oy) - (ox < oy);
-}
-
-typedef struct NsRow
-{
-	int32 id;
-	HeapTuple tuple;
-} NsRow;
-
-static int
-ns_row_cmp(const void *a, const void *b)
-{
-	int32 x = ((const NsRow *) a)->id, y = ((const NsRow *) b)->id;
-
-	return (x > y) - (x < y);
-}
-
-/*
- * Open the table for a direct read, as the statement of ns_read_spi would
- * read it (the active snapshot, the caller's SELECT privilege); NULL, having
- * read nothing, where that may not be the same: no active snapshot, no
- * SELECT on the whole table (column grants), row-level security, or columns
- * other than this library's; then the statement reads it (or raises its
- * error).
- */
-static Relation
-ns_open_direct(void)
-{
-	Oid relid;
-	Relation rel;
-	TupleDesc td;
-
-	if (!ActiveSnapshotSet())
-		return NULL;
-	relid = get_relname_relid("namespaces", get_namespace_oid("personalize", false));
-	if (!OidIsValid(relid))
-		return NULL;
-	rel = table_open(relid, AccessShareLock);
-	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK ||
-		check_enable_rls(relid, InvalidOid, true) != RLS_NONE)
-	{
-		table_close(rel, AccessShareLock);
-		return NULL;
-	}
-	td = RelationGetDescr(rel);
-	if (ns_layout_relid != relid)
-	{
-		for (int c = 0; c < 6; c++)
-		{
-			ns_attr[c] = InvalidAttrNumber;
-			for (int a = 0; a < td->natts; a++)
-			{
-				Form_pg_attribute att = TupleDescAttr(td, a);
-
-				if (!att->attisdropped && strcmp(NameStr(att->attname), ns_columns[c]) == 0 &&
-					att->atttypid == ns_column_types[c])
-					ns_attr[c] = a + 1;
-			}
-			if (ns_attr[c] == InvalidAttrNumber)
-			{
-				table_close(rel, AccessShareLock);
-				return NULL;
-			}
-		}
-		ns_layout_relid = relid;
-	}
-	return rel;
-}
-
-/*
- * The visible row versions, sorted by TID, in *versions (palloc'd in
- * CurrentMemoryContext); their number.  *own: this transaction wrote one.
- */
-static int
-ns_scan_versions(Relation rel, NsRowVersion **versions, bool *own)
-{
-	TableScanDesc scan;
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	int n = 0, cap = 16;
-	NsRowVersion *v = palloc(sizeof(NsRowVersion) * cap);
-
-	*own = false;
-
-	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
-	{
-		bool shouldfree;
-		HeapTuple tup = ExecFetchSlotHeapTuple(slot, false, &shouldfree);
-
-		if (n == cap)
-			v = repalloc(v, sizeof(NsRowVersion) * (cap *= 2));
-		v[n].tid = tup->t_self;
-		v[n].xmin = HeapTupleHeaderGetRawXmin(tup->t_data);
-		if (TransactionIdIsCurrentTransactionId(v[n].xmin))
-			*own = true;
-		n++;
-		if (shouldfree)
-			heap_freetuple(tup);
-	}
-	table_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	qsort(v, n, sizeof(NsRowVersion), ns_version_cmp);
-	*versions = v;
-	return n;
-}
-
-/* the list in ns_list is still what these row versions of rel give */
-static bool
-ns_unchanged(Relation rel, const NsRowVersion *versions, int n)
-{
-	if (ns_versions == NULL || ns_list == NULL || n != ns_nversions ||
-		RelationGetRelid(rel) != ns_versions_relid || rel->rd_node.relNode != ns_versions_relfile)
-		return false;
-	for (int i = 0; i < n; i++)
-		if (ns_version_cmp(&versions[i], &ns_versions[i]) != 0 ||
-			versions[i].xmin != ns_versions[i].xmin)
-			return false;
-	/* a normalizer dropped since: read again, to say so when it is used */
-	for (int i = 0; i < ns_count; i++)
-		if (OidIsValid(ns_list[i].normalizer) &&
-			SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(ns_list[i].normalizer)) ==
-				ns_list[i].normalizer_missing)
-			return false;
-	return true;
-}
-
-/*
- * Build the list from the table, its rows by id, and remember their
- * versions (versions NULL: none to remember).
- */
-static void
-ns_read_direct(Relation rel, const NsRowVersion *versions, int nversions)
-{
-	TupleDesc td = RelationGetDescr(rel);
-	TableScanDesc scan;
-	TupleTableSlot *slot;
-	NsRow *rows;
-	int nrows = 0, cap = 16;
-	MemoryContext tmp, old;
-
-	/* the rows, copied, then sorted by id */
-	tmp = AllocSetContextCreate(CurrentMemoryContext, "personalize namespaces read",
-								ALLOCSET_SMALL_SIZES);
-	old = MemoryContextSwitchTo(tmp);
-	rows = palloc(sizeof(NsRow) * cap);
-	slot = table_slot_create(rel, NULL);
-	scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
-	{
-		bool isnull;
-
-		if (nrows == cap)
-			rows = repalloc(rows, sizeof(NsRow) * (cap *= 2));
-		rows[nrows].id = DatumGetInt32(slot_getattr(slot, ns_attr[0], &isnull));
-		rows[nrows].tuple = ExecCopySlotHeapTuple(slot);
-		nrows++;
-	}
-	table_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	qsort(rows, nrows, sizeof(NsRow), ns_row_cmp);
-
-	ns_list = MemoryContextAllocZero(ns_cxt, Max(nrows, 1) * sizeof(PzNamespace));
-	for (int i = 0; i < nrows; i++)
-	{
-		Datum v[6];
-		bool isnull[6];
-
-		for (int c = 0; c < 6; c++)
-			v[c] = heap_getattr(rows[i].tuple, ns_attr[c], td, &isnull[c]);
-		ns_fill(&ns_list[i], v, isnull);
-	}
-	ns_count = nrows;
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(tmp);
-
-	/* the same snapshot read the same versions: remember them with the list */
-	if (versions == NULL)
-		return;
-	ns_versions = MemoryContextAlloc(ns_cxt, sizeof(NsRowVersion) * Max(nversions, 1));
-	memcpy(ns_versions, versions, sizeof(NsRowVersion) * nversions);
-	ns_nversions = nversions;
-	ns_versions_relid = RelationGetRelid(rel);
-	ns_versions_relfile = rel->rd_node.relNode;
-}
-
-/*
- * Read the list in each transaction that uses it (and again after a change
- * in this one): the table directly where that reads what the statement
- * would, keeping the list when the same row versions are visible; else the
- * statement.
- */
-static void
-ns_load(void)
-{
-	static bool callbacks_registered = false;
-	Relation rel;
-	NsRowVersion *versions = NULL;
-	int nversions = 0;
-	bool own = false;
-
-	if (ns_valid && ns_lxid == MyProc->lxid)
-		return;
-	if (!callbacks_registered)
-	{
-		RegisterXactCallback(ns_xact_callback, NULL);
-		RegisterSubXactCallback(ns_subxact_callback, NULL);
-		callbacks_registered = true;
-	}
-
-	rel = ns_open_direct();
-	if (rel != NULL)
-	{
-		nversions = ns_scan_versions(rel, &versions, &own);
-		if (!own && ns_unchanged(rel, versions, nversions))
-		{
-			pfree(versions);
-			table_close(rel, AccessShareLock);
-			ns_valid = true;
-			ns_lxid = MyProc->lxid;
-			return;
-		}
-	}
-
-	/*
-	 * The previous list may still be pointed at by an operation under way
-	 * (a reload after a subtransaction abort inside it): retire it until the
-	 * transaction ends rather than free it now.
-	 */
-	if (ns_retired == NULL)
-		ns_retired = AllocSetContextCreate(TopMemoryContext, "personalize retired namespaces",
-										   ALLOCSET_SMALL_SIZES);
-	if (ns_cxt != NULL)
-		MemoryContextSetParent(ns_cxt, ns_retired);
-	ns_cxt =
-		AllocSetContextCreate(TopMemoryContext, "personalize namespaces", ALLOCSET_SMALL_SIZES);
-	ns_list = NULL;
-	ns_versions = NULL;
-	ns_nversions = 0;
-	ns_count = ns_limited = 0;
-	ns_valid = false;
-
-	if (rel != NULL)
-	{
-		ns_read_direct(rel, own ? NULL : versions, nversions);
-		pfree(versions);
-		table_close(rel, AccessShareLock);
-	}
-	else
-		ns_read_spi();
 
 	ns_valid = true;
 	ns_lxid = MyProc->lxid;

@@ -151,6 +151,11 @@ pc_spec_parse(const char *spec, int len)
 
 	for (i = 0; i < len; i++)
 		n += spec[i] == ';';
+	/* a row has at most this many columns: refuse before the work grows with n */
+	if (n > MaxTupleAttributeNumber)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("profile_columns: the spec names %d columns", n),
+						errhint("A row has at most %d columns.", MaxTupleAttributeNumber)));
 	c->ncols = n;
 	c->cols = palloc0(sizeof(PcColumn) * n);
 	c->traits = palloc0(sizeof(PcTrait) * n);

@@ -313,8 +313,10 @@ gp_load(Oid view, TransactionId xmin, Oid owner)
 		if (plan == NULL)
 			elog(ERROR, "get_profile: could not plan \"%s\": %s", sql,
 				 SPI_result_code_string(SPI_result));
-		ret = SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(), InvalidSnapshot, true,
-								   false, 0);
+		ret = SPI_execute_snapshot(plan, NULL, NULL,
+								   /* a parallel query may not take a new snapshot */
+								   IsInParallelMode() ? GetActiveSnapshot() : GetLatestSnapshot(),
+								   InvalidSnapshot, true, false, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "get_profile: \"%s\" failed: %s", sql, SPI_result_code_string(ret));
 
