@@ -285,7 +285,7 @@ CREATE FUNCTION register_source(relation regclass,
                                 fields jsonb DEFAULT '{}',
                                 backfill boolean DEFAULT true)
 RETURNS integer
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     sid integer;
     t oid;
@@ -408,7 +408,7 @@ COMMENT ON FUNCTION register_source(regclass, jsonb, name, text, name, jsonb, bo
     'Register an event table: identifiers maps columns to namespaces, event_time names the time column, the event type is a constant or a column, fields name value columns or jsonb keys.  backfill: fold the rows already there into the profiles.';
 
 CREATE FUNCTION unregister_source(relation regclass) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     used text;
 BEGIN
@@ -640,7 +640,7 @@ CREATE FUNCTION add_trait(name text, kind text,
                           hll_precision integer DEFAULT NULL,
                           backfill boolean DEFAULT true)
 RETURNS integer
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     tr personalize.traits;
 BEGIN
@@ -681,7 +681,7 @@ CREATE FUNCTION alter_trait(name text,
                             all_event_types boolean DEFAULT false,
                             backfill boolean DEFAULT true)
 RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     old personalize.traits;
     tr personalize.traits;
@@ -726,7 +726,7 @@ COMMENT ON FUNCTION alter_trait(text, text, text, regclass[], text[], integer, i
     'Change a trait (NULL: unchanged; all_sources, all_event_types: drop the restriction).  Its states are rebuilt from the sources (backfill => false: removed).';
 
 CREATE FUNCTION drop_trait(name text) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     tid integer;
 BEGIN
@@ -932,7 +932,7 @@ END $$;
 -- merged per profile; 6. each profile written once.
 CREATE FUNCTION _rebuild(only_profile bigint, trait_ids integer[], only_source integer)
 RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     src record;
     parts text[] := '{}';
@@ -1034,7 +1034,7 @@ BEGIN
 END $$;
 
 CREATE FUNCTION rebuild() RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM personalize._require_admin('rebuild profiles');
     RETURN personalize._rebuild(NULL, NULL, NULL);
@@ -1043,7 +1043,7 @@ COMMENT ON FUNCTION rebuild() IS
     'Rebuild every profile''s trait states, first and last seen from the sources: identifiers new to the graph are linked first (in event-time order), then the trait aggregates run per profile.  Returns the number of profiles with events.';
 
 CREATE FUNCTION rebuild(profile_id bigint) RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM personalize._require_admin('rebuild a profile');
     IF profile_id IS NULL THEN
