@@ -270,6 +270,25 @@ identity_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 /* the identities table the cache is of: DROP and CREATE EXTENSION make a new one */
 static Oid cache_relid = InvalidOid;
 
+/* once per backend: the callbacks that move the counter at commit */
+static void
+identity_callbacks_register(void)
+{
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(identity_xact_callback, NULL);
+		RegisterSubXactCallback(identity_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+}
+
+/* the graph's shared change counter, 0 without shared memory */
+uint64
+pz_identity_changes(void)
+{
+	return pz_shared != NULL ? pg_atomic_read_u64(&pz_shared->changes) : 0;
+}
+
 /* Start of every operation: make the cache current, or drop it. */
 static void
 cache_check(void)
@@ -277,12 +296,7 @@ cache_check(void)
 	uint64 now;
 	Oid relid;
 
-	if (!callbacks_registered)
-	{
-		RegisterXactCallback(identity_xact_callback, NULL);
-		RegisterSubXactCallback(identity_subxact_callback, NULL);
-		callbacks_registered = true;
-	}
+	identity_callbacks_register();
 	/* a standby replays changes no counter reports: no cache there */
 	if (pz_shared == NULL || pz_identity_cache_size <= 0 || RecoveryInProgress())
 	{
@@ -1929,8 +1943,14 @@ pz_identity_graph_changed(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 						errmsg("identity_graph_changed must be called as a trigger")));
+	/* a backend that changes the graph by plain SQL moves the counter at commit too */
+	identity_callbacks_register();
 	if (strcmp(RelationGetRelationName(td->tg_relation), "namespaces") == 0)
+	{
+		/* this backend reads the list again; others learn of it from the counter */
 		pz_namespace_invalidate();
+		changes_pending = true;
+	}
 	else
 	{
 		changes_pending = true;

@@ -74,6 +74,12 @@ extern int pz_components_memory_limit;
 /* shared memory: the graph's change counter that invalidates caches */
 extern void pz_identity_shmem_request(void);
 extern void pz_identity_shmem_startup(void);
+/*
+ * The graph's shared change counter: it moves at every committed change of
+ * identities or namespaces made outside a backend's own cache; 0 when
+ * personalize is not in shared_preload_libraries.
+ */
+extern uint64 pz_identity_changes(void);
 
 /* the profile id of an identifier, 0 if it is not in the graph (caller connected to SPI) */
 extern int64 pz_identity_lookup(const PzIdentifier *id);

@@ -13,6 +13,8 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -21,8 +23,11 @@
 #include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "identity.h"
@@ -36,6 +41,32 @@ static int ns_limited = 0;
 static bool ns_valid = false;
 static LocalTransactionId ns_lxid = InvalidLocalTransactionId;
 static SPIPlanPtr ns_plan = NULL; /* the read of the list, planned once */
+
+/*
+ * The list is kept across transactions while nothing it was read from can
+ * have changed: the identity graph's shared change counter (which every
+ * committed change of personalize.namespaces moves) is where it was before
+ * the read, no pg_proc row changed (a normalizer replaced or altered), and
+ * the table is the same one.  ns_changes == 0: not reusable (a standby,
+ * parallel mode, no shared memory), read again in the next transaction.
+ */
+static uint64 ns_changes = 0;
+static Oid ns_relid = InvalidOid;
+static bool ns_procs_changed = false;
+
+static void
+ns_proc_changed(Datum arg, int cacheid, uint32 hashvalue)
+{
+	ns_procs_changed = true;
+}
+
+static Oid
+ns_table_relid(void)
+{
+	Oid nsp = get_namespace_oid("personalize", true);
+
+	return OidIsValid(nsp) ? get_relname_relid("namespaces", nsp) : InvalidOid;
+}
 
 void
 pz_namespace_invalidate(void)
@@ -83,14 +114,32 @@ ns_load(void)
 
 	static bool callbacks_registered = false;
 
+	uint64 changes;
+	Oid relid;
+
 	if (ns_valid && ns_lxid == MyProc->lxid)
 		return;
 	if (!callbacks_registered)
 	{
 		RegisterXactCallback(ns_xact_callback, NULL);
 		RegisterSubXactCallback(ns_subxact_callback, NULL);
+		CacheRegisterSyscacheCallback(PROCOID, ns_proc_changed, (Datum) 0);
 		callbacks_registered = true;
 	}
+	relid = ns_table_relid();
+	if (ns_valid && ns_changes != 0 && !ns_procs_changed && relid == ns_relid &&
+		pz_identity_changes() == ns_changes)
+	{
+		ns_lxid = MyProc->lxid;
+		return;
+	}
+	/*
+	 * Read the counter first, then the table with a snapshot taken after
+	 * it: a change committed before the counter was read is in the list,
+	 * one committed later moves the counter past what is recorded.
+	 */
+	changes = (RecoveryInProgress() || IsInParallelMode()) ? 0 : pz_identity_changes();
+	ns_procs_changed = false;
 
 	/*
 	 * The previous list may still be pointed at by an operation under way
@@ -129,7 +178,11 @@ ns_load(void)
 			elog(ERROR, "could not keep the plan of the read of personalize.namespaces");
 		ns_plan = plan;
 	}
-	ret = SPI_execute_plan(ns_plan, NULL, NULL, true, 0);
+	if (changes != 0)
+		ret = SPI_execute_snapshot(ns_plan, NULL, NULL, GetLatestSnapshot(), InvalidSnapshot, true,
+								   false, 0);
+	else
+		ret = SPI_execute_plan(ns_plan, NULL, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read personalize.namespaces: %s", SPI_result_code_string(ret));
 
@@ -181,6 +234,8 @@ ns_load(void)
 
 	ns_valid = true;
 	ns_lxid = MyProc->lxid;
+	ns_changes = changes;
+	ns_relid = relid;
 }
 
 /* the names of all namespaces, for error hints */

@@ -130,5 +130,26 @@ is($hold->result(0), 0, 'the merging session finished') or diag($hold_err);
 is((split /\n/, $r_out)[-1], 't', 'a reader whose snapshot predates a merge does not keep the old id')
 	or diag("$r_out $r_err");
 
+# A backend keeps its namespace list across transactions while nothing it
+# was read from changed: a change committed by another backend reaches it.
+my $long = $node->background_psql('postgres');
+$long->query_safe(q{SELECT personalize.normalize_identifier('device', 'kiosk-1')});
+is($long->query_safe(q{SELECT personalize.normalize_identifier('device', 'kiosk-1') IS NOT NULL}),
+	't', 'a long-lived backend normalizes a value');
+$node->safe_psql('postgres', q{SELECT personalize.block_value('device', 'kiosk-1')});
+is($long->query_safe(q{SELECT personalize.normalize_identifier('device', 'kiosk-1') IS NULL}),
+	't', 'it sees a value blocked by another backend in its next transaction');
+$node->safe_psql('postgres', q{
+CREATE FUNCTION public.dev_norm(text) RETURNS text IMMUTABLE LANGUAGE sql RETURN upper($1);
+SELECT personalize.create_namespace('code', 5, normalizer => 'public.dev_norm(text)');
+});
+is($long->query_safe(q{SELECT personalize.normalize_identifier('code', 'ab')}), 'AB',
+	'it sees a namespace another backend created');
+$node->safe_psql('postgres',
+	q{CREATE OR REPLACE FUNCTION public.dev_norm(text) RETURNS text IMMUTABLE LANGUAGE sql RETURN lower($1)});
+is($long->query_safe(q{SELECT personalize.normalize_identifier('code', 'AB')}), 'ab',
+	'it sees a normalizer another backend replaced, no namespace row changed');
+$long->quit;
+
 $node->stop;
 done_testing();
