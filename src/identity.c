@@ -75,6 +75,7 @@
 #include "identity.h"
 #include "profile.h"
 #include "state.h"
+#include "stream.h"
 
 int pz_identity_cache_size = 100000;
 
@@ -89,6 +90,9 @@ typedef struct PzIdentityShared
 } PzIdentityShared;
 
 static PzIdentityShared *pz_shared = NULL;
+
+pz_profile_moved_hook_type pz_profile_moved_hook = NULL;
+uint64 pz_identity_refusals = 0;
 
 void
 pz_identity_shmem_request(void)
@@ -1255,6 +1259,9 @@ static void
 log_change(const char *action, int64 from, int64 into, const PzIdentifier *a, const PzIdentifier *b)
 {
 	store_log(action, from, into, a, b);
+	/* a merged or re-keyed profile takes the worker's pending deltas along */
+	if (pz_profile_moved_hook != NULL && strcmp(action, "split") != 0)
+		pz_profile_moved_hook(from, into);
 }
 
 static void
@@ -1275,6 +1282,7 @@ refuse(const char *rule, const PzNamespace *rule_ns, const PzIdentifier *a, cons
 	nulls[6] = profile_a ? ' ' : 'n';
 	nulls[7] = profile_b ? ' ' : 'n';
 	stmt_run(ST_REFUSE, values, nulls, SPI_OK_INSERT);
+	pz_identity_refusals++;
 }
 
 /*

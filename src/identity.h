@@ -81,6 +81,9 @@ extern void pz_identity_shmem_startup(void);
  */
 extern uint64 pz_identity_changes(void);
 
+/* links refused by a merge rule in this process, ever (the worker's statistics) */
+extern uint64 pz_identity_refusals;
+
 /* the profile id of an identifier, 0 if it is not in the graph (caller connected to SPI) */
 extern int64 pz_identity_lookup(const PzIdentifier *id);
 

@@ -3,8 +3,8 @@
  *	  Module entry point: the magic block, _PG_init and the extension's GUCs.
  *
  * The library is meant to be loaded through shared_preload_libraries so that
- * later parts (the streaming worker, the output plugin) can register
- * themselves at postmaster start.  Trait-state types and aggregates work
+ * the streaming workers (worker.c) register at postmaster start; the same
+ * library is the logical decoding output plugin (decoder.c).  Trait-state types and aggregates work
  * whether or not the library was preloaded: _PG_init then runs when the
  * first function is called.
  */
@@ -19,6 +19,7 @@
 
 #include "identity.h"
 #include "state.h"
+#include "stream.h"
 
 PG_MODULE_MAGIC;
 
@@ -36,6 +37,7 @@ pz_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	pz_identity_shmem_request();
+	pz_worker_shmem_request();
 }
 
 static void
@@ -44,6 +46,7 @@ pz_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	pz_identity_shmem_startup();
+	pz_worker_shmem_startup();
 }
 
 void
@@ -71,6 +74,8 @@ _PG_init(void)
 		"it spills to disk like any function result.",
 		&pz_components_memory_limit, 1024 * 1024, 1024, MAX_KILOBYTES, PGC_USERSET, GUC_UNIT_KB,
 		NULL, NULL, NULL);
+	/* the streaming worker's GUCs; its registration when preloaded */
+	pz_worker_init();
 	MarkGUCPrefixReserved("personalize");
 
 	/*

@@ -1,0 +1,1764 @@
+/*
+ * worker.c
+ *	  The streaming worker: one background worker per database named in
+ *	  personalize.database, which decodes the WAL through personalize's own
+ *	  output plugin (decoder.c) and folds every committed event into its
+ *	  profile, exactly once.
+ *
+ * The loop (worker_stream):
+ *
+ *	1. Decode.  The worker owns the replication slot personalize_<dboid>
+ *	   and drives logical decoding in-process, reading WAL up to what is
+ *	   flushed.  The plugin's messages arrive in commit order through
+ *	   worker_write().  Each event is folded at once into a delta per event
+ *	   key (the event's raw identifiers), with the trait kinds' own add
+ *	   functions, so a batch holds one small profile per distinct shopper,
+ *	   not its events.  A batch ends at a commit once it holds
+ *	   personalize.worker_batch_size events or personalize.worker_memory_limit
+ *	   of deltas, or when the WAL runs out.
+ *	2. Apply, in one transaction: each key's identifiers are normalized and
+ *	   resolved (and linked) by the identity core in the order the keys first
+ *	   appeared; the key's delta joins its profile's delta (merges and
+ *	   re-keys made meanwhile move deltas along, through
+ *	   pz_profile_moved_hook); every affected profile is written once by one
+ *	   UPDATE that merges the deltas with the same merge code as the
+ *	   aggregates; dead letters are inserted.  The transaction carries the
+ *	   end LSN of the batch's last transaction as replication origin progress,
+ *	   so the profile writes and the progress commit atomically.
+ *	3. Only after that commit is the slot confirmed: WAL is kept exactly as
+ *	   long as it may be needed.
+ *
+ * After a crash the slot restarts at its confirmed position, which is never
+ * past the origin's progress; transactions that end at or before the
+ * progress were applied and are skipped.  So nothing is lost and nothing is
+ * counted twice.  Rebuilds meet the stream at one point: they lock the
+ * sources they read and wait (_stream_wait) until the worker has applied
+ * everything committed before (docs/streaming.md).
+ *
+ * Shared memory holds one PzWorkerShared per configured database: state and
+ * counters for personalize.worker_status, the worker's latch (backends set
+ * it when they commit, so a commit is decoded at once) and the pause flag.
+ */
+#include "postgres.h"
+
+#include <errno.h>
+#include <math.h>
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlogutils.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "replication/decode.h"
+#include "replication/logical.h"
+#include "replication/origin.h"
+#include "replication/slot.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/pg_lsn.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/varlena.h"
+
+#include "distinct.h"
+#include "firstlast.h"
+#include "identity.h"
+#include "metric.h"
+#include "profile.h"
+#include "recent.h"
+#include "session.h"
+#include "state.h"
+#include "stream.h"
+#include "top.h"
+#include "windowed.h"
+
+#define PZ_MAX_WORKERS 8
+
+/* ---- GUCs ---- */
+static char *pz_databases = NULL;
+static int pz_batch_size = 10000;
+static int pz_poll_interval = 10;
+static int pz_memory_limit = 64 * 1024;
+static int pz_apply_wait_timeout = 60000;
+
+/* decoder.c: the worker's own origin, whose transactions are not decoded */
+extern RepOriginId pz_decoder_skip_origin;
+extern bool pz_decoder_replayed;
+
+typedef enum WorkerState
+{
+	WS_STOPPED = 0,
+	WS_STARTING,
+	WS_WAITING_FOR_EXTENSION,
+	WS_CREATING_SLOT,
+	WS_STREAMING,
+	WS_IDLE,
+	WS_PAUSED
+} WorkerState;
+
+static const char *const state_names[] = {
+	"stopped", "starting", "waiting for CREATE EXTENSION", "creating slot", "streaming",
+	"idle",    "paused"};
+
+typedef struct PzWorkerShared
+{
+	slock_t mutex;
+	char dbname[NAMEDATALEN]; /* from personalize.database, at postmaster start */
+	Oid dboid;
+	pid_t pid;
+	Latch *latch;
+	WorkerState state;
+	bool paused;
+	TimestampTz started_at;
+	uint64 events_applied;
+	uint64 transactions;
+	uint64 batches;
+	uint64 profiles_written;
+	uint64 merges;
+	uint64 refused;
+	uint64 dead_letters;
+	uint64 updates;
+	uint64 deletes;
+	uint64 truncates;
+	double events_per_second;
+	XLogRecPtr applied_lsn; /* end of the last applied transaction */
+	XLogRecPtr decoded_lsn; /* everything committed before it is applied */
+	TimestampTz last_commit_at;
+	TimestampTz last_applied_at;
+	double commit_to_apply_ms;
+	int64 memory_bytes;
+	char last_error[256];
+	TimestampTz last_error_at;
+} PzWorkerShared;
+
+typedef struct PzWorkerControl
+{
+	int nworkers;
+	PzWorkerShared workers[PZ_MAX_WORKERS];
+} PzWorkerControl;
+
+static PzWorkerControl *control = NULL;
+
+/* the databases of personalize.database, parsed */
+static List *
+database_list(void)
+{
+	char *raw = pstrdup(pz_databases ? pz_databases : "");
+	List *names = NIL;
+
+	if (!SplitIdentifierString(raw, ',', &names))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("personalize.database must be a comma-separated list of database names"),
+				 errhint("E.g. personalize.database = 'shop'.")));
+	if (list_length(names) > PZ_MAX_WORKERS)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("personalize.database names %d databases, at most %d are streamed",
+							   list_length(names), PZ_MAX_WORKERS)));
+	return names;
+}
+
+void
+pz_worker_shmem_request(void)
+{
+	RequestAddinShmemSpace(MAXALIGN(sizeof(PzWorkerControl)));
+}
+
+void
+pz_worker_shmem_startup(void)
+{
+	bool found;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	control = ShmemInitStruct("personalize workers", sizeof(PzWorkerControl), &found);
+	if (!found)
+	{
+		List *names = database_list();
+		ListCell *lc;
+
+		memset(control, 0, sizeof(PzWorkerControl));
+		foreach (lc, names)
+		{
+			PzWorkerShared *w = &control->workers[control->nworkers++];
+
+			SpinLockInit(&w->mutex);
+			strlcpy(w->dbname, lfirst(lc), NAMEDATALEN);
+		}
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* The worker of the current database, or NULL. */
+static PzWorkerShared *
+my_database_worker(void)
+{
+	const char *db;
+
+	if (control == NULL)
+		return NULL;
+	for (int i = 0; i < control->nworkers; i++)
+		if (OidIsValid(control->workers[i].dboid) && control->workers[i].dboid == MyDatabaseId)
+			return &control->workers[i];
+	db = get_database_name(MyDatabaseId);
+	for (int i = 0; i < control->nworkers; i++)
+		if (db != NULL && strcmp(control->workers[i].dbname, db) == 0)
+			return &control->workers[i];
+	return NULL;
+}
+
+/* Committing backends wake their database's worker: the commit is decoded at once. */
+static void
+wake_worker_at_commit(XactEvent event, void *arg)
+{
+	if (event != XACT_EVENT_COMMIT || control == NULL ||
+		!TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		return;
+	for (int i = 0; i < control->nworkers; i++)
+	{
+		PzWorkerShared *w = &control->workers[i];
+		Latch *latch = w->latch;
+
+		if (w->dboid == MyDatabaseId && latch != NULL && w->pid != MyProcPid)
+			SetLatch(latch);
+	}
+}
+
+extern PGDLLEXPORT void pz_worker_main(Datum arg);
+
+void
+pz_worker_init(void)
+{
+	List *names;
+	ListCell *lc;
+	int i = 0;
+
+	DefineCustomStringVariable(
+		"personalize.database",
+		"Databases whose registered sources the streaming workers keep in the profiles.",
+		"A comma-separated list; one background worker per database, each with its own "
+		"replication slot personalize_<database oid>.  Needs wal_level = logical.",
+		&pz_databases, "", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable(
+		"personalize.worker_batch_size",
+		"The most events the worker folds into one batch before it writes the profiles.",
+		"A batch ends at the commit that reaches this, or when the WAL runs out; a single "
+		"transaction is never split.",
+		&pz_batch_size, 10000, 1, 10000000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable(
+		"personalize.worker_poll_interval",
+		"How long the worker sleeps when it has applied everything, unless a commit wakes it.",
+		"Backends wake the worker when they commit; the poll catches asynchronous commits "
+		"that the WAL writer flushes later.",
+		&pz_poll_interval, 10, 1, 60000, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable(
+		"personalize.worker_memory_limit",
+		"The most memory a batch's profile deltas may take before the worker writes them.",
+		"Checked at each commit: one transaction's events are applied together.  Logical "
+		"decoding's own buffers are bounded by logical_decoding_work_mem.",
+		&pz_memory_limit, 64 * 1024, 1024, MAX_KILOBYTES, PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL,
+		NULL);
+	DefineCustomIntVariable(
+		"personalize.apply_wait_timeout",
+		"How long a rebuild waits for the worker to apply what was committed before it.",
+		"rebuild(), drop_trait() and changed traits lock their sources, then wait for the "
+		"stream to reach them; past this they fail with an error.",
+		&pz_apply_wait_timeout, 60000, 0, INT_MAX, PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	RegisterXactCallback(wake_worker_at_commit, NULL);
+	names = database_list();
+	foreach (lc, names)
+	{
+		BackgroundWorker bgw = {0};
+
+		bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		bgw.bgw_restart_time = 1;
+		strlcpy(bgw.bgw_library_name, "personalize", BGW_MAXLEN);
+		strlcpy(bgw.bgw_function_name, "pz_worker_main", BGW_MAXLEN);
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "personalize worker for %s", (char *) lfirst(lc));
+		strlcpy(bgw.bgw_type, "personalize worker", BGW_MAXLEN);
+		bgw.bgw_main_arg = Int32GetDatum(i++);
+		RegisterBackgroundWorker(&bgw);
+	}
+}
+
+/* ---- the worker's own state ---- */
+
+static PzWorkerShared *me = NULL;
+static char slot_name[NAMEDATALEN];
+static RepOriginId origin_id = InvalidRepOriginId;
+static XLogRecPtr origin_progress = InvalidXLogRecPtr;
+
+static void
+set_state(WorkerState s)
+{
+	SpinLockAcquire(&me->mutex);
+	me->state = s;
+	SpinLockRelease(&me->mutex);
+	pgstat_report_activity(STATE_RUNNING, state_names[s]);
+}
+
+static void
+worker_detach(int code, Datum arg)
+{
+	if (me == NULL)
+		return;
+	SpinLockAcquire(&me->mutex);
+	me->pid = 0;
+	me->latch = NULL;
+	me->state = WS_STOPPED;
+	SpinLockRelease(&me->mutex);
+}
+
+static void
+record_error(const char *msg)
+{
+	SpinLockAcquire(&me->mutex);
+	strlcpy(me->last_error, msg, sizeof(me->last_error));
+	me->last_error_at = GetCurrentTimestamp();
+	SpinLockRelease(&me->mutex);
+}
+
+/* ---- the batch ---- */
+
+typedef struct TraitConf
+{
+	int32 id;
+	StreamTraitKind kind;
+	int32 n;
+	int64 half_life;
+	int64 gap;
+	int32 precision;
+} TraitConf;
+
+/* an event key: the raw identifiers of an event, as the plugin sends them */
+typedef struct KeyRef
+{
+	uint32 hash;
+	int32 len;
+	const char *bytes; /* (varint namespace id, value) per identifier */
+} KeyRef;
+
+typedef struct KeyEntry
+{
+	KeyRef key; /* hash key; bytes copied into the batch */
+	int32 order;
+	int32 nids;
+	int64 events;
+	int32 source_id;
+	TimestampTz first_seen;
+	TimestampTz last_seen;
+	Profile *delta;
+	XLogRecPtr commit_lsn;
+	TimestampTz commit_time;
+	char *first_message; /* for a dead letter */
+	int32 first_message_len;
+} KeyEntry;
+
+typedef struct DeadLetter
+{
+	int32 source_id;
+	XLogRecPtr commit_lsn;
+	TimestampTz commit_time;
+	bool applied;
+	int64 events;
+	char *reason;
+	char *message; /* a plugin message, rendered as the event */
+	int32 message_len;
+	char *event_json; /* or the event as JSON already */
+} DeadLetter;
+
+typedef struct Batch
+{
+	MemoryContext cxt;
+	HTAB *keys;
+	int32 nkeys;
+	int64 events;
+	int64 txns;
+	List *dead; /* of DeadLetter */
+	uint64 updates, deletes, truncates;
+	/* the transaction being decoded */
+	bool in_txn;
+	bool skip_txn;
+	XLogRecPtr txn_commit_lsn;
+	XLogRecPtr txn_end_lsn;
+	TimestampTz txn_commit_time;
+	/* the last complete transaction */
+	XLogRecPtr last_end_lsn;
+	TimestampTz last_commit_time;
+	bool full;
+} Batch;
+
+static Batch batch;
+static MemoryContext config_cxt = NULL;
+static TraitConf *traits = NULL;
+static int ntraits = 0;
+
+static uint32
+key_hash(const void *key, Size keysize)
+{
+	return ((const KeyRef *) key)->hash;
+}
+
+static int
+key_match(const void *a, const void *b, Size keysize)
+{
+	const KeyRef *x = a, *y = b;
+
+	return !(x->hash == y->hash && x->len == y->len && memcmp(x->bytes, y->bytes, x->len) == 0);
+}
+
+static void
+batch_reset(void)
+{
+	HASHCTL info = {0};
+
+	MemoryContextReset(batch.cxt);
+	info.keysize = sizeof(KeyRef);
+	info.entrysize = sizeof(KeyEntry);
+	info.hash = key_hash;
+	info.match = key_match;
+	info.hcxt = batch.cxt;
+	batch.keys = hash_create("personalize batch keys", 1024, &info,
+							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	batch.nkeys = 0;
+	batch.events = 0;
+	batch.txns = 0;
+	batch.dead = NIL;
+	batch.updates = batch.deletes = batch.truncates = 0;
+	batch.full = false;
+}
+
+static const TraitConf *
+trait_conf(int32 id)
+{
+	int lo = 0, hi = ntraits - 1;
+
+	while (lo <= hi)
+	{
+		int mid = (lo + hi) / 2;
+
+		if (traits[mid].id == id)
+			return &traits[mid];
+		if (traits[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return NULL;
+}
+
+static void
+dead_letter(int32 source_id, bool applied, int64 events, const char *reason, const char *msg,
+			int32 msg_len, const char *json)
+{
+	MemoryContext old = MemoryContextSwitchTo(batch.cxt);
+	DeadLetter *d = palloc0(sizeof(DeadLetter));
+
+	d->source_id = source_id;
+	d->commit_lsn = batch.txn_commit_lsn;
+	d->commit_time = batch.txn_commit_time;
+	d->applied = applied;
+	d->events = events;
+	d->reason = pstrdup(reason);
+	if (msg != NULL)
+	{
+		d->message = palloc(msg_len);
+		memcpy(d->message, msg, msg_len);
+		d->message_len = msg_len;
+	}
+	if (json != NULL)
+		d->event_json = pstrdup(json);
+	batch.dead = lappend(batch.dead, d);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * A field's text as a number the way the rebuild's _numeric_or_null reads
+ * it: optional blanks and sign, digits with at most one point, an exponent
+ * of at most four digits, blanks.  Anything else, and what numeric or
+ * float8 cannot hold, is not a number (NULL in the rebuild).
+ */
+static bool
+parse_number(const char *v, int32 len, Numeric *num, double *f)
+{
+	int i = 0, digits = 0, expdigits = 0;
+	char *s;
+	long exp = 0;
+
+	while (i < len && isspace((unsigned char) v[i]))
+		i++;
+	if (i < len && (v[i] == '+' || v[i] == '-'))
+		i++;
+	while (i < len && isdigit((unsigned char) v[i]))
+		i++, digits++;
+	if (i < len && v[i] == '.')
+	{
+		i++;
+		while (i < len && isdigit((unsigned char) v[i]))
+			i++, digits++;
+	}
+	if (digits == 0)
+		return false;
+	if (i < len && (v[i] == 'e' || v[i] == 'E'))
+	{
+		int sign = 1;
+
+		i++;
+		if (i < len && (v[i] == '+' || v[i] == '-'))
+			sign = v[i++] == '-' ? -1 : 1;
+		while (i < len && isdigit((unsigned char) v[i]))
+			exp = exp * 10 + (v[i++] - '0'), expdigits++;
+		if (expdigits == 0 || expdigits > 4)
+			return false;
+		exp *= sign;
+	}
+	while (i < len && isspace((unsigned char) v[i]))
+		i++;
+	if (i != len || exp > 1000 || exp < -1000)
+		return false;
+	s = pnstrdup(v, len);
+	if (f != NULL)
+	{
+		errno = 0;
+		*f = strtod(s, NULL);
+		if (errno == ERANGE || isinf(*f))
+			return false;
+	}
+	if (num != NULL)
+		*num = DatumGetNumeric(DirectFunctionCall3(
+			numeric_in, CStringGetDatum(s), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+	return true;
+}
+
+/* ---- reading the plugin's messages (in the decoding's memory) ---- */
+
+static void
+read_traits(PzReader *r)
+{
+	int n = (int) pz_read_varint(r);
+	MemoryContext old;
+
+	MemoryContextReset(config_cxt);
+	old = MemoryContextSwitchTo(config_cxt);
+	traits = palloc(sizeof(TraitConf) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		traits[i].id = (int32) pz_read_varint(r);
+		traits[i].kind = pz_read_u8(r);
+		traits[i].n = (int32) pz_read_varint(r);
+		traits[i].half_life = pz_read_i64(r);
+		traits[i].gap = pz_read_i64(r);
+		traits[i].precision = (int32) pz_read_varint(r);
+	}
+	ntraits = n;
+	MemoryContextSwitchTo(old);
+}
+
+static PzState *
+new_state(const TraitConf *c, TimestampTz ts, const char *val, int32 len)
+{
+	switch (c->kind)
+	{
+		case STREAM_COUNT:
+			return (PzState *) metric_new(metric_op_from_name("count"));
+		case STREAM_SUM:
+			return (PzState *) metric_new(metric_op_from_name("sum"));
+		case STREAM_MIN:
+			return (PzState *) metric_new(metric_op_from_name("min"));
+		case STREAM_MAX:
+			return (PzState *) metric_new(metric_op_from_name("max"));
+		case STREAM_FIRST:
+			return (PzState *) timed_value_new(PZ_KIND_FIRST, val, len, ts);
+		case STREAM_LAST:
+			return (PzState *) timed_value_new(PZ_KIND_LAST, val, len, ts);
+		case STREAM_RECENT:
+			return (PzState *) recent_new(c->n);
+		case STREAM_TOP:
+			return (PzState *) top_new(c->n, c->half_life, ts);
+		case STREAM_WINDOWED_COUNT:
+		case STREAM_WINDOWED_SUM:
+			return (PzState *) windowed_new(ts);
+		case STREAM_DISTINCT:
+			return (PzState *) distinct_new(c->precision);
+		case STREAM_SESSION:
+			return (PzState *) session_new(c->gap);
+	}
+	return NULL;
+}
+
+/* Fold one trait input of an event into the key's delta. */
+static void
+fold_input(KeyEntry *e, const TraitConf *c, TimestampTz ts, uint8 flags, const char *val, int32 len,
+		   const char *item, int32 item_len, const char *msg, int32 msg_len)
+{
+	PzState *s;
+	bool created = false;
+	Numeric num = NULL;
+	double f = 0;
+
+	if (!(flags & STREAM_HAS_VALUE) && c->kind != STREAM_SESSION)
+		return; /* a NULL value: the aggregates skip it */
+	switch (c->kind)
+	{
+		case STREAM_SUM:
+		case STREAM_MIN:
+		case STREAM_MAX:
+		case STREAM_WINDOWED_SUM:
+			if (!parse_number(val, len, c->kind == STREAM_WINDOWED_SUM ? NULL : &num,
+							  c->kind == STREAM_WINDOWED_SUM ? &f : NULL))
+			{
+				char *reason =
+					psprintf("value \"%s\" of trait %d is not a number: the trait skipped it",
+							 pnstrdup(val, Min(len, 64)), c->id);
+
+				dead_letter(e->source_id, true, 1, reason, msg, msg_len, NULL);
+				return;
+			}
+			break;
+		default:
+			break;
+	}
+	s = profile_get(e->delta, c->id);
+	if (s == NULL)
+	{
+		s = new_state(c, ts, val, len);
+		created = true;
+	}
+	switch (c->kind)
+	{
+		case STREAM_COUNT:
+			metric_add((MetricState *) s, NULL);
+			break;
+		case STREAM_SUM:
+		case STREAM_MIN:
+		case STREAM_MAX:
+			metric_add((MetricState *) s, num);
+			break;
+		case STREAM_FIRST:
+		case STREAM_LAST:
+			if (!created)
+				timed_value_add((TimedValueState *) s, val, len, ts);
+			break;
+		case STREAM_RECENT:
+			recent_add((RecentState *) s, val, len, ts);
+			break;
+		case STREAM_TOP:
+			top_add((TopState *) s, val, len, ts, 1.0);
+			break;
+		case STREAM_WINDOWED_COUNT:
+			windowed_add((WindowedState *) s, ts, 0);
+			break;
+		case STREAM_WINDOWED_SUM:
+			windowed_add((WindowedState *) s, ts, f);
+			break;
+		case STREAM_DISTINCT:
+			distinct_add_hash((DistinctState *) s, distinct_hash(val, len));
+			break;
+		case STREAM_SESSION:
+			session_add((SessionState *) s, ts, (flags & STREAM_HAS_VALUE) ? val : NULL,
+						(flags & STREAM_HAS_VALUE) ? len : 0,
+						(flags & STREAM_HAS_ITEM) ? item : NULL,
+						(flags & STREAM_HAS_ITEM) ? item_len : 0);
+			break;
+	}
+	if (created)
+		profile_put(e->delta, c->id, s);
+}
+
+static void
+read_event(PzReader *r, const char *msg, int32 msg_len)
+{
+	int32 source_id = (int32) pz_read_varint(r);
+	bool has_time = pz_read_u8(r) != 0;
+	TimestampTz ts = pz_read_i64(r);
+	int nids = (int) pz_read_varint(r);
+	const char *key_start = r->cur;
+	KeyRef ref;
+	KeyEntry *e;
+	bool found;
+	int ninputs;
+	const char *inputs;
+	MemoryContext old;
+
+	for (int i = 0; i < nids; i++)
+	{
+		int32 len;
+
+		(void) pz_read_varint(r);
+		(void) pz_read_value(r, &len);
+		if (len > pz_max_value_bytes)
+		{
+			dead_letter(source_id, false, 1,
+						psprintf("an identifier is %d bytes long, longer than "
+								 "personalize.max_value_bytes (%d)",
+								 len, pz_max_value_bytes),
+						msg, msg_len, NULL);
+			return;
+		}
+	}
+	ref.len = (int32) (r->cur - key_start);
+	ref.bytes = key_start;
+	inputs = r->cur;
+	ninputs = (int) pz_read_varint(r);
+	/* check the event before anything of it is folded */
+	for (int i = 0; i < ninputs; i++)
+	{
+		uint8 flags;
+		int32 len = 0;
+
+		(void) pz_read_varint(r);
+		flags = pz_read_u8(r);
+		if (flags & STREAM_HAS_VALUE)
+			(void) pz_read_value(r, &len);
+		if (len <= pz_max_value_bytes && (flags & STREAM_HAS_ITEM))
+			(void) pz_read_value(r, &len);
+		if (len > pz_max_value_bytes)
+		{
+			dead_letter(
+				source_id, false, 1,
+				psprintf("a value is %d bytes long, longer than personalize.max_value_bytes "
+						 "(%d)",
+						 len, pz_max_value_bytes),
+				msg, msg_len, NULL);
+			return;
+		}
+	}
+	if (!has_time)
+	{
+		dead_letter(source_id, false, 1, "the event has no time (its time column is NULL)", msg,
+					msg_len, NULL);
+		return;
+	}
+	if (TIMESTAMP_NOT_FINITE(ts))
+	{
+		dead_letter(source_id, false, 1, "the event time is infinite", msg, msg_len, NULL);
+		return;
+	}
+	if (nids == 0)
+	{
+		dead_letter(source_id, false, 1,
+					"the event has no identifier (every identifier column is NULL)", msg, msg_len,
+					NULL);
+		return;
+	}
+
+	ref.hash = hash_bytes((const unsigned char *) ref.bytes, ref.len);
+	old = MemoryContextSwitchTo(batch.cxt);
+	e = hash_search(batch.keys, &ref, HASH_ENTER, &found);
+	if (!found)
+	{
+		char *copy = palloc(ref.len);
+
+		memcpy(copy, ref.bytes, ref.len);
+		e->key.bytes = copy;
+		e->order = batch.nkeys++;
+		e->nids = nids;
+		e->events = 0;
+		e->source_id = source_id;
+		e->first_seen = e->last_seen = ts;
+		e->delta = profile_new();
+		e->commit_lsn = batch.txn_commit_lsn;
+		e->commit_time = batch.txn_commit_time;
+		e->first_message = palloc(msg_len);
+		memcpy(e->first_message, msg, msg_len);
+		e->first_message_len = msg_len;
+	}
+	e->events++;
+	if (ts < e->first_seen)
+		e->first_seen = ts;
+	if (ts > e->last_seen)
+		e->last_seen = ts;
+
+	r->cur = inputs;
+	ninputs = (int) pz_read_varint(r);
+	for (int i = 0; i < ninputs; i++)
+	{
+		int32 trait_id = (int32) pz_read_varint(r);
+		uint8 flags = pz_read_u8(r);
+		const char *val = NULL, *item = NULL;
+		int32 len = 0, item_len = 0;
+		const TraitConf *c;
+
+		if (flags & STREAM_HAS_VALUE)
+			val = pz_read_value(r, &len);
+		if (flags & STREAM_HAS_ITEM)
+			item = pz_read_value(r, &item_len);
+		if ((c = trait_conf(trait_id)) != NULL)
+			fold_input(e, c, ts, flags, val, len, item, item_len, msg, msg_len);
+	}
+	MemoryContextSwitchTo(old);
+	batch.events++;
+}
+
+/* the prepare_write and write callbacks of the worker's decoding context */
+static void
+worker_prepare_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
+					 bool last_write)
+{
+	resetStringInfo(ctx->out);
+}
+
+static void
+worker_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool last_write)
+{
+	PzReader r;
+	uint8 what;
+	const char *msg = ctx->out->data;
+	int32 len = ctx->out->len;
+
+	pz_reader_init(&r, msg, len, "personalize stream message");
+	what = pz_read_u8(&r);
+	switch (what)
+	{
+		case 'B':
+			batch.txn_commit_lsn = pz_read_i64(&r);
+			batch.txn_end_lsn = pz_read_i64(&r);
+			batch.txn_commit_time = pz_read_i64(&r);
+			batch.in_txn = true;
+			/* applied before a crash: the origin's progress says so */
+			batch.skip_txn = batch.txn_end_lsn <= origin_progress;
+			break;
+		case 'T':
+			read_traits(&r);
+			break;
+		case 'I':
+			if (!batch.skip_txn)
+				read_event(&r, msg, len);
+			break;
+		case 'X':
+			if (!batch.skip_txn)
+			{
+				int32 source_id = (int32) pz_read_varint(&r);
+				int32 rlen, jlen;
+				const char *reason = pz_read_value(&r, &rlen);
+				const char *json = pz_read_value(&r, &jlen);
+
+				dead_letter(source_id, false, 1, pnstrdup(reason, rlen), NULL, 0,
+							pnstrdup(json, jlen));
+			}
+			break;
+		case 'U':
+			batch.updates += !batch.skip_txn;
+			break;
+		case 'D':
+			batch.deletes += !batch.skip_txn;
+			break;
+		case 'R':
+			batch.truncates += !batch.skip_txn;
+			break;
+		case 'C':
+			if (!batch.skip_txn)
+			{
+				batch.txns++;
+				batch.last_end_lsn = batch.txn_end_lsn;
+				batch.last_commit_time = batch.txn_commit_time;
+				if (batch.events >= pz_batch_size ||
+					MemoryContextMemAllocated(batch.cxt, true) >= (Size) pz_memory_limit * 1024)
+					batch.full = true;
+			}
+			batch.in_txn = false;
+			batch.skip_txn = false;
+			break;
+		default:
+			elog(ERROR, "personalize worker: unknown message type %d from the output plugin", what);
+	}
+}
+
+/* ---- applying a batch ---- */
+
+typedef struct ProfileDelta
+{
+	int64 profile_id; /* hash key */
+	Profile *delta;
+	TimestampTz first_seen;
+	TimestampTz last_seen;
+} ProfileDelta;
+
+static HTAB *profile_deltas = NULL;
+static uint64 batch_merges = 0;
+
+static ProfileDelta *
+profile_delta(int64 id)
+{
+	bool found;
+	ProfileDelta *d = hash_search(profile_deltas, &id, HASH_ENTER, &found);
+
+	if (!found)
+	{
+		d->delta = profile_new();
+		d->first_seen = DT_NOEND;
+		d->last_seen = DT_NOBEGIN;
+	}
+	return d;
+}
+
+static void
+delta_join(ProfileDelta *d, Profile *delta, TimestampTz first, TimestampTz last)
+{
+	profile_merge(d->delta, delta);
+	if (first < d->first_seen)
+		d->first_seen = first;
+	if (last > d->last_seen)
+		d->last_seen = last;
+}
+
+/* identity.c: profile from became into (a merge or a re-key) */
+static void
+worker_profile_moved(int64 from, int64 into)
+{
+	ProfileDelta *f;
+	ProfileDelta copy;
+
+	batch_merges++;
+	f = hash_search(profile_deltas, &from, HASH_FIND, NULL);
+	if (f == NULL)
+		return;
+	copy = *f;
+	hash_search(profile_deltas, &from, HASH_REMOVE, NULL);
+	delta_join(profile_delta(into), copy.delta, copy.first_seen, copy.last_seen);
+}
+
+static int
+key_order_cmp(const void *a, const void *b)
+{
+	const KeyEntry *x = *(KeyEntry *const *) a, *y = *(KeyEntry *const *) b;
+
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/*
+ * The key's identifiers, normalized; blocked and unusable ones (and those
+ * of namespaces dropped since) left out.  Returns how many.
+ */
+static int
+key_identifiers(KeyEntry *e, PzIdentifier *ids)
+{
+	PzReader r;
+	int n = 0;
+
+	pz_reader_init(&r, e->key.bytes, e->key.len, "personalize event key");
+	for (int i = 0; i < e->nids; i++)
+	{
+		int32 ns_id = (int32) pz_read_varint(&r);
+		int32 len;
+		const char *v = pz_read_value(&r, &len);
+		const PzNamespace *ns = pz_namespace_by_id(ns_id);
+		char *norm;
+		int32 nlen;
+
+		if (ns == NULL)
+			continue;
+		norm = pz_namespace_normalize(ns, v, len, &nlen);
+		if (norm == NULL || pz_namespace_is_blocked(ns, norm, nlen))
+			continue;
+		ids[n].ns = ns;
+		ids[n].value = norm;
+		ids[n].len = nlen;
+		n++;
+	}
+	return n;
+}
+
+/* Resolve one key and join its delta to its profile's; false: no usable identifier. */
+static bool
+apply_key(KeyEntry *e)
+{
+	PzIdentifier *ids = palloc(sizeof(PzIdentifier) * Max(e->nids, 1));
+	int n = key_identifiers(e, ids);
+	bool linked;
+	int64 p;
+
+	if (n == 0)
+		return false;
+	p = pz_identity_attribute(ids, n, &linked);
+	delta_join(profile_delta(p), e->delta, e->first_seen, e->last_seen);
+	return true;
+}
+
+static char *
+message_json(const char *msg, int32 len)
+{
+	bytea *b = palloc(VARHDRSZ + len);
+	Datum j;
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), msg, len);
+	j = DirectFunctionCall1(pz_decode_message, PointerGetDatum(b));
+	return JsonbToCString(NULL, &DatumGetJsonbP(j)->root, VARSIZE_ANY(DatumGetPointer(j)));
+}
+
+static void
+insert_dead_letter(DeadLetter *d)
+{
+	Oid types[7] = {INT4OID, LSNOID, TIMESTAMPTZOID, BOOLOID, INT8OID, TEXTOID, TEXTOID};
+	Datum values[7];
+	char nulls[7] = "       ";
+	char *json = d->event_json ? d->event_json
+				 : d->message  ? message_json(d->message, d->message_len)
+							   : NULL;
+
+	values[0] = Int32GetDatum(d->source_id);
+	values[1] = LSNGetDatum(d->commit_lsn);
+	values[2] = TimestampTzGetDatum(d->commit_time);
+	values[3] = BoolGetDatum(d->applied);
+	values[4] = Int64GetDatum(d->events);
+	values[5] = CStringGetTextDatum(d->reason);
+	if (json != NULL)
+		values[6] = CStringGetTextDatum(json);
+	else
+		nulls[6] = 'n';
+	if (SPI_execute_with_args(
+			"INSERT INTO personalize.dead_letters "
+			"(source, commit_lsn, committed_at, applied, events, reason, event) "
+			"SELECT (SELECT s.relation FROM personalize.sources s WHERE s.id = $1), "
+			"$2, $3, $4, $5, $6, $7::jsonb",
+			7, types, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "personalize worker: could not insert a dead letter");
+}
+
+/* Write every affected profile once: one UPDATE merging the deltas. */
+static uint64
+write_profiles(void)
+{
+	long n = hash_get_num_entries(profile_deltas);
+	Datum *ids, *states, *firsts, *lasts;
+	HASH_SEQ_STATUS seq;
+	ProfileDelta *d;
+	Oid nsp, profile_type;
+	int16 typlen;
+	bool byval;
+	char align;
+	Oid types[4];
+	Datum values[4];
+	int i = 0;
+
+	if (n == 0)
+		return 0;
+	nsp = get_namespace_oid("personalize", false);
+	profile_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("profile"),
+								   ObjectIdGetDatum(nsp));
+	get_typlenbyvalalign(profile_type, &typlen, &byval, &align);
+	ids = palloc(sizeof(Datum) * n);
+	states = palloc(sizeof(Datum) * n);
+	firsts = palloc(sizeof(Datum) * n);
+	lasts = palloc(sizeof(Datum) * n);
+	hash_seq_init(&seq, profile_deltas);
+	while ((d = hash_seq_search(&seq)) != NULL)
+	{
+		ids[i] = Int64GetDatum(d->profile_id);
+		states[i] = PointerGetDatum(profile_flatten(d->delta));
+		firsts[i] = TimestampTzGetDatum(d->first_seen);
+		lasts[i] = TimestampTzGetDatum(d->last_seen);
+		i++;
+	}
+	types[0] = INT8ARRAYOID;
+	types[1] = get_array_type(profile_type);
+	types[2] = TIMESTAMPTZARRAYOID;
+	types[3] = TIMESTAMPTZARRAYOID;
+	values[0] =
+		PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(states, n, profile_type, typlen, byval, align));
+	values[2] = PointerGetDatum(
+		construct_array(firsts, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[3] = PointerGetDatum(
+		construct_array(lasts, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (SPI_execute_with_args("UPDATE personalize.profiles p "
+							  "SET states = personalize.profile_merge(p.states, d.states), "
+							  "first_seen = least(p.first_seen, d.first_seen), "
+							  "last_seen = greatest(p.last_seen, d.last_seen), updated_at = now() "
+							  "FROM unnest($1, $2, $3, $4) AS d(id, states, first_seen, last_seen) "
+							  "WHERE p.id = d.id",
+							  4, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "personalize worker: could not write the profiles");
+	if (SPI_processed != (uint64) n)
+		elog(ERROR, "personalize worker: wrote " UINT64_FORMAT " profiles of %ld", SPI_processed,
+			 n);
+	return SPI_processed;
+}
+
+/*
+ * Apply the batch in one transaction.  careful: each key in a
+ * subtransaction of its own, so that a key whose resolution fails (a
+ * normalizer raising an error) becomes a dead letter instead of failing
+ * the batch; used after the fast path failed.
+ */
+static void
+apply_batch_tx(bool careful, uint64 *written, uint64 *dead)
+{
+	KeyEntry **order = palloc(sizeof(KeyEntry *) * Max(batch.nkeys, 1));
+	HASH_SEQ_STATUS seq;
+	KeyEntry *e;
+	HASHCTL info = {0};
+	ListCell *lc;
+	int i = 0;
+
+	hash_seq_init(&seq, batch.keys);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		order[i++] = e;
+	qsort(order, batch.nkeys, sizeof(KeyEntry *), key_order_cmp);
+
+	info.keysize = sizeof(int64);
+	info.entrysize = sizeof(ProfileDelta);
+	info.hcxt = CurrentMemoryContext;
+	profile_deltas = hash_create("personalize profile deltas", Max(batch.nkeys, 16), &info,
+								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	pz_profile_moved_hook = worker_profile_moved;
+	*dead = 0;
+	for (i = 0; i < batch.nkeys; i++)
+	{
+		volatile bool ok = false;
+
+		e = order[i];
+		if (!careful)
+			ok = apply_key(e);
+		else
+		{
+			MemoryContext cxt = CurrentMemoryContext;
+			ResourceOwner owner = CurrentResourceOwner;
+
+			BeginInternalSubTransaction(NULL);
+			MemoryContextSwitchTo(cxt);
+			PG_TRY();
+			{
+				ok = apply_key(e);
+				ReleaseCurrentSubTransaction();
+				MemoryContextSwitchTo(cxt);
+				CurrentResourceOwner = owner;
+			}
+			PG_CATCH();
+			{
+				ErrorData *err;
+
+				MemoryContextSwitchTo(cxt);
+				err = CopyErrorData();
+				FlushErrorState();
+				RollbackAndReleaseCurrentSubTransaction();
+				MemoryContextSwitchTo(cxt);
+				CurrentResourceOwner = owner;
+				batch.txn_commit_lsn = e->commit_lsn;
+				batch.txn_commit_time = e->commit_time;
+				dead_letter(e->source_id, false, e->events,
+							psprintf("resolving its identifiers failed: %s", err->message),
+							e->first_message, e->first_message_len, NULL);
+				(*dead)++;
+				continue;
+			}
+			PG_END_TRY();
+		}
+		if (!ok)
+		{
+			batch.txn_commit_lsn = e->commit_lsn;
+			batch.txn_commit_time = e->commit_time;
+			dead_letter(e->source_id, false, e->events,
+						"no usable identifier: every identifier is NULL, blocked, or not usable by "
+						"its namespace's normalizer",
+						e->first_message, e->first_message_len, NULL);
+		}
+	}
+	pz_profile_moved_hook = NULL;
+	*written = write_profiles();
+	foreach (lc, batch.dead)
+		insert_dead_letter(lfirst(lc));
+}
+
+static void
+apply_batch(LogicalDecodingContext *ctx)
+{
+	MemoryContext apply_cxt =
+		AllocSetContextCreate(TopMemoryContext, "personalize apply", ALLOCSET_DEFAULT_SIZES);
+	uint64 written = 0, dead = 0, refused_before = pz_identity_refusals;
+	bool wrote = batch.nkeys > 0 || batch.dead != NIL;
+	TimestampTz now;
+	int64 dead_before = list_length(batch.dead);
+
+	batch_merges = 0;
+	if (wrote)
+	{
+		for (volatile int attempt = 0; attempt < 2; attempt++)
+		{
+			bool careful = attempt == 1;
+			volatile bool failed = false;
+			MemoryContext old;
+
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			old = MemoryContextSwitchTo(apply_cxt);
+			PG_TRY();
+			{
+				if (SPI_connect() != SPI_OK_CONNECT)
+					elog(ERROR, "personalize worker: SPI_connect failed");
+				PushActiveSnapshot(GetTransactionSnapshot());
+				MemoryContextSwitchTo(apply_cxt);
+				apply_batch_tx(careful, &written, &dead);
+				SPI_finish();
+				PopActiveSnapshot();
+				/* the progress commits with the profiles */
+				replorigin_session_origin_lsn = batch.last_end_lsn;
+				replorigin_session_origin_timestamp = batch.last_commit_time;
+				CommitTransactionCommand();
+			}
+			PG_CATCH();
+			{
+				ErrorData *err;
+
+				if (careful)
+					PG_RE_THROW();
+				MemoryContextSwitchTo(apply_cxt);
+				err = CopyErrorData();
+				FlushErrorState();
+				AbortCurrentTransaction();
+				record_error(err->message);
+				ereport(LOG, (errmsg("personalize worker: applying a batch failed, retrying it key "
+									 "by key: %s",
+									 err->message)));
+				pz_profile_moved_hook = NULL;
+				/* dead letters found in the failed attempt are found again */
+				while (list_length(batch.dead) > dead_before)
+					batch.dead = list_delete_last(batch.dead);
+				failed = true;
+			}
+			PG_END_TRY();
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(apply_cxt);
+			if (!failed)
+				break;
+		}
+		replorigin_session_origin_lsn = InvalidXLogRecPtr;
+		replorigin_session_origin_timestamp = 0;
+		if (XLogRecPtrIsInvalid(batch.last_end_lsn) == false)
+			origin_progress = batch.last_end_lsn;
+	}
+	MemoryContextDelete(apply_cxt);
+
+	now = GetCurrentTimestamp();
+	SpinLockAcquire(&me->mutex);
+	me->events_applied += batch.events;
+	me->transactions += batch.txns;
+	me->batches += wrote;
+	me->profiles_written += written;
+	me->merges += batch_merges;
+	me->refused += pz_identity_refusals - refused_before;
+	me->dead_letters += list_length(batch.dead);
+	me->updates += batch.updates;
+	me->deletes += batch.deletes;
+	me->truncates += batch.truncates;
+	if (batch.txns > 0)
+	{
+		me->applied_lsn = batch.last_end_lsn;
+		me->last_commit_at = batch.last_commit_time;
+		me->last_applied_at = now;
+		me->commit_to_apply_ms = (double) (now - batch.last_commit_time) / 1000.0;
+	}
+	me->memory_bytes = (int64) MemoryContextMemAllocated(batch.cxt, true);
+	SpinLockRelease(&me->mutex);
+	(void) dead;
+}
+
+/* ---- the loop ---- */
+
+static void
+worker_sighup(void)
+{
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
+static bool
+extension_ready(void)
+{
+	bool ready;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	ready = OidIsValid(get_extension_oid("personalize", true));
+	if (ready)
+	{
+		Oid nsp = get_namespace_oid("personalize", true);
+
+		ready = OidIsValid(nsp) && OidIsValid(get_relname_relid("stream_sources", nsp));
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return ready;
+}
+
+/*
+ * Some PostgreSQL builds accept only the output plugins listed in
+ * output_plugin_libraries; the worker (a superuser) adds its own for its
+ * session.  Elsewhere the setting does not exist and nothing is needed.
+ */
+static void
+allow_own_output_plugin(void)
+{
+	const char *allowed = GetConfigOption("output_plugin_libraries", true, false);
+	List *names = NIL;
+	char *copy;
+	ListCell *lc;
+
+	if (allowed == NULL)
+		return;
+	copy = pstrdup(allowed);
+	if (SplitIdentifierString(copy, ',', &names))
+		foreach (lc, names)
+			if (strcmp(lfirst(lc), "personalize") == 0)
+				return;
+	SetConfigOption("output_plugin_libraries",
+					allowed[0] ? psprintf("%s, personalize", allowed) : "personalize", PGC_SUSET,
+					PGC_S_OVERRIDE);
+}
+
+static void
+ensure_origin_and_slot(void)
+{
+	allow_own_output_plugin();
+	snprintf(slot_name, sizeof(slot_name), "personalize_%u", MyDatabaseId);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	origin_id = replorigin_by_name(slot_name, true);
+	if (origin_id == InvalidRepOriginId)
+		origin_id = replorigin_create(slot_name);
+	CommitTransactionCommand();
+	replorigin_session_setup(origin_id);
+	replorigin_session_origin = origin_id;
+	origin_progress = replorigin_session_get_progress(false);
+	pz_decoder_skip_origin = origin_id;
+
+	if (SearchNamedReplicationSlot(slot_name, true) == NULL)
+	{
+		LogicalDecodingContext *ctx;
+
+		set_state(WS_CREATING_SLOT);
+		CheckSlotRequirements();
+		CheckLogicalDecodingRequirements();
+		ReplicationSlotCreate(slot_name, true, RS_EPHEMERAL, false);
+		ctx = CreateInitDecodingContext("personalize", NIL, false, InvalidXLogRecPtr,
+										XL_ROUTINE(.page_read = read_local_xlog_page,
+												   .segment_open = wal_segment_open,
+												   .segment_close = wal_segment_close),
+										NULL, NULL, NULL);
+		DecodingContextFindStartpoint(ctx);
+		FreeDecodingContext(ctx);
+		ReplicationSlotPersist();
+		ReplicationSlotRelease();
+		ereport(LOG, (errmsg("personalize worker: created replication slot \"%s\"", slot_name)));
+	}
+}
+
+static void
+update_rate(uint64 *last_events, TimestampTz *last_at)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long secs;
+	int usecs;
+
+	TimestampDifference(*last_at, now, &secs, &usecs);
+	if (secs >= 1)
+	{
+		double elapsed = secs + usecs / 1e6;
+
+		SpinLockAcquire(&me->mutex);
+		me->events_per_second = (me->events_applied - *last_events) / elapsed;
+		*last_events = me->events_applied;
+		SpinLockRelease(&me->mutex);
+		*last_at = now;
+	}
+}
+
+static void
+worker_stream(void)
+{
+	LogicalDecodingContext *ctx;
+	uint64 rate_events = 0;
+	TimestampTz rate_at = GetCurrentTimestamp();
+
+	ReplicationSlotAcquire(slot_name, true);
+	ctx = CreateDecodingContext(InvalidXLogRecPtr, NIL, false,
+								XL_ROUTINE(.page_read = read_local_xlog_page,
+										   .segment_open = wal_segment_open,
+										   .segment_close = wal_segment_close),
+								worker_prepare_write, worker_write, NULL);
+	XLogBeginRead(ctx->reader, MyReplicationSlot->data.restart_lsn);
+	InvalidateSystemCaches();
+
+	batch.cxt =
+		AllocSetContextCreate(TopMemoryContext, "personalize batch", ALLOCSET_DEFAULT_SIZES);
+	config_cxt =
+		AllocSetContextCreate(TopMemoryContext, "personalize traits", ALLOCSET_SMALL_SIZES);
+	batch_reset();
+	set_state(WS_STREAMING);
+
+	for (;;)
+	{
+		XLogRecPtr end_of_wal;
+		bool paused;
+
+		CHECK_FOR_INTERRUPTS();
+		worker_sighup();
+		SpinLockAcquire(&me->mutex);
+		paused = me->paused;
+		SpinLockRelease(&me->mutex);
+		if (paused)
+		{
+			set_state(WS_PAUSED);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000,
+							 PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			continue;
+		}
+
+		/* 1. decode what is flushed, up to a full batch */
+		end_of_wal = GetFlushRecPtr(NULL);
+		while (ctx->reader->EndRecPtr < end_of_wal && !batch.full)
+		{
+			char *errm = NULL;
+			XLogRecord *record = XLogReadRecord(ctx->reader, &errm);
+
+			if (errm)
+				elog(ERROR, "personalize worker: could not read WAL for decoding: %s", errm);
+			if (record != NULL)
+				LogicalDecodingProcessRecord(ctx, ctx->reader);
+			CHECK_FOR_INTERRUPTS();
+		}
+		if (pz_decoder_replayed)
+		{
+			/* catalog entries read with historic snapshots must not serve the apply */
+			InvalidateSystemCaches();
+			pz_decoder_replayed = false;
+		}
+
+		/* 2. apply, 3. confirm */
+		if (batch.txns > 0 || batch.dead != NIL ||
+			batch.updates + batch.deletes + batch.truncates > 0)
+		{
+			set_state(WS_STREAMING);
+			apply_batch(ctx);
+		}
+		if (!batch.in_txn)
+		{
+			XLogRecPtr done = ctx->reader->EndRecPtr;
+
+			LogicalConfirmReceivedLocation(done);
+			SpinLockAcquire(&me->mutex);
+			if (!batch.full && done >= end_of_wal)
+				me->decoded_lsn = end_of_wal;
+			else if (done > me->decoded_lsn)
+				me->decoded_lsn = done;
+			SpinLockRelease(&me->mutex);
+		}
+		batch_reset();
+		update_rate(&rate_events, &rate_at);
+
+		if (ctx->reader->EndRecPtr >= GetFlushRecPtr(NULL))
+		{
+			set_state(WS_IDLE);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 pz_poll_interval, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+	}
+}
+
+void
+pz_worker_main(Datum arg)
+{
+	int idx = DatumGetInt32(arg);
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	me = &control->workers[idx];
+	BackgroundWorkerInitializeConnection(me->dbname, NULL, 0);
+	pgstat_report_appname("personalize worker");
+	/* the slot is confirmed after each apply commit: that commit must be durable */
+	SetConfigOption("synchronous_commit", "local", PGC_SUSET, PGC_S_OVERRIDE);
+
+	SpinLockAcquire(&me->mutex);
+	me->dboid = MyDatabaseId;
+	me->pid = MyProcPid;
+	me->latch = MyLatch;
+	me->state = WS_STARTING;
+	me->started_at = GetCurrentTimestamp();
+	SpinLockRelease(&me->mutex);
+	before_shmem_exit(worker_detach, (Datum) 0);
+
+	while (!extension_ready())
+	{
+		set_state(WS_WAITING_FOR_EXTENSION);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		worker_sighup();
+	}
+
+	PG_TRY();
+	{
+		ensure_origin_and_slot();
+		worker_stream();
+	}
+	PG_CATCH();
+	{
+		ErrorData *err;
+
+		HOLD_INTERRUPTS();
+		err = CopyErrorData();
+		record_error(err->message);
+		RESUME_INTERRUPTS();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/* ---- SQL functions ---- */
+
+static PzWorkerShared *
+require_worker(const char *fname)
+{
+	PzWorkerShared *w = my_database_worker();
+
+	if (w == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						errmsg("%s: no personalize worker streams database \"%s\"", fname,
+							   get_database_name(MyDatabaseId)),
+						errhint("Add it to personalize.database and shared_preload_libraries = "
+								"'personalize' in postgresql.conf, then restart the server.")));
+	return w;
+}
+
+PG_FUNCTION_INFO_V1(pz_worker_status);
+Datum
+pz_worker_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (control == NULL)
+		PG_RETURN_VOID();
+	for (int i = 0; i < control->nworkers; i++)
+	{
+		PzWorkerShared copy;
+		Datum v[24];
+		bool n[24] = {0};
+		int k = 0;
+
+		SpinLockAcquire(&control->workers[i].mutex);
+		memcpy(&copy, &control->workers[i], sizeof(copy));
+		SpinLockRelease(&control->workers[i].mutex);
+
+		v[k++] = DirectFunctionCall1(namein, CStringGetDatum(copy.dbname));
+		n[k] = copy.pid == 0;
+		v[k++] = Int32GetDatum(copy.pid);
+		v[k++] = CStringGetTextDatum(state_names[copy.state]);
+		v[k++] = BoolGetDatum(copy.paused);
+		n[k] = copy.started_at == 0;
+		v[k++] = TimestampTzGetDatum(copy.started_at);
+		v[k++] = Int64GetDatum(copy.events_applied);
+		v[k++] = Float8GetDatum(copy.events_per_second);
+		v[k++] = Int64GetDatum(copy.transactions);
+		v[k++] = Int64GetDatum(copy.batches);
+		v[k++] = Int64GetDatum(copy.profiles_written);
+		v[k++] = Int64GetDatum(copy.merges);
+		v[k++] = Int64GetDatum(copy.refused);
+		v[k++] = Int64GetDatum(copy.dead_letters);
+		v[k++] = Int64GetDatum(copy.updates);
+		v[k++] = Int64GetDatum(copy.deletes);
+		v[k++] = Int64GetDatum(copy.truncates);
+		n[k] = copy.applied_lsn == InvalidXLogRecPtr;
+		v[k++] = LSNGetDatum(copy.applied_lsn);
+		n[k] = copy.decoded_lsn == InvalidXLogRecPtr;
+		v[k++] = LSNGetDatum(copy.decoded_lsn);
+		n[k] = copy.last_commit_at == 0;
+		v[k++] = TimestampTzGetDatum(copy.last_commit_at);
+		n[k] = copy.last_applied_at == 0;
+		v[k++] = TimestampTzGetDatum(copy.last_applied_at);
+		n[k] = copy.last_applied_at == 0;
+		v[k++] = Float8GetDatum(copy.commit_to_apply_ms);
+		v[k++] = Int64GetDatum(copy.memory_bytes);
+		n[k] = copy.last_error[0] == '\0';
+		v[k++] = CStringGetTextDatum(copy.last_error);
+		n[k] = copy.last_error_at == 0;
+		v[k++] = TimestampTzGetDatum(copy.last_error_at);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
+	}
+	PG_RETURN_VOID();
+}
+
+/*
+ * Wait until w has applied everything committed before now; false after
+ * timeout_ms (< 0: no limit).
+ */
+static bool
+wait_for_worker(PzWorkerShared *w, long timeout_ms)
+{
+	XLogRecPtr target = GetXLogInsertRecPtr();
+	TimestampTz start = GetCurrentTimestamp();
+
+	/* asynchronous commits too: the worker decodes only flushed WAL */
+	XLogFlush(target);
+	for (;;)
+	{
+		XLogRecPtr done;
+		Latch *latch;
+
+		SpinLockAcquire(&w->mutex);
+		done = w->decoded_lsn;
+		latch = w->latch;
+		SpinLockRelease(&w->mutex);
+		if (done >= target)
+			return true;
+		if (latch != NULL)
+			SetLatch(latch);
+		if (timeout_ms >= 0 && TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
+														  (int) Min(timeout_ms, INT_MAX)))
+			return false;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 2,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+PG_FUNCTION_INFO_V1(pz_wait_for_apply);
+Datum
+pz_wait_for_apply(PG_FUNCTION_ARGS)
+{
+	PzWorkerShared *w = require_worker("wait_for_apply");
+	long timeout_ms = -1;
+
+	if (!PG_ARGISNULL(0))
+	{
+		Interval *iv = PG_GETARG_INTERVAL_P(0);
+		int64 us = iv->time + (int64) iv->day * USECS_PER_DAY +
+				   (int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
+
+		if (us < 0)
+			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							errmsg("wait_for_apply: timeout must not be negative"),
+							errhint("Pass an interval such as '10 seconds', or NULL to wait "
+									"without limit.")));
+		timeout_ms = (long) Min(us / 1000, (int64) LONG_MAX);
+	}
+	if (IsTransactionBlock() && TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("wait_for_apply: this transaction has written and not committed"),
+				 errhint("Its own events are applied after it commits: call wait_for_apply() "
+						 "after COMMIT.")));
+	PG_RETURN_BOOL(wait_for_worker(w, timeout_ms));
+}
+
+PG_FUNCTION_INFO_V1(pz_stream_wait);
+Datum
+pz_stream_wait(PG_FUNCTION_ARGS)
+{
+	char *what = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	PzWorkerShared *w = my_database_worker();
+	bool paused;
+	pid_t pid;
+
+	if (w == NULL)
+		PG_RETURN_VOID(); /* nothing streams this database */
+	SpinLockAcquire(&w->mutex);
+	paused = w->paused;
+	pid = w->pid;
+	SpinLockRelease(&w->mutex);
+	if (paused)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s: the personalize worker is stopped", what),
+				 errdetail("Events committed before this %s would be applied after it.", what),
+				 errhint("Run personalize.worker_start() first.")));
+	if (!wait_for_worker(w, pz_apply_wait_timeout))
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("%s: the personalize worker has not applied what was committed before it "
+						"within personalize.apply_wait_timeout (%d ms)",
+						what, pz_apply_wait_timeout),
+				 pid == 0 ? errdetail("The worker is not running.")
+						  : errdetail("The worker (pid %d) is behind, or waits for a lock this "
+									  "transaction holds.",
+									  (int) pid),
+				 errhint("See personalize.worker_status; run it outside a transaction that "
+						 "changed identities or profiles.")));
+	PG_RETURN_VOID();
+}
+
+static bool
+set_paused(bool paused)
+{
+	PzWorkerShared *w = require_worker(paused ? "worker_stop" : "worker_start");
+	bool was;
+	Latch *latch;
+
+	SpinLockAcquire(&w->mutex);
+	was = w->paused;
+	w->paused = paused;
+	latch = w->latch;
+	SpinLockRelease(&w->mutex);
+	if (latch != NULL)
+		SetLatch(latch);
+	return was != paused;
+}
+
+PG_FUNCTION_INFO_V1(pz_worker_start);
+Datum
+pz_worker_start(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(set_paused(false));
+}
+
+PG_FUNCTION_INFO_V1(pz_worker_stop);
+Datum
+pz_worker_stop(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(set_paused(true));
+}
+
+PG_FUNCTION_INFO_V1(pz_worker_restart);
+Datum
+pz_worker_restart(PG_FUNCTION_ARGS)
+{
+	PzWorkerShared *w = require_worker("worker_restart");
+	pid_t pid;
+
+	SpinLockAcquire(&w->mutex);
+	pid = w->pid;
+	SpinLockRelease(&w->mutex);
+	if (pid == 0)
+		PG_RETURN_BOOL(false);
+	PG_RETURN_BOOL(kill(pid, SIGTERM) == 0);
+}
