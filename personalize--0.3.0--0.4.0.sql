@@ -46,8 +46,8 @@ CREATE TABLE stream_traits (
 COMMENT ON TABLE stream_traits IS
     'Derived from traits and the sources'' fields for the output plugin: which events feed which trait state, read from which column or jsonb key.  Do not change it: the configuration functions keep it.';
 
-SELECT pg_catalog.pg_extension_config_dump('stream_sources', '');
-SELECT pg_catalog.pg_extension_config_dump('stream_traits', '');
+-- (Not dumped: restoring the configuration tables fires the triggers below,
+-- which fill them again.)
 
 -- A field of a source: its column, and the jsonb key within it (NULL: the
 -- column itself).  As _field_expr: a field the source does not map is the
@@ -268,25 +268,46 @@ BEGIN
 END $$;
 
 -- Hold back writers of these sources and (wait_for_stream) wait until the
--- worker has applied everything committed to them: what a rebuild then reads and replaces is
--- exactly what the stream has applied, and every later insert commits after
--- the rebuild and reaches the profiles through the stream.
+-- worker has applied everything committed to them: what a rebuild then
+-- reads and replaces is exactly what the stream has applied, and every
+-- later insert commits after the rebuild and reaches the profiles through
+-- the stream.  It runs as the extension's owner: SHARE locks need more than
+-- the SELECT an admin has on the sources, and it takes nothing but them.
 CREATE FUNCTION _quiesce(source_ids integer[], what text, wait_for_stream boolean) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    rel regclass;
+    rels text;
+    deadline timestamptz;
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION '%: needs READ COMMITTED isolation, not %', what, current_setting('transaction_isolation')
             USING ERRCODE = 'invalid_transaction_state',
                   HINT = 'Its snapshot must be taken after it has locked the sources, or rows committed meanwhile would be missed.';
     END IF;
-    FOR rel IN SELECT s.relation FROM personalize.sources s
-                WHERE (source_ids IS NULL OR s.id = ANY (source_ids))
-                  AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = s.relation)
-                ORDER BY s.id LOOP
-        EXECUTE format('LOCK TABLE %s IN SHARE MODE', rel);
-    END LOOP;
+    SELECT string_agg(s.relation::text, ', ' ORDER BY s.id) INTO rels
+      FROM personalize.sources s
+     WHERE (source_ids IS NULL OR s.id = ANY (source_ids))
+       AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = s.relation);
+    IF rels IS NOT NULL THEN
+        -- all at once or none: never wait for one while holding another, so
+        -- a writer that writes several sources in one transaction cannot
+        -- deadlock with us
+        deadline := clock_timestamp()
+                    + coalesce(current_setting('personalize.apply_wait_timeout', true), '60s')::interval;
+        LOOP
+            BEGIN
+                EXECUTE format('LOCK TABLE %s IN SHARE MODE NOWAIT', rels);
+                EXIT;
+            EXCEPTION WHEN lock_not_available THEN
+                IF clock_timestamp() > deadline THEN
+                    RAISE EXCEPTION '%: could not lock the sources % within personalize.apply_wait_timeout', what, rels
+                        USING ERRCODE = 'lock_not_available',
+                              HINT = 'Long transactions write to them; retry, or raise personalize.apply_wait_timeout.';
+                END IF;
+                PERFORM pg_sleep(0.002);
+            END;
+        END LOOP;
+    END IF;
     IF wait_for_stream THEN
         PERFORM personalize._stream_wait(what);
     END IF;
@@ -343,6 +364,8 @@ GRANT SELECT ON stream_sources, stream_traits, dead_letters TO personalize_reade
 GRANT SELECT, DELETE ON dead_letters TO personalize_admin;
 REVOKE ALL ON worker_status FROM PUBLIC;
 GRANT SELECT ON worker_status TO personalize_reader, personalize_admin;
-REVOKE EXECUTE ON FUNCTION _worker_status(), worker_start(), worker_stop(), worker_restart(), _stream_wait(text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION _worker_status(), worker_start(), worker_stop(), worker_restart(), _stream_wait(text),
+    _quiesce(integer[], text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION _worker_status() TO personalize_reader, personalize_admin;
-GRANT EXECUTE ON FUNCTION worker_start(), worker_stop(), worker_restart(), _stream_wait(text) TO personalize_admin;
+GRANT EXECUTE ON FUNCTION worker_start(), worker_stop(), worker_restart(), _stream_wait(text),
+    _quiesce(integer[], text, boolean) TO personalize_admin;

@@ -46,6 +46,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "access/xlogutils.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
@@ -114,7 +115,6 @@ typedef enum WorkerState
 {
 	WS_STOPPED = 0,
 	WS_STARTING,
-	WS_WAITING_FOR_EXTENSION,
 	WS_CREATING_SLOT,
 	WS_STREAMING,
 	WS_IDLE,
@@ -122,8 +122,8 @@ typedef enum WorkerState
 } WorkerState;
 
 static const char *const state_names[] = {
-	"stopped", "starting", "waiting for CREATE EXTENSION", "creating slot", "streaming",
-	"idle",    "paused"};
+	[WS_STOPPED] = "stopped",     [WS_STARTING] = "starting", [WS_CREATING_SLOT] = "creating slot",
+	[WS_STREAMING] = "streaming", [WS_IDLE] = "idle",         [WS_PAUSED] = "paused"};
 
 typedef struct PzWorkerShared
 {
@@ -1284,6 +1284,23 @@ apply_batch(LogicalDecodingContext *ctx)
 
 /* ---- the loop ---- */
 
+/*
+ * The end of the WAL inserted so far, as a position XLogFlush accepts: at
+ * the start of a page, GetXLogInsertRecPtr() points past the page header,
+ * which is not written until a record follows.
+ */
+static XLogRecPtr
+wal_insert_end(void)
+{
+	XLogRecPtr p = GetXLogInsertRecPtr();
+	uint32 off = p % XLOG_BLCKSZ;
+
+	if (off == SizeOfXLogShortPHD ||
+		(off == SizeOfXLogLongPHD && XLogSegmentOffset(p, wal_segment_size) == SizeOfXLogLongPHD))
+		p -= off;
+	return p;
+}
+
 static void
 worker_sighup(void)
 {
@@ -1292,26 +1309,6 @@ worker_sighup(void)
 		ConfigReloadPending = false;
 		ProcessConfigFile(PGC_SIGHUP);
 	}
-}
-
-static bool
-extension_ready(void)
-{
-	bool ready;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	ready = OidIsValid(get_extension_oid("personalize", true));
-	if (ready)
-	{
-		Oid nsp = get_namespace_oid("personalize", true);
-
-		ready = OidIsValid(nsp) && OidIsValid(get_relname_relid("stream_sources", nsp));
-	}
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	return ready;
 }
 
 /*
@@ -1339,7 +1336,7 @@ allow_own_output_plugin(void)
 					PGC_S_OVERRIDE);
 }
 
-static void
+static bool
 ensure_origin_and_slot(void)
 {
 	allow_own_output_plugin();
@@ -1374,7 +1371,61 @@ ensure_origin_and_slot(void)
 		ReplicationSlotPersist();
 		ReplicationSlotRelease();
 		ereport(LOG, (errmsg("personalize worker: created replication slot \"%s\"", slot_name)));
+		return true;
 	}
+	return false;
+}
+
+/*
+ * A new slot streams what commits after its consistent point.  Sources
+ * registered before that may have rows the stream never sees, so the worker
+ * rebuilds every profile once, with the sources locked, and records the WAL
+ * position of that moment as its progress: transactions that committed
+ * before are in the rebuild and skipped by the stream, later ones are
+ * streamed.  Nothing to do when no source is registered yet (the usual
+ * case: the worker starts before CREATE EXTENSION).
+ */
+static void
+initial_rebuild(void)
+{
+	bool needed = false;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (OidIsValid(get_extension_oid("personalize", true)))
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "personalize worker: SPI_connect failed");
+		if (SPI_execute("SELECT 1 FROM personalize.sources LIMIT 1", true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "personalize worker: could not read personalize.sources");
+		needed = SPI_processed > 0;
+		if (needed)
+		{
+			XLogRecPtr fence;
+
+			ereport(LOG, (errmsg("personalize worker: the new slot starts after sources were "
+								 "registered: rebuilding every profile once")));
+			if (SPI_execute(
+					"SELECT personalize._quiesce(NULL, 'the worker''s first rebuild', false)",
+					false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "personalize worker: could not lock the sources");
+			fence = GetXLogInsertRecPtr();
+			PopActiveSnapshot();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			if (SPI_execute("SELECT personalize._rebuild(NULL, NULL, NULL)", false, 0) !=
+				SPI_OK_SELECT)
+				elog(ERROR, "personalize worker: the first rebuild failed");
+			replorigin_session_origin_lsn = fence;
+			replorigin_session_origin_timestamp = GetCurrentTimestamp();
+			origin_progress = fence;
+		}
+		SPI_finish();
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	replorigin_session_origin_lsn = InvalidXLogRecPtr;
+	replorigin_session_origin_timestamp = 0;
 }
 
 static void
@@ -1439,8 +1490,15 @@ worker_stream(void)
 			continue;
 		}
 
-		/* 1. decode what is flushed, up to a full batch */
-		end_of_wal = GetFlushRecPtr(NULL);
+		/*
+		 * 1. decode what is written, up to a full batch.  Flushing it first
+		 * makes every record before end_of_wal complete on disk, so reading
+		 * never waits inside a record whose end nobody flushes (the WAL
+		 * writer flushes partial pages only for asynchronous commits), and
+		 * asynchronous commits are decoded at once too.
+		 */
+		end_of_wal = wal_insert_end();
+		XLogFlush(end_of_wal);
 		while (ctx->reader->EndRecPtr < end_of_wal && !batch.full)
 		{
 			char *errm = NULL;
@@ -1481,7 +1539,7 @@ worker_stream(void)
 		batch_reset();
 		update_rate(&rate_events, &rate_at);
 
-		if (ctx->reader->EndRecPtr >= GetFlushRecPtr(NULL))
+		if (ctx->reader->EndRecPtr >= wal_insert_end())
 		{
 			set_state(WS_IDLE);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -1515,19 +1573,14 @@ pz_worker_main(Datum arg)
 	SpinLockRelease(&me->mutex);
 	before_shmem_exit(worker_detach, (Datum) 0);
 
-	while (!extension_ready())
-	{
-		set_state(WS_WAITING_FOR_EXTENSION);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000,
-						 PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		worker_sighup();
-	}
-
+	/*
+	 * The slot comes first, before the extension may even exist: every
+	 * source registered later is streamed from its registration on.
+	 */
 	PG_TRY();
 	{
-		ensure_origin_and_slot();
+		if (ensure_origin_and_slot())
+			initial_rebuild();
 		worker_stream();
 	}
 	PG_CATCH();
@@ -1624,7 +1677,7 @@ pz_worker_status(PG_FUNCTION_ARGS)
 static bool
 wait_for_worker(PzWorkerShared *w, long timeout_ms)
 {
-	XLogRecPtr target = GetXLogInsertRecPtr();
+	XLogRecPtr target = wal_insert_end();
 	TimestampTz start = GetCurrentTimestamp();
 
 	/* asynchronous commits too: the worker decodes only flushed WAL */
@@ -1689,13 +1742,24 @@ pz_stream_wait(PG_FUNCTION_ARGS)
 	PzWorkerShared *w = my_database_worker();
 	bool paused;
 	pid_t pid;
+	WorkerState state;
+	char name[NAMEDATALEN];
 
 	if (w == NULL)
 		PG_RETURN_VOID(); /* nothing streams this database */
 	SpinLockAcquire(&w->mutex);
 	paused = w->paused;
 	pid = w->pid;
+	state = w->state;
 	SpinLockRelease(&w->mutex);
+	/*
+	 * The worker's own first rebuild; or no slot yet, or one being created:
+	 * the worker then rebuilds once it has its slot (initial_rebuild).
+	 */
+	snprintf(name, sizeof(name), "personalize_%u", MyDatabaseId);
+	if (pid == MyProcPid || state == WS_CREATING_SLOT ||
+		SearchNamedReplicationSlot(name, true) == NULL)
+		PG_RETURN_VOID();
 	if (paused)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
