@@ -22,7 +22,7 @@ include $(PGXS)
 # built against an older struct layout is worse than a slower rebuild
 $(OBJS): $(wildcard src/*.h)
 
-.PHONY: test demo bench bench-identity bench-profiles format
+.PHONY: test demo bench bench-identity bench-profiles bench-stream format
 test:
 	test/run
 demo:
@@ -33,5 +33,7 @@ bench-identity:
 	bench/identity/run
 bench-profiles:
 	bench/profiles/run
+bench-stream:
+	bench/stream/run
 format:
 	clang-format -i src/*.c src/*.h
