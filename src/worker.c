@@ -69,6 +69,7 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
@@ -1189,6 +1190,27 @@ apply_batch_tx(bool careful, uint64 *written, uint64 *dead)
 		insert_dead_letter(lfirst(lc));
 }
 
+/*
+ * Logical decoding marks the process PROC_IN_LOGICAL_DECODING, which leaves
+ * its transactions out of every other backend's snapshot.  That is right
+ * while it decodes (its slot's catalog_xmin holds what it needs), but the
+ * worker's apply transactions write rows: left out of snapshots while in
+ * progress, their rows would be taken for those of an aborted transaction
+ * by a reader and hinted invalid for good.  So the flag is off while
+ * applying.
+ */
+static void
+set_in_logical_decoding(bool on)
+{
+	LWLockAcquire(ProcArrayLock, LW_EXCLUSIVE);
+	if (on)
+		MyProc->statusFlags |= PROC_IN_LOGICAL_DECODING;
+	else
+		MyProc->statusFlags &= ~PROC_IN_LOGICAL_DECODING;
+	ProcGlobal->statusFlags[MyProc->pgxactoff] = MyProc->statusFlags;
+	LWLockRelease(ProcArrayLock);
+}
+
 static void
 apply_batch(LogicalDecodingContext *ctx)
 {
@@ -1202,6 +1224,7 @@ apply_batch(LogicalDecodingContext *ctx)
 	batch_merges = 0;
 	if (wrote)
 	{
+		set_in_logical_decoding(false);
 		for (volatile int attempt = 0; attempt < 2; attempt++)
 		{
 			bool careful = attempt == 1;
@@ -1255,6 +1278,7 @@ apply_batch(LogicalDecodingContext *ctx)
 		replorigin_session_origin_timestamp = 0;
 		if (XLogRecPtrIsInvalid(batch.last_end_lsn) == false)
 			origin_progress = batch.last_end_lsn;
+		set_in_logical_decoding(true);
 	}
 	MemoryContextDelete(apply_cxt);
 
