@@ -561,12 +561,18 @@ write_text(StringInfo out, text *t)
 	pz_write_value(out, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 }
 
+/* one "name": value pair of a bad row's JSON, each column once */
 static void
-json_field(StringInfo buf, bool *first, const char *name, text *value)
+json_field(StringInfo buf, List **done, const char *name, text *value)
 {
-	if (!*first)
+	ListCell *lc;
+
+	foreach (lc, *done)
+		if (strcmp(lfirst(lc), name) == 0)
+			return;
+	if (*done != NIL)
 		appendStringInfoString(buf, ", ");
-	*first = false;
+	*done = lappend(*done, (char *) name);
 	escape_json(buf, name);
 	appendStringInfoString(buf, ": ");
 	if (value == NULL)
@@ -580,22 +586,22 @@ static char *
 row_json(SourceDesc *src, HeapTuple tup, TupleDesc td)
 {
 	StringInfoData buf;
-	bool first = true;
+	List *done = NIL;
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
 	if (src->time.attnum != InvalidAttrNumber)
-		json_field(&buf, &first, src->time.name, read_text(&src->time, tup, td));
+		json_field(&buf, &done, src->time.name, read_text(&src->time, tup, td));
 	if (src->has_type_column && src->type.attnum != InvalidAttrNumber)
-		json_field(&buf, &first, src->type.name, read_text(&src->type, tup, td));
+		json_field(&buf, &done, src->type.name, read_text(&src->type, tup, td));
 	for (int i = 0; i < src->nids; i++)
 		if (src->ids[i].attnum != InvalidAttrNumber)
-			json_field(&buf, &first, src->ids[i].name, read_text(&src->ids[i], tup, td));
+			json_field(&buf, &done, src->ids[i].name, read_text(&src->ids[i], tup, td));
 	for (int i = 0; i < src->ntraits; i++)
 	{
 		if (src->traits[i].has_value && src->traits[i].value.attnum != InvalidAttrNumber &&
 			src->traits[i].value.key == NULL)
-			json_field(&buf, &first, src->traits[i].value.name,
+			json_field(&buf, &done, src->traits[i].value.name,
 					   read_text(&src->traits[i].value, tup, td));
 	}
 	appendStringInfoChar(&buf, '}');
@@ -1014,9 +1020,10 @@ pz_decode_message(PG_FUNCTION_ARGS)
 							 "a slot of the personalize plugin.")));
 	}
 	if (r.cur != r.end)
-		ereport(ERROR, (errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-						errmsg("personalize stream message has %d bytes left over",
-							   (int) (r.end - r.cur))));
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("personalize stream message has %d bytes left over", (int) (r.end - r.cur)),
+				 errhint("Pass one message: one row of pg_logical_slot_peek_binary_changes().")));
 	appendStringInfoChar(&buf, '}');
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
