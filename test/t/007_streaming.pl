@@ -151,10 +151,35 @@ sub finish_writers
 	@writers = ();
 }
 
-# --- 1. concurrent writers, and a bulk load among them ------------------------
+# a probe: commits an event of a new visitor, then reads until its identity
+# is there (at most 5 s each); it reads the worker's rows while they are being
+# written, as applications do
+sql(q{
+CREATE PROCEDURE public.probe(n integer, prefix text) LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz;
+    anon integer := (SELECT id FROM personalize.namespaces WHERE name = 'anonymous_id');
+BEGIN
+    FOR i IN 1 .. n LOOP
+        INSERT INTO shop.web_events (anonymous_id, event_type, ts) VALUES (prefix || i, 'page_view', now());
+        COMMIT;
+        t0 := clock_timestamp();
+        WHILE NOT EXISTS (SELECT 1 FROM personalize.identities WHERE namespace_id = anon AND value = prefix || i)
+              AND clock_timestamp() - t0 < interval '5 s' LOOP
+            PERFORM pg_sleep(0.0002);
+        END LOOP;
+    END LOOP;
+END $$});
+
+# --- 1. concurrent writers and readers, and a bulk load among them ------------
 start_writer("CALL shop.traffic(1500, $_, 150, 1)") for 1 .. 3;
 start_writer('SELECT shop.generate(20000, 300, 5)');
+start_writer(q{CALL probe(300, 'probe-')});
 finish_writers();
+wait_applied('probes');
+is(sql(q{SELECT count(*) FROM shop.web_events w WHERE anonymous_id LIKE 'probe-%'
+            AND NOT EXISTS (SELECT 1 FROM personalize.identities i WHERE i.value = w.anonymous_id)}), '0',
+	'every probe read while the worker wrote is there: no row of the worker is taken for aborted');
 check_equal_to_rebuild('concurrent writers');
 my $st = sql(q{SELECT state IN ('idle', 'streaming'), events_applied > 20000, transactions > 4000, merges > 0, dead_letters > 0,
                       last_error IS NULL FROM personalize.worker_status});
