@@ -1,0 +1,70 @@
+-- The demo shop's setup: the extension, the example shop's tables (one per
+-- "system"), its identifier namespaces, sources and traits, the live
+-- traffic generator, and the demo's own helpers.  Run by demo/run in the
+-- database the streaming worker watches (personalize.database = 'shop').
+\set ON_ERROR_STOP 1
+SET client_min_messages = warning;
+CREATE EXTENSION personalize;
+\i test/shop/schema.sql
+\o /dev/null
+\i test/shop/config.sql
+\o
+\i test/shop/traffic.sql
+
+CREATE SCHEMA demo;
+
+-- Milliseconds from start until the query `visible` returns true, polling
+-- every half millisecond (each poll sees what has committed by then).
+CREATE FUNCTION demo.ms_until(start timestamptz, visible text, timeout interval DEFAULT '10 s')
+RETURNS numeric LANGUAGE plpgsql AS $$
+DECLARE
+    ok boolean;
+BEGIN
+    LOOP
+        EXECUTE visible INTO ok;
+        EXIT WHEN ok;
+        IF clock_timestamp() - start > timeout THEN
+            RAISE EXCEPTION 'not visible after %', timeout;
+        END IF;
+        PERFORM pg_sleep(0.0005);
+    END LOOP;
+    RETURN round((extract(epoch FROM clock_timestamp() - start) * 1000)::numeric, 1);
+END $$;
+
+-- Freshness under load: n probes, each an anonymous page view committed on
+-- its own, timed from the commit until its profile is visible to another
+-- transaction.
+CREATE TABLE demo.probes (probe integer, ms numeric);
+CREATE PROCEDURE demo.freshness(n integer) LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz;
+    anon integer := (SELECT id FROM personalize.namespaces WHERE name = 'anonymous_id');
+    v text;
+BEGIN
+    FOR i IN 1 .. n LOOP
+        v := 'probe-' || i;
+        INSERT INTO shop.web_events (anonymous_id, event_type, ts) VALUES (v, 'page_view', now());
+        COMMIT;
+        t0 := clock_timestamp();
+        WHILE NOT EXISTS (SELECT 1 FROM personalize.identities WHERE namespace_id = anon AND value = v) LOOP
+            PERFORM pg_sleep(0.0002);
+        END LOOP;
+        INSERT INTO demo.probes VALUES (i, (extract(epoch FROM clock_timestamp() - t0) * 1000)::numeric);
+        COMMIT;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+END $$;
+
+-- The worker's figures every second for a few seconds, while traffic runs.
+CREATE FUNCTION demo.watch(seconds integer)
+RETURNS TABLE (at text, events_applied bigint, events_per_second numeric, transactions bigint,
+               profiles bigint, merges bigint, lag_ms numeric, lag_bytes bigint)
+LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1 .. seconds LOOP
+        PERFORM pg_sleep(1);
+        RETURN QUERY SELECT to_char(clock_timestamp(), 'HH24:MI:SS'), w.events_applied, w.events_per_second,
+                            w.transactions, (SELECT count(*) FROM personalize.profiles), w.merges, w.lag_ms, w.lag_bytes
+                       FROM personalize.worker_status w;
+    END LOOP;
+END $$;
