@@ -315,5 +315,39 @@ is(sql(qq{SELECT confirmed_flush_lsn >= '$lsn' FROM pg_replication_slots WHERE s
 	'once applied, the slot lets the WAL go');
 is(sql(q{SELECT lag_bytes FROM personalize.worker_status}), '0', 'no lag once everything is applied');
 
+# --- 8. updates, deletes and truncates are counted, not applied ----------------
+my $before = sql(q{SELECT updates_ignored || '/' || deletes_ignored || '/' || truncates_ignored FROM personalize.worker_status});
+my ($u0, $d0, $t0) = split m{/}, $before;
+my $orders = sql(q{SELECT personalize.get_profile('customer_id', '7') ->> 'orders'});
+sql(q{UPDATE shop.orders SET amount = amount + 1 WHERE customer_id = 7});
+my $n_upd = sql(q{SELECT count(*) FROM shop.orders WHERE customer_id = 7});
+sql(q{DELETE FROM shop.email_events WHERE email = 'c7@example.com'});
+sql(q{CREATE TABLE shop.scratch (uid text, ts timestamptz)});
+sql(q{SELECT personalize.register_source('shop.scratch', identifiers => '{"uid": "anonymous_id"}', event_time => 'ts')});
+sql(q{TRUNCATE shop.scratch});
+wait_applied('updates, deletes, truncate');
+is(sql(q{SELECT updates_ignored - } . $u0 . q{ || '/' || truncates_ignored - } . $t0 . q{ FROM personalize.worker_status}),
+	"$n_upd/1", 'each updated row and the truncate are counted');
+ok(sql(qq{SELECT deletes_ignored > $d0 FROM personalize.worker_status}), 'deleted rows are counted');
+is(sql(q{SELECT personalize.get_profile('customer_id', '7') ->> 'orders'}),
+	$orders, 'the profile is unchanged by them');
+my $ltv = sql(q{SELECT personalize.get_profile('customer_id', '7') ->> 'lifetime_value'});
+sql('SELECT personalize.rebuild()');
+is(sql(q{SELECT (personalize.get_profile('customer_id', '7') ->> 'lifetime_value')::numeric - } . $ltv), "$n_upd.00",
+	'rebuild() makes the profiles follow the updates');
+
+# --- 9. batches are bounded by personalize.worker_batch_size -------------------
+$node->append_conf('postgresql.conf', "personalize.worker_batch_size = 50\n");
+$node->reload;
+sql('SELECT personalize.worker_stop()');
+$node->poll_query_until('shop', q{SELECT state = 'paused' FROM personalize.worker_status}) or die;
+my $batches = sql('SELECT batches FROM personalize.worker_status');
+sql(q{CALL shop.traffic(1000, 99, 150, 1)});
+sql('SELECT personalize.worker_start()');
+wait_applied('small batches');
+ok(sql(qq{SELECT batches - $batches >= 20 FROM personalize.worker_status}),
+	'1000 single-row transactions applied in batches of at most about 50 events');
+check_equal_to_rebuild('small batches');
+
 $node->stop;
 done_testing();
