@@ -154,9 +154,10 @@ typedef struct CacheGen
 } CacheGen;
 
 static CacheGen young = {0}, old = {0};
-static uint64 cache_changes = 0;     /* the shared counter when the cache was last known good */
-static bool changes_pending = false; /* this transaction changed existing identities */
-static bool in_core = false;         /* our own statements are running: the cache follows them */
+static uint64 cache_changes = 0;       /* the shared counter when the cache was last known good */
+static bool changes_pending = false;   /* this transaction changed existing identities */
+static bool xact_writes_graph = false; /* this transaction took the graph's lock to write */
+static bool in_core = false;           /* our own statements are running: the cache follows them */
 static bool callbacks_registered = false;
 
 typedef struct IdentityStore IdentityStore;
@@ -231,6 +232,7 @@ identity_xact_callback(XactEvent event, void *arg)
 			if (changes_pending && pz_shared != NULL)
 				changes_bump();
 			changes_pending = false;
+			xact_writes_graph = false;
 			break;
 		case XACT_EVENT_PRE_PREPARE:
 			if (changes_pending)
@@ -244,8 +246,14 @@ identity_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			/* entries this transaction wrote may be gone */
-			cache_reset();
+			/*
+			 * Entries this transaction wrote may be gone.  One that only read
+			 * committed entries leaves the cache as it is (the worker's
+			 * logical decoding ends a replay this way, many times a second).
+			 */
+			if (xact_writes_graph || changes_pending)
+				cache_reset();
+			xact_writes_graph = false;
 			changes_pending = false;
 			in_core = false;
 			store_forget_open(
@@ -976,6 +984,78 @@ store_merge_profiles(int64 from, int64 into)
 	simple_heap_delete(store.profiles, &from_tid);
 }
 
+/*
+ * The streaming worker's write: merge deltas[i] into profile ids[i]'s
+ * states (the profile type's merge, without flattening the delta), widen
+ * first and last seen, and set updated_at, each row updated once, directly
+ * (no executor).  Every profile must exist: the caller resolved the events
+ * to them under the graph's lock, which it still holds, so no merge or
+ * re-key can remove one meanwhile.  A row updated concurrently by another
+ * kind of writer (a user's UPDATE) fails the update with an ERROR; the
+ * caller retries in a new transaction.
+ */
+void
+pz_profiles_merge_deltas(int n, const int64 *ids, Profile *const *deltas,
+						 const TimestampTz *first_seen, const TimestampTz *last_seen)
+{
+	Datum values[8];
+	bool nulls[8];
+	MemoryContext row_cxt, old;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	ScanKeyData key[1];
+	int st, first, last, upd;
+
+	if (n == 0)
+		return;
+	store_open(true);
+	store_check_acl(store.profiles, ACL_UPDATE);
+	/* profiles this transaction created can only be changed by a later command */
+	CommandCounterIncrement();
+	st = store.profiles_attr[3] - 1;
+	first = store.profiles_attr[4] - 1;
+	last = store.profiles_attr[5] - 1;
+	upd = store.profiles_attr[6] - 1;
+	row_cxt = AllocSetContextCreate(CurrentMemoryContext, "personalize profile write",
+									ALLOCSET_DEFAULT_SIZES);
+	/* one scan, rescanned per profile */
+	slot = table_slot_create(store.profiles, NULL);
+	scan = index_beginscan(store.profiles, store.profiles_pk, SnapshotSelf, 1, 0);
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple newtup;
+		Profile *p;
+
+		ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(ids[i]));
+		index_rescan(scan, key, 1, NULL, 0);
+		if (!index_getnext_slot(scan, ForwardScanDirection, slot))
+			ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+							errmsg("profile %lld has events but no row in personalize.profiles",
+								   (long long) ids[i])));
+		old = MemoryContextSwitchTo(row_cxt);
+		slot_getallattrs(slot);
+		memcpy(values, slot->tts_values, sizeof(Datum) * RelationGetDescr(store.profiles)->natts);
+		memcpy(nulls, slot->tts_isnull, sizeof(bool) * RelationGetDescr(store.profiles)->natts);
+		p = profile_from_datum(values[st]);
+		profile_merge(p, deltas[i]);
+		values[st] = PointerGetDatum(profile_flatten(p));
+		if (nulls[first] || first_seen[i] < DatumGetTimestampTz(values[first]))
+			values[first] = TimestampTzGetDatum(first_seen[i]), nulls[first] = false;
+		if (nulls[last] || last_seen[i] > DatumGetTimestampTz(values[last]))
+			values[last] = TimestampTzGetDatum(last_seen[i]), nulls[last] = false;
+		values[upd] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		newtup = heap_form_tuple(RelationGetDescr(store.profiles), values, nulls);
+		CatalogTupleUpdateWithInfo(store.profiles, &slot->tts_tid, newtup, store.profiles_ind);
+		MemoryContextSwitchTo(old);
+		ExecClearTuple(slot);
+		MemoryContextReset(row_cxt);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	MemoryContextDelete(row_cxt);
+	store_close();
+}
+
 static void
 store_log(const char *action, int64 from, int64 into, const PzIdentifier *a, const PzIdentifier *b)
 {
@@ -1148,8 +1228,29 @@ static void
 graph_write_begin(void)
 {
 	identity_lock();
+	xact_writes_graph = true;
 	cache_check();
 	store_open(true);
+}
+
+/*
+ * For a writer about to attribute many events (the streaming worker): take
+ * the graph's lock for the transaction and check the cache, so that cached
+ * ids read from now on are the graph's latest until commit.
+ */
+void
+pz_identity_lock_for_writing(void)
+{
+	identity_lock();
+	xact_writes_graph = true;
+	cache_check();
+}
+
+/* The profile id of an identifier if the cache holds it, else 0. */
+int64
+pz_identity_cached(const PzIdentifier *id)
+{
+	return cache_get(id);
 }
 
 /*

@@ -22,6 +22,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "utils/timestamp.h"
 
 /* ---- namespaces (namespace.c) ---- */
 
@@ -84,6 +85,14 @@ extern uint64 pz_identity_changes(void);
 /* links refused by a merge rule in this process, ever (the worker's statistics) */
 extern uint64 pz_identity_refusals;
 
+/*
+ * For a writer about to attribute many events: take the graph's lock for
+ * the transaction and check the cache; afterwards pz_identity_cached() ids
+ * are the graph's latest until commit (or 0: not cached).
+ */
+extern void pz_identity_lock_for_writing(void);
+extern int64 pz_identity_cached(const PzIdentifier *id);
+
 /* the profile id of an identifier, 0 if it is not in the graph (caller connected to SPI) */
 extern int64 pz_identity_lookup(const PzIdentifier *id);
 
@@ -107,5 +116,15 @@ extern int64 pz_identity_attribute(PzIdentifier *ids, int n, bool *linked);
  * primary key directly.
  */
 extern int64 pz_identity_resolve(text *nsname, text *value, const char *fname);
+
+/*
+ * The streaming worker's profile write (identity.c, beside the graph's own
+ * direct writes): merge deltas[i] into profile ids[i], widen first and last
+ * seen, set updated_at.  The caller holds the graph's lock
+ * (pz_identity_lock_for_writing) and is connected to SPI.
+ */
+struct Profile;
+extern void pz_profiles_merge_deltas(int n, const int64 *ids, struct Profile *const *deltas,
+									 const TimestampTz *first_seen, const TimestampTz *last_seen);
 
 #endif /* PERSONALIZE_IDENTITY_H */

@@ -103,10 +103,11 @@
 
 /* ---- GUCs ---- */
 static char *pz_databases = NULL;
-static int pz_batch_size = 10000;
+static int pz_batch_size = 100000;
 static int pz_poll_interval = 10;
 static int pz_memory_limit = 64 * 1024;
 static int pz_apply_wait_timeout = 60000;
+static int pz_worker_cache_size = 1000000;
 
 /* decoder.c: the worker's own origin, whose transactions are not decoded */
 extern RepOriginId pz_decoder_skip_origin;
@@ -269,7 +270,7 @@ pz_worker_init(void)
 		"The most events the worker folds into one batch before it writes the profiles.",
 		"A batch ends at the commit that reaches this, or when the WAL runs out; a single "
 		"transaction is never split.",
-		&pz_batch_size, 10000, 1, 10000000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+		&pz_batch_size, 100000, 1, 10000000, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable(
 		"personalize.worker_poll_interval",
 		"How long the worker sleeps when it has applied everything, unless a commit wakes it.",
@@ -283,6 +284,13 @@ pz_worker_init(void)
 		"decoding's own buffers are bounded by logical_decoding_work_mem.",
 		&pz_memory_limit, 64 * 1024, 1024, MAX_KILOBYTES, PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL,
 		NULL);
+	DefineCustomIntVariable(
+		"personalize.worker_identity_cache_size",
+		"Identifiers the worker keeps in its identity cache.",
+		"The worker resolves every event's identifiers: a cache holding the active ones spares "
+		"an index probe per identifier.  About 100 bytes each; it takes the place of "
+		"personalize.identity_cache_size in the worker.",
+		&pz_worker_cache_size, 1000000, 0, 100000000, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable(
 		"personalize.apply_wait_timeout",
 		"How long a rebuild waits for the worker to apply what was committed before it.",
@@ -999,7 +1007,16 @@ apply_key(KeyEntry *e)
 
 	if (n == 0)
 		return false;
-	p = pz_identity_attribute(ids, n, &linked);
+	/*
+	 * Known identifiers, all of one profile: nothing to link.  (The graph's
+	 * lock is held since the batch began, so the cache is the graph.)
+	 */
+	p = pz_identity_cached(&ids[0]);
+	for (int i = 1; i < n && p != 0; i++)
+		if (pz_identity_cached(&ids[i]) != p)
+			p = 0;
+	if (p == 0)
+		p = pz_identity_attribute(ids, n, &linked);
 	delta_join(profile_delta(p), e->delta, e->first_seen, e->last_seen);
 	return true;
 }
@@ -1045,64 +1062,35 @@ insert_dead_letter(DeadLetter *d)
 		elog(ERROR, "personalize worker: could not insert a dead letter");
 }
 
-/* Write every affected profile once: one UPDATE merging the deltas. */
+/* Write every affected profile once, merging its delta into the stored states. */
 static uint64
 write_profiles(void)
 {
 	long n = hash_get_num_entries(profile_deltas);
-	Datum *ids, *states, *firsts, *lasts;
+	int64 *ids;
+	Profile **deltas;
+	TimestampTz *firsts, *lasts;
 	HASH_SEQ_STATUS seq;
 	ProfileDelta *d;
-	Oid nsp, profile_type;
-	int16 typlen;
-	bool byval;
-	char align;
-	Oid types[4];
-	Datum values[4];
 	int i = 0;
 
 	if (n == 0)
 		return 0;
-	nsp = get_namespace_oid("personalize", false);
-	profile_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("profile"),
-								   ObjectIdGetDatum(nsp));
-	get_typlenbyvalalign(profile_type, &typlen, &byval, &align);
-	ids = palloc(sizeof(Datum) * n);
-	states = palloc(sizeof(Datum) * n);
-	firsts = palloc(sizeof(Datum) * n);
-	lasts = palloc(sizeof(Datum) * n);
+	ids = palloc(sizeof(int64) * n);
+	deltas = palloc(sizeof(Profile *) * n);
+	firsts = palloc(sizeof(TimestampTz) * n);
+	lasts = palloc(sizeof(TimestampTz) * n);
 	hash_seq_init(&seq, profile_deltas);
 	while ((d = hash_seq_search(&seq)) != NULL)
 	{
-		ids[i] = Int64GetDatum(d->profile_id);
-		states[i] = PointerGetDatum(profile_flatten(d->delta));
-		firsts[i] = TimestampTzGetDatum(d->first_seen);
-		lasts[i] = TimestampTzGetDatum(d->last_seen);
+		ids[i] = d->profile_id;
+		deltas[i] = d->delta;
+		firsts[i] = d->first_seen;
+		lasts[i] = d->last_seen;
 		i++;
 	}
-	types[0] = INT8ARRAYOID;
-	types[1] = get_array_type(profile_type);
-	types[2] = TIMESTAMPTZARRAYOID;
-	types[3] = TIMESTAMPTZARRAYOID;
-	values[0] =
-		PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[1] = PointerGetDatum(construct_array(states, n, profile_type, typlen, byval, align));
-	values[2] = PointerGetDatum(
-		construct_array(firsts, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[3] = PointerGetDatum(
-		construct_array(lasts, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	if (SPI_execute_with_args("UPDATE personalize.profiles p "
-							  "SET states = personalize.profile_merge(p.states, d.states), "
-							  "first_seen = least(p.first_seen, d.first_seen), "
-							  "last_seen = greatest(p.last_seen, d.last_seen), updated_at = now() "
-							  "FROM unnest($1, $2, $3, $4) AS d(id, states, first_seen, last_seen) "
-							  "WHERE p.id = d.id",
-							  4, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "personalize worker: could not write the profiles");
-	if (SPI_processed != (uint64) n)
-		elog(ERROR, "personalize worker: wrote " UINT64_FORMAT " profiles of %ld", SPI_processed,
-			 n);
-	return SPI_processed;
+	pz_profiles_merge_deltas(n, ids, deltas, firsts, lasts);
+	return n;
 }
 
 /*
@@ -1132,6 +1120,7 @@ apply_batch_tx(bool careful, uint64 *written, uint64 *dead)
 	profile_deltas = hash_create("personalize profile deltas", Max(batch.nkeys, 16), &info,
 								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	pz_profile_moved_hook = worker_profile_moved;
+	pz_identity_lock_for_writing();
 	*dead = 0;
 	for (i = 0; i < batch.nkeys; i++)
 	{
@@ -1326,12 +1315,22 @@ wal_insert_end(void)
 }
 
 static void
+worker_settings(void)
+{
+	char size[32];
+
+	snprintf(size, sizeof(size), "%d", pz_worker_cache_size);
+	SetConfigOption("personalize.identity_cache_size", size, PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+static void
 worker_sighup(void)
 {
 	if (ConfigReloadPending)
 	{
 		ConfigReloadPending = false;
 		ProcessConfigFile(PGC_SIGHUP);
+		worker_settings();
 	}
 }
 
@@ -1587,6 +1586,7 @@ pz_worker_main(Datum arg)
 	pgstat_report_appname("personalize worker");
 	/* the slot is confirmed after each apply commit: that commit must be durable */
 	SetConfigOption("synchronous_commit", "local", PGC_SUSET, PGC_S_OVERRIDE);
+	worker_settings();
 
 	SpinLockAcquire(&me->mutex);
 	me->dboid = MyDatabaseId;
