@@ -1733,7 +1733,7 @@ PG_FUNCTION_INFO_V1(pz_wait_for_apply);
 Datum
 pz_wait_for_apply(PG_FUNCTION_ARGS)
 {
-	PzWorkerShared *w = require_worker("wait_for_apply");
+	PzWorkerShared *w;
 	long timeout_ms = -1;
 
 	if (!PG_ARGISNULL(0))
@@ -1755,6 +1755,7 @@ pz_wait_for_apply(PG_FUNCTION_ARGS)
 				 errmsg("wait_for_apply: this transaction has written and not committed"),
 				 errhint("Its own events are applied after it commits: call wait_for_apply() "
 						 "after COMMIT.")));
+	w = require_worker("wait_for_apply");
 	PG_RETURN_BOOL(wait_for_worker(w, timeout_ms));
 }
 
