@@ -206,66 +206,22 @@ COMMENT ON FUNCTION decode_message(bytea) IS
 -- ===========================================================================
 
 -- An event needs a time: rows without one are not events (the worker
--- records them as dead letters), so the rebuild skips them too.
-CREATE OR REPLACE FUNCTION _source_part_sql(source_id integer, trait_ids integer[])
-RETURNS text
-LANGUAGE plpgsql STABLE AS $$
+-- records them as dead letters), so the rebuild skips them too.  (The 0.3.0
+-- definition with a WHERE added to the statement it writes.)
+DO $do$
 DECLARE
-    s personalize.sources;
-    id_cols text;
-    key_expr text;
-    time_expr text;
-    type_expr text;
-    states text := '''{}''::personalize.profile';
-    agg text;
-    filt text;
-    ts record;
-    tr personalize.traits;
+    def text;
+    old_tail text := $$'  FROM %s AS e GROUP BY %s',
+                  key_expr, time_expr, time_expr, states, s.relation, id_cols);$$;
 BEGIN
-    SELECT * INTO s FROM personalize.sources WHERE id = source_id;
-    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = s.relation) THEN
-        RAISE EXCEPTION 'source % (id %) was dropped', s.relation, s.id
-            USING ERRCODE = 'undefined_table', HINT = 'Unregister it with personalize.unregister_source().';
+    def := pg_get_functiondef('personalize._source_part_sql(integer, integer[])'::regprocedure);
+    IF strpos(def, old_tail) = 0 THEN
+        RAISE EXCEPTION 'personalize._source_part_sql is not the 0.3.0 function this upgrade expects';
     END IF;
-    SELECT string_agg(format('e.%I', si.column_name), ', ' ORDER BY n.name),
-           'jsonb_build_object(' || string_agg(format('%L, (e.%I)::text', n.name, si.column_name), ', ' ORDER BY n.name) || ')'
-      INTO id_cols, key_expr
-      FROM personalize.source_identifiers si JOIN personalize.namespaces n ON n.id = si.namespace_id
-     WHERE si.source_id = s.id;
-    time_expr := format('(e.%I)::timestamptz', s.event_time_column);
-    type_expr := CASE WHEN s.event_type_column IS NOT NULL THEN format('(e.%I)::text', s.event_type_column)
-                      ELSE coalesce(quote_literal(s.event_type), 'NULL::text') END;
-    FOR tr IN SELECT * FROM personalize.traits t
-               WHERE trait_ids IS NULL OR t.id = ANY (trait_ids) ORDER BY t.id LOOP
-        SELECT * INTO ts FROM personalize._trait_sources(tr.id) x WHERE x.source_id = s.id;
-        CONTINUE WHEN NOT FOUND;
-        filt := CASE WHEN tr.event_types IS NOT NULL
-                     THEN format(' FILTER (WHERE %s = ANY (%L::text[]))', type_expr, tr.event_types) ELSE '' END;
-        agg := CASE tr.kind
-            WHEN 'count' THEN format('personalize.metric_state_make(''count'', count(%s)%s, NULL)', coalesce(ts.value_expr, '*'), filt)
-            WHEN 'sum' THEN format('personalize.metric_state_make(''sum'', count(personalize._numeric_or_null(%1$s))%2$s, sum(personalize._numeric_or_null(%1$s))%2$s)', ts.value_expr, filt)
-            WHEN 'min' THEN format('personalize.metric_state_make(''min'', count(personalize._numeric_or_null(%1$s))%2$s, min(personalize._numeric_or_null(%1$s))%2$s)', ts.value_expr, filt)
-            WHEN 'max' THEN format('personalize.metric_state_make(''max'', count(personalize._numeric_or_null(%1$s))%2$s, max(personalize._numeric_or_null(%1$s))%2$s)', ts.value_expr, filt)
-            WHEN 'first' THEN format('personalize.first_agg(%s, %s)%s', ts.value_expr, time_expr, filt)
-            WHEN 'last' THEN format('personalize.last_agg(%s, %s)%s', ts.value_expr, time_expr, filt)
-            WHEN 'recent' THEN format('personalize.recent_agg(%s, %s, %s)%s', ts.value_expr, time_expr, tr.n, filt)
-            WHEN 'top' THEN format('personalize.top_agg(%s, %s, %s, %L::interval)%s', ts.value_expr, time_expr, tr.n, tr.half_life, filt)
-            WHEN 'windowed_count' THEN
-                CASE WHEN ts.value_expr IS NULL THEN format('personalize.windowed_agg(%s)%s', time_expr, filt)
-                     ELSE format('personalize.windowed_agg(%s)%s', time_expr,
-                                 CASE WHEN filt = '' THEN format(' FILTER (WHERE %s IS NOT NULL)', ts.value_expr)
-                                      ELSE format(' FILTER (WHERE %s = ANY (%L::text[]) AND %s IS NOT NULL)', type_expr, tr.event_types, ts.value_expr) END) END
-            WHEN 'windowed_sum' THEN format('personalize.windowed_agg(%s, personalize._numeric_or_null(%s)::float8)%s', time_expr, ts.value_expr, filt)
-            WHEN 'distinct' THEN format('personalize.distinct_agg(%s, %s)%s', ts.value_expr, tr.hll_precision, filt)
-            WHEN 'session' THEN format('personalize.session_agg(%s, %s, %s, %L::interval)%s', time_expr, ts.value_expr,
-                                       coalesce(ts.item_expr, 'NULL::text'), tr.gap, filt)
-        END;
-        states := format(E'personalize.profile_set(%s,\n        %s, %s)', states, tr.id, agg);
-    END LOOP;
-    RETURN format(E'SELECT %s AS key, min(%s) AS t0, max(%s) AS t1,\n       %s AS states\n'
-                  '  FROM %s AS e WHERE %s IS NOT NULL GROUP BY %s',
-                  key_expr, time_expr, time_expr, states, s.relation, time_expr, id_cols);
-END $$;
+    EXECUTE replace(def, old_tail,
+        $$'  FROM %s AS e WHERE %s IS NOT NULL GROUP BY %s',
+                  key_expr, time_expr, time_expr, states, s.relation, time_expr, id_cols);$$);
+END $do$;
 
 -- Hold back writers of these sources and (wait_for_stream) wait until the
 -- worker has applied everything committed to them: what a rebuild then

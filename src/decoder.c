@@ -115,16 +115,6 @@ typedef struct SourceDesc
 	TraitInput *traits;
 } SourceDesc;
 
-typedef struct TraitDef
-{
-	int32 id;
-	StreamTraitKind kind;
-	int32 n;
-	int64 half_life;
-	int64 gap;
-	int32 precision;
-} TraitDef;
-
 typedef struct DecoderState
 {
 	MemoryContext config_cxt; /* the configuration; reset when reloaded */
@@ -136,7 +126,7 @@ typedef struct DecoderState
 	Oid stream_traits;
 	HTAB *sources;
 	int ntraitdefs;
-	TraitDef *traitdefs;
+	StreamTrait *traitdefs;
 } DecoderState;
 
 /* the state of the decoding running in this process, for the relcache callback */
@@ -349,12 +339,12 @@ config_add_trait(DecoderState *st, Datum *v, bool *nulls, int *cap)
 		known |= st->traitdefs[i].id == trait_id;
 	if (!known)
 	{
-		TraitDef *d;
+		StreamTrait *d;
 
 		if (st->ntraitdefs == *cap)
 		{
 			*cap *= 2;
-			st->traitdefs = repalloc(st->traitdefs, sizeof(TraitDef) * *cap);
+			st->traitdefs = repalloc(st->traitdefs, sizeof(StreamTrait) * *cap);
 		}
 		d = &st->traitdefs[st->ntraitdefs++];
 		d->id = trait_id;
@@ -439,7 +429,7 @@ config_add_source_row(DecoderState *st, Datum *v, bool *nulls, int *cap)
 static int
 traitdef_cmp(const void *a, const void *b)
 {
-	int32 x = ((const TraitDef *) a)->id, y = ((const TraitDef *) b)->id;
+	int32 x = ((const StreamTrait *) a)->id, y = ((const StreamTrait *) b)->id;
 
 	return x < y ? -1 : x > y;
 }
@@ -460,7 +450,7 @@ config_load(DecoderState *st)
 	st->sources = hash_create("personalize decoded sources", 16, &info,
 							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	st->ntraitdefs = 0;
-	st->traitdefs = palloc(sizeof(TraitDef) * cap);
+	st->traitdefs = palloc(sizeof(StreamTrait) * cap);
 	st->stream_sources = st->stream_traits = InvalidOid;
 
 	nsp = get_namespace_oid("personalize", true);
@@ -473,7 +463,7 @@ config_load(DecoderState *st)
 	{
 		config_scan(st, st->stream_sources, 7, config_add_source_row, &cap);
 		config_scan(st, st->stream_traits, 12, config_add_trait, &cap);
-		qsort(st->traitdefs, st->ntraitdefs, sizeof(TraitDef), traitdef_cmp);
+		qsort(st->traitdefs, st->ntraitdefs, sizeof(StreamTrait), traitdef_cmp);
 	}
 	MemoryContextSwitchTo(old);
 	st->valid = true;
@@ -507,7 +497,7 @@ write_traits_if_needed(LogicalDecodingContext *ctx, DecoderState *st)
 	pz_write_varint(ctx->out, st->ntraitdefs);
 	for (int i = 0; i < st->ntraitdefs; i++)
 	{
-		TraitDef *d = &st->traitdefs[i];
+		StreamTrait *d = &st->traitdefs[i];
 
 		pz_write_varint(ctx->out, d->id);
 		pz_write_u8(ctx->out, d->kind);

@@ -59,6 +59,17 @@ typedef enum StreamTraitKind
 
 #define STREAM_KIND_MAX STREAM_SESSION
 
+/* a trait as the 'T' message carries it */
+typedef struct StreamTrait
+{
+	int32 id;
+	StreamTraitKind kind;
+	int32 n;         /* recent, top */
+	int64 half_life; /* top, microseconds */
+	int64 gap;       /* session, microseconds */
+	int32 precision; /* distinct */
+} StreamTrait;
+
 #define STREAM_HAS_VALUE 0x01
 #define STREAM_HAS_ITEM  0x02
 

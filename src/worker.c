@@ -357,16 +357,6 @@ record_error(const char *msg)
 
 /* ---- the batch ---- */
 
-typedef struct TraitConf
-{
-	int32 id;
-	StreamTraitKind kind;
-	int32 n;
-	int64 half_life;
-	int64 gap;
-	int32 precision;
-} TraitConf;
-
 /* an event key: the raw identifiers of an event, as the plugin sends them */
 typedef struct KeyRef
 {
@@ -427,7 +417,7 @@ typedef struct Batch
 
 static Batch batch;
 static MemoryContext config_cxt = NULL;
-static TraitConf *traits = NULL;
+static StreamTrait *traits = NULL;
 static int ntraits = 0;
 
 static uint32
@@ -465,7 +455,7 @@ batch_reset(void)
 	batch.full = false;
 }
 
-static const TraitConf *
+static const StreamTrait *
 trait_conf(int32 id)
 {
 	int lo = 0, hi = ntraits - 1;
@@ -577,7 +567,7 @@ read_traits(PzReader *r)
 
 	MemoryContextReset(config_cxt);
 	old = MemoryContextSwitchTo(config_cxt);
-	traits = palloc(sizeof(TraitConf) * Max(n, 1));
+	traits = palloc(sizeof(StreamTrait) * Max(n, 1));
 	for (int i = 0; i < n; i++)
 	{
 		traits[i].id = (int32) pz_read_varint(r);
@@ -592,7 +582,7 @@ read_traits(PzReader *r)
 }
 
 static PzState *
-new_state(const TraitConf *c, TimestampTz ts, const char *val, int32 len)
+new_state(const StreamTrait *c, TimestampTz ts, const char *val, int32 len)
 {
 	switch (c->kind)
 	{
@@ -625,8 +615,8 @@ new_state(const TraitConf *c, TimestampTz ts, const char *val, int32 len)
 
 /* Fold one trait input of an event into the key's delta. */
 static void
-fold_input(KeyEntry *e, const TraitConf *c, TimestampTz ts, uint8 flags, const char *val, int32 len,
-		   const char *item, int32 item_len, const char *msg, int32 msg_len)
+fold_input(KeyEntry *e, const StreamTrait *c, TimestampTz ts, uint8 flags, const char *val,
+		   int32 len, const char *item, int32 item_len, const char *msg, int32 msg_len)
 {
 	PzState *s;
 	bool created = false;
@@ -814,7 +804,7 @@ read_event(PzReader *r, const char *msg, int32 msg_len)
 		uint8 flags = pz_read_u8(r);
 		const char *val = NULL, *item = NULL;
 		int32 len = 0, item_len = 0;
-		const TraitConf *c;
+		const StreamTrait *c;
 
 		if (flags & STREAM_HAS_VALUE)
 			val = pz_read_value(r, &len);
