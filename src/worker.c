@@ -25,8 +25,9 @@
  *	   aggregates; dead letters are inserted.  The transaction carries the
  *	   end LSN of the batch's last transaction as replication origin progress,
  *	   so the profile writes and the progress commit atomically.
- *	3. Only after that commit is the slot confirmed: WAL is kept exactly as
- *	   long as it may be needed.
+ *	3. Only once that commit is flushed is the slot confirmed: WAL is kept
+ *	   exactly as long as it may be needed.  (Apply commits are asynchronous;
+ *	   see confirm_later.)
  *
  * After a crash the slot restarts at its confirmed position, which is never
  * past the origin's progress; transactions that end at or before the
@@ -1190,13 +1191,15 @@ set_in_logical_decoding(bool on)
 	LWLockRelease(ProcArrayLock);
 }
 
-static void
+/* Apply the batch; the end of its commit record, or InvalidXLogRecPtr if it wrote nothing. */
+static XLogRecPtr
 apply_batch(LogicalDecodingContext *ctx)
 {
 	MemoryContext apply_cxt =
 		AllocSetContextCreate(TopMemoryContext, "personalize apply", ALLOCSET_DEFAULT_SIZES);
 	uint64 written = 0, dead = 0, refused_before = pz_identity_refusals;
 	bool wrote = batch.nkeys > 0 || batch.dead != NIL;
+	volatile XLogRecPtr commit_end = InvalidXLogRecPtr;
 	TimestampTz now;
 	int64 dead_before = list_length(batch.dead);
 
@@ -1226,6 +1229,7 @@ apply_batch(LogicalDecodingContext *ctx)
 				replorigin_session_origin_lsn = batch.last_end_lsn;
 				replorigin_session_origin_timestamp = batch.last_commit_time;
 				CommitTransactionCommand();
+				commit_end = XactLastCommitEnd;
 			}
 			PG_CATCH();
 			{
@@ -1283,9 +1287,85 @@ apply_batch(LogicalDecodingContext *ctx)
 	me->memory_bytes = (int64) MemoryContextMemAllocated(batch.cxt, true);
 	SpinLockRelease(&me->mutex);
 	(void) dead;
+	return commit_end;
 }
 
 /* ---- the loop ---- */
+
+/*
+ * The worker reads WAL only up to read_limit, a flushed position: a record
+ * that crosses it (the WAL writer flushes whole pages) is read in a later
+ * round, instead of waiting inside read_local_xlog_page for someone to flush
+ * the rest while the batch decoded so far waits to be applied.
+ */
+static XLogRecPtr read_limit = InvalidXLogRecPtr;
+static bool read_blocked = false;
+static TimestampTz last_forced_flush = 0;
+
+static int
+worker_read_page(XLogReaderState *state, XLogRecPtr targetPagePtr, int reqLen,
+				 XLogRecPtr targetRecPtr, char *cur_page)
+{
+	if (targetPagePtr + reqLen > read_limit)
+	{
+		read_blocked = true;
+		return -1;
+	}
+	return read_local_xlog_page(state, targetPagePtr, reqLen, targetRecPtr, cur_page);
+}
+
+/*
+ * The slot is confirmed only once the apply transaction holding what it
+ * confirms is flushed.  Apply transactions commit asynchronously (the
+ * worker would otherwise add an fsync of its own to every batch, competing
+ * with the writers' commits), so confirmations wait here, in order, for the
+ * WAL to be flushed past their commit: by the writers' commits, the WAL
+ * writer, or the worker's own flush at most every poll interval.
+ */
+#define CONFIRM_QUEUE 256
+
+static struct
+{
+	XLogRecPtr commit_end; /* InvalidXLogRecPtr: nothing to wait for */
+	XLogRecPtr confirm;
+} confirm_queue[CONFIRM_QUEUE];
+static int confirm_head = 0, confirm_count = 0;
+
+static void
+confirm_flushed(bool force)
+{
+	XLogRecPtr flushed;
+
+	if (force && confirm_count > 0)
+	{
+		int last = (confirm_head + confirm_count - 1) % CONFIRM_QUEUE;
+
+		if (!XLogRecPtrIsInvalid(confirm_queue[last].commit_end))
+			XLogFlush(confirm_queue[last].commit_end);
+	}
+	flushed = GetFlushRecPtr(NULL);
+	while (confirm_count > 0)
+	{
+		XLogRecPtr end = confirm_queue[confirm_head].commit_end;
+
+		if (!XLogRecPtrIsInvalid(end) && end > flushed)
+			break;
+		LogicalConfirmReceivedLocation(confirm_queue[confirm_head].confirm);
+		confirm_head = (confirm_head + 1) % CONFIRM_QUEUE;
+		confirm_count--;
+	}
+}
+
+static void
+confirm_later(XLogRecPtr commit_end, XLogRecPtr confirm)
+{
+	if (confirm_count == CONFIRM_QUEUE)
+		confirm_flushed(true);
+	confirm_queue[(confirm_head + confirm_count) % CONFIRM_QUEUE].commit_end = commit_end;
+	confirm_queue[(confirm_head + confirm_count) % CONFIRM_QUEUE].confirm = confirm;
+	confirm_count++;
+	confirm_flushed(false);
+}
 
 /*
  * The end of the WAL inserted so far, as a position XLogFlush accepts: at
@@ -1470,7 +1550,7 @@ worker_stream(void)
 
 	ReplicationSlotAcquire(slot_name, true);
 	ctx = CreateDecodingContext(InvalidXLogRecPtr, NIL, false,
-								XL_ROUTINE(.page_read = read_local_xlog_page,
+								XL_ROUTINE(.page_read = worker_read_page,
 										   .segment_open = wal_segment_open,
 										   .segment_close = wal_segment_close),
 								worker_prepare_write, worker_write, NULL);
@@ -1486,8 +1566,8 @@ worker_stream(void)
 
 	for (;;)
 	{
-		XLogRecPtr end_of_wal;
-		bool paused;
+		XLogRecPtr end_of_wal, insert_end, commit_end;
+		bool paused, caught_up = false;
 
 		CHECK_FOR_INTERRUPTS();
 		worker_sighup();
@@ -1497,6 +1577,7 @@ worker_stream(void)
 		if (paused)
 		{
 			set_state(WS_PAUSED);
+			confirm_flushed(true);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000,
 							 PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
@@ -1504,23 +1585,45 @@ worker_stream(void)
 		}
 
 		/*
-		 * 1. decode what is written, up to a full batch.  Flushing it first
-		 * makes every record before end_of_wal complete on disk, so reading
-		 * never waits inside a record whose end nobody flushes (the WAL
-		 * writer flushes partial pages only for asynchronous commits), and
-		 * asynchronous commits are decoded at once too.
+		 * 1. decode what is flushed, up to a full batch.  WAL written but not
+		 * flushed (asynchronous commits, this worker's own commits) is
+		 * flushed here once the worker has read everything else, at most
+		 * once per poll interval: so asynchronous commits are decoded within
+		 * about that, and the worker adds no fsync to every batch.
 		 */
-		end_of_wal = wal_insert_end();
-		XLogFlush(end_of_wal);
-		while (ctx->reader->EndRecPtr < end_of_wal && !batch.full)
+		end_of_wal = GetFlushRecPtr(NULL);
+		insert_end = wal_insert_end();
+		if (insert_end > end_of_wal && ctx->reader->EndRecPtr >= read_limit &&
+			TimestampDifferenceExceeds(last_forced_flush, GetCurrentTimestamp(), pz_poll_interval))
+		{
+			XLogFlush(insert_end);
+			last_forced_flush = GetCurrentTimestamp();
+			end_of_wal = GetFlushRecPtr(NULL);
+		}
+		read_limit = end_of_wal;
+		while (!batch.full)
 		{
 			char *errm = NULL;
-			XLogRecord *record = XLogReadRecord(ctx->reader, &errm);
+			XLogRecord *record;
 
-			if (errm)
-				elog(ERROR, "personalize worker: could not read WAL for decoding: %s", errm);
-			if (record != NULL)
-				LogicalDecodingProcessRecord(ctx, ctx->reader);
+			if (ctx->reader->EndRecPtr >= read_limit)
+			{
+				caught_up = true;
+				break;
+			}
+			record = XLogReadRecord(ctx->reader, &errm);
+			if (record == NULL && read_blocked)
+			{
+				/* the next record is not flushed to its end yet: again from it later */
+				read_blocked = false;
+				XLogBeginRead(ctx->reader, ctx->reader->EndRecPtr);
+				caught_up = true;
+				break;
+			}
+			if (record == NULL)
+				elog(ERROR, "personalize worker: could not read WAL for decoding: %s",
+					 errm ? errm : "no record");
+			LogicalDecodingProcessRecord(ctx, ctx->reader);
 			CHECK_FOR_INTERRUPTS();
 		}
 		if (pz_decoder_replayed)
@@ -1530,20 +1633,21 @@ worker_stream(void)
 			pz_decoder_replayed = false;
 		}
 
-		/* 2. apply, 3. confirm */
+		/* 2. apply, 3. confirm once the apply's commit is flushed */
+		commit_end = InvalidXLogRecPtr;
 		if (batch.txns > 0 || batch.dead != NIL ||
 			batch.updates + batch.deletes + batch.truncates > 0)
 		{
 			set_state(WS_STREAMING);
-			apply_batch(ctx);
+			commit_end = apply_batch(ctx);
 		}
 		if (!batch.in_txn)
 		{
 			XLogRecPtr done = ctx->reader->EndRecPtr;
 
-			LogicalConfirmReceivedLocation(done);
+			confirm_later(commit_end, done);
 			SpinLockAcquire(&me->mutex);
-			if (!batch.full && done >= end_of_wal)
+			if (caught_up && done >= end_of_wal)
 				me->decoded_lsn = end_of_wal;
 			else if (done > me->decoded_lsn)
 				me->decoded_lsn = done;
@@ -1552,7 +1656,7 @@ worker_stream(void)
 		batch_reset();
 		update_rate(&rate_events, &rate_at);
 
-		if (ctx->reader->EndRecPtr >= wal_insert_end())
+		if (caught_up && GetFlushRecPtr(NULL) <= read_limit)
 		{
 			set_state(WS_IDLE);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -1574,8 +1678,8 @@ pz_worker_main(Datum arg)
 	me = &control->workers[idx];
 	BackgroundWorkerInitializeConnection(me->dbname, NULL, 0);
 	pgstat_report_appname("personalize worker");
-	/* the slot is confirmed after each apply commit: that commit must be durable */
-	SetConfigOption("synchronous_commit", "local", PGC_SUSET, PGC_S_OVERRIDE);
+	/* apply commits are asynchronous: the slot is confirmed once they are flushed */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	worker_settings();
 
 	SpinLockAcquire(&me->mutex);
