@@ -60,6 +60,8 @@ extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
  */
 RepOriginId pz_decoder_skip_origin = InvalidRepOriginId;
 bool pz_decoder_replayed = false;
+/* a relcache invalidation reached this process (catalogs may have changed) */
+bool pz_decoder_invalidated = false;
 
 /* how a column becomes the text the rebuild would see */
 typedef enum ReadHow
@@ -168,6 +170,7 @@ decoder_relcache_callback(Datum arg, Oid relid)
 {
 	if (current_state != NULL)
 		current_state->valid = false;
+	pz_decoder_invalidated = true;
 }
 
 /* ---- reading the configuration (historic snapshot) ---- */

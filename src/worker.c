@@ -72,6 +72,7 @@
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "storage/shmem.h"
+#include "storage/sinval.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
@@ -109,10 +110,12 @@ static int pz_poll_interval = 10;
 static int pz_memory_limit = 64 * 1024;
 static int pz_apply_wait_timeout = 60000;
 static int pz_worker_cache_size = 1000000;
+static int pz_apply_interval = 5;
 
 /* decoder.c: the worker's own origin, whose transactions are not decoded */
 extern RepOriginId pz_decoder_skip_origin;
 extern bool pz_decoder_replayed;
+extern bool pz_decoder_invalidated;
 
 typedef enum WorkerState
 {
@@ -285,6 +288,12 @@ pz_worker_init(void)
 		"decoding's own buffers are bounded by logical_decoding_work_mem.",
 		&pz_memory_limit, 64 * 1024, 1024, MAX_KILOBYTES, PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL,
 		NULL);
+	DefineCustomIntVariable(
+		"personalize.worker_apply_interval",
+		"The least time between two of the worker's apply transactions while events trickle in.",
+		"Single-row commits would otherwise each get an apply transaction of their own, whose "
+		"WAL flushes compete with the writers' commits.  A full batch is applied at once.",
+		&pz_apply_interval, 5, 0, 10000, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable(
 		"personalize.worker_identity_cache_size",
 		"Identifiers the worker keeps in its identity cache.",
@@ -1301,6 +1310,29 @@ apply_batch(LogicalDecodingContext *ctx)
 static XLogRecPtr read_limit = InvalidXLogRecPtr;
 static bool read_blocked = false;
 static TimestampTz last_forced_flush = 0;
+static TimestampTz last_apply = 0;
+static bool applied_since_decoding = false;
+
+/*
+ * Catalog caches serve both decoding (historic snapshots) and the apply
+ * (the present): an entry read for one may be wrong for the other if the
+ * catalogs changed in between.  So when the worker switches from one to the
+ * other it empties them, unless no catalog changed at all meanwhile: no
+ * invalidation message reached this process (SharedInvalidMessageCounter)
+ * and decoding replayed no catalog change (the decoder's relcache callback
+ * did not fire).  Emptying them for every batch would cost a reload of
+ * every entry the worker uses, many times a second.
+ */
+static uint64 inval_counter_seen = 0;
+
+static void
+caches_switch(void)
+{
+	if (SharedInvalidMessageCounter != inval_counter_seen || pz_decoder_invalidated)
+		InvalidateSystemCaches();
+	inval_counter_seen = SharedInvalidMessageCounter;
+	pz_decoder_invalidated = false;
+}
 
 static int
 worker_read_page(XLogReaderState *state, XLogRecPtr targetPagePtr, int reqLen,
@@ -1601,6 +1633,11 @@ worker_stream(void)
 			end_of_wal = GetFlushRecPtr(NULL);
 		}
 		read_limit = end_of_wal;
+		if (applied_since_decoding)
+		{
+			caches_switch();
+			applied_since_decoding = false;
+		}
 		while (!batch.full)
 		{
 			char *errm = NULL;
@@ -1626,20 +1663,43 @@ worker_stream(void)
 			LogicalDecodingProcessRecord(ctx, ctx->reader);
 			CHECK_FOR_INTERRUPTS();
 		}
-		if (pz_decoder_replayed)
-		{
-			/* catalog entries read with historic snapshots must not serve the apply */
-			InvalidateSystemCaches();
-			pz_decoder_replayed = false;
-		}
 
-		/* 2. apply, 3. confirm once the apply's commit is flushed */
+		/*
+		 * 2. apply, 3. confirm once the apply's commit is flushed.  While
+		 * events trickle in, a batch waits until personalize.
+		 * worker_apply_interval has passed since the last apply, gathering
+		 * what commits meanwhile.
+		 */
 		commit_end = InvalidXLogRecPtr;
 		if (batch.txns > 0 || batch.dead != NIL ||
 			batch.updates + batch.deletes + batch.truncates > 0)
 		{
+			long wait_ms = 0;
+
+			if (!batch.full && caught_up && pz_apply_interval > 0)
+			{
+				long secs;
+				int usecs;
+
+				TimestampDifference(last_apply, GetCurrentTimestamp(), &secs, &usecs);
+				wait_ms = pz_apply_interval - (secs * 1000 + usecs / 1000);
+			}
+			if (wait_ms > 0)
+			{
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms,
+								 PG_WAIT_EXTENSION);
+				ResetLatch(MyLatch);
+				continue;
+			}
+			if (pz_decoder_replayed)
+			{
+				caches_switch();
+				pz_decoder_replayed = false;
+			}
 			set_state(WS_STREAMING);
 			commit_end = apply_batch(ctx);
+			applied_since_decoding = true;
+			last_apply = GetCurrentTimestamp();
 		}
 		if (!batch.in_txn)
 		{
