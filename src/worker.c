@@ -1310,6 +1310,7 @@ apply_batch(LogicalDecodingContext *ctx)
 static XLogRecPtr read_limit = InvalidXLogRecPtr;
 static bool read_blocked = false;
 static TimestampTz last_forced_flush = 0;
+static bool read_all_flushed = true;
 static TimestampTz last_apply = 0;
 static bool applied_since_decoding = false;
 
@@ -1625,7 +1626,7 @@ worker_stream(void)
 		 */
 		end_of_wal = GetFlushRecPtr(NULL);
 		insert_end = wal_insert_end();
-		if (insert_end > end_of_wal && ctx->reader->EndRecPtr >= read_limit &&
+		if (insert_end > end_of_wal && read_all_flushed &&
 			TimestampDifferenceExceeds(last_forced_flush, GetCurrentTimestamp(), pz_poll_interval))
 		{
 			XLogFlush(insert_end);
@@ -1689,6 +1690,7 @@ worker_stream(void)
 				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms,
 								 PG_WAIT_EXTENSION);
 				ResetLatch(MyLatch);
+				read_all_flushed = true;
 				continue;
 			}
 			if (pz_decoder_replayed)
@@ -1715,6 +1717,8 @@ worker_stream(void)
 		}
 		batch_reset();
 		update_rate(&rate_events, &rate_at);
+		/* everything flushed was read (to the end, or up to a record not flushed to its end) */
+		read_all_flushed = caught_up;
 
 		if (caught_up && GetFlushRecPtr(NULL) <= read_limit)
 		{
