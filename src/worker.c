@@ -1701,6 +1701,8 @@ worker_stream(void)
 			set_state(WS_STREAMING);
 			commit_end = apply_batch(ctx);
 			applied_since_decoding = true;
+			/* table statistics, so that autovacuum sees the profiles' updates */
+			pgstat_report_stat(false);
 			last_apply = GetCurrentTimestamp();
 		}
 		if (!batch.in_txn)
@@ -1722,6 +1724,7 @@ worker_stream(void)
 
 		if (caught_up && GetFlushRecPtr(NULL) <= read_limit)
 		{
+			pgstat_report_stat(true);
 			set_state(WS_IDLE);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 pz_poll_interval, PG_WAIT_EXTENSION);

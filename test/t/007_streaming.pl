@@ -343,8 +343,14 @@ sql('SELECT personalize.worker_stop()');
 $node->poll_query_until('shop', q{SELECT state = 'paused' FROM personalize.worker_status}) or die;
 my $batches = sql('SELECT batches FROM personalize.worker_status');
 sql(q{CALL shop.traffic(1000, 99, 150, 1)});
+my $upd = sql(q{SELECT n_tup_upd FROM pg_stat_user_tables WHERE relid = 'personalize.profiles'::regclass});
 sql('SELECT personalize.worker_start()');
 wait_applied('small batches');
+# only the worker updated profiles meanwhile: it reports its table statistics,
+# so that autovacuum sees the profiles' updates
+ok($node->poll_query_until("shop", qq{SELECT n_tup_upd > $upd FROM pg_stat_user_tables
+                                      WHERE relid = 'personalize.profiles'::regclass}),
+	"the worker's profile updates reach the table statistics");
 ok(sql(qq{SELECT batches - $batches >= 20 FROM personalize.worker_status}),
 	'1000 single-row transactions applied in batches of at most about 50 events');
 check_equal_to_rebuild('small batches');
