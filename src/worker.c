@@ -107,7 +107,7 @@
 static char *pz_databases = NULL;
 static int pz_batch_size = 100000;
 static int pz_poll_interval = 10;
-static int pz_memory_limit = 64 * 1024;
+static int pz_memory_limit = 256 * 1024;
 static int pz_apply_wait_timeout = 60000;
 static int pz_worker_cache_size = 1000000;
 static int pz_apply_interval = 5;
@@ -286,7 +286,7 @@ pz_worker_init(void)
 		"The most memory a batch's profile deltas may take before the worker writes them.",
 		"Checked at each commit: one transaction's events are applied together.  Logical "
 		"decoding's own buffers are bounded by logical_decoding_work_mem.",
-		&pz_memory_limit, 64 * 1024, 1024, MAX_KILOBYTES, PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL,
+		&pz_memory_limit, 256 * 1024, 1024, MAX_KILOBYTES, PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL,
 		NULL);
 	DefineCustomIntVariable(
 		"personalize.worker_apply_interval",
