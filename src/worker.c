@@ -1100,7 +1100,7 @@ write_profiles(void)
  * the batch; used after the fast path failed.
  */
 static void
-apply_batch_tx(bool careful, uint64 *written, uint64 *dead)
+apply_batch_tx(bool careful, uint64 *written)
 {
 	KeyEntry **order = palloc(sizeof(KeyEntry *) * Max(batch.nkeys, 1));
 	HASH_SEQ_STATUS seq;
@@ -1121,7 +1121,6 @@ apply_batch_tx(bool careful, uint64 *written, uint64 *dead)
 								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	pz_profile_moved_hook = worker_profile_moved;
 	pz_identity_lock_for_writing();
-	*dead = 0;
 	for (i = 0; i < batch.nkeys; i++)
 	{
 		volatile bool ok = false;
@@ -1158,7 +1157,6 @@ apply_batch_tx(bool careful, uint64 *written, uint64 *dead)
 				dead_letter(e->source_id, false, e->events,
 							psprintf("resolving its identifiers failed: %s", err->message),
 							e->first_message, e->first_message_len, NULL);
-				(*dead)++;
 				continue;
 			}
 			PG_END_TRY();
@@ -1202,11 +1200,11 @@ set_in_logical_decoding(bool on)
 
 /* Apply the batch; the end of its commit record, or InvalidXLogRecPtr if it wrote nothing. */
 static XLogRecPtr
-apply_batch(LogicalDecodingContext *ctx)
+apply_batch(void)
 {
 	MemoryContext apply_cxt =
 		AllocSetContextCreate(TopMemoryContext, "personalize apply", ALLOCSET_DEFAULT_SIZES);
-	uint64 written = 0, dead = 0, refused_before = pz_identity_refusals;
+	uint64 written = 0, refused_before = pz_identity_refusals;
 	bool wrote = batch.nkeys > 0 || batch.dead != NIL;
 	volatile XLogRecPtr commit_end = InvalidXLogRecPtr;
 	TimestampTz now;
@@ -1231,7 +1229,7 @@ apply_batch(LogicalDecodingContext *ctx)
 					elog(ERROR, "personalize worker: SPI_connect failed");
 				PushActiveSnapshot(GetTransactionSnapshot());
 				MemoryContextSwitchTo(apply_cxt);
-				apply_batch_tx(careful, &written, &dead);
+				apply_batch_tx(careful, &written);
 				SPI_finish();
 				PopActiveSnapshot();
 				/* the progress commits with the profiles */
@@ -1295,7 +1293,6 @@ apply_batch(LogicalDecodingContext *ctx)
 	}
 	me->memory_bytes = (int64) MemoryContextMemAllocated(batch.cxt, true);
 	SpinLockRelease(&me->mutex);
-	(void) dead;
 	return commit_end;
 }
 
@@ -1699,7 +1696,7 @@ worker_stream(void)
 				pz_decoder_replayed = false;
 			}
 			set_state(WS_STREAMING);
-			commit_end = apply_batch(ctx);
+			commit_end = apply_batch();
 			applied_since_decoding = true;
 			/* table statistics, so that autovacuum sees the profiles' updates */
 			pgstat_report_stat(false);
