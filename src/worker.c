@@ -43,6 +43,9 @@
 #include "postgres.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <math.h>
 
 #include "access/xact.h"
@@ -407,6 +410,7 @@ typedef struct DeadLetter
 typedef struct Batch
 {
 	MemoryContext cxt;
+	MemoryContext event_cxt; /* an event's scratch (parsed numbers), reset per event */
 	HTAB *keys;
 	int32 nkeys;
 	int64 events;
@@ -641,8 +645,18 @@ fold_input(KeyEntry *e, const StreamTrait *c, TimestampTz ts, uint8 flags, const
 		case STREAM_MIN:
 		case STREAM_MAX:
 		case STREAM_WINDOWED_SUM:
-			if (!parse_number(val, len, c->kind == STREAM_WINDOWED_SUM ? NULL : &num,
-							  c->kind == STREAM_WINDOWED_SUM ? &f : NULL))
+		{
+			/*
+			 * The parsed number is scratch (the states copy what they keep):
+			 * left in the batch's context, it took more room than the
+			 * states, and so cut batches short.
+			 */
+			MemoryContext old = MemoryContextSwitchTo(batch.event_cxt);
+			bool ok = parse_number(val, len, c->kind == STREAM_WINDOWED_SUM ? NULL : &num,
+								   c->kind == STREAM_WINDOWED_SUM ? &f : NULL);
+
+			MemoryContextSwitchTo(old);
+			if (!ok)
 			{
 				char *reason =
 					psprintf("value \"%s\" of trait %d is not a number: the trait skipped it",
@@ -652,6 +666,7 @@ fold_input(KeyEntry *e, const StreamTrait *c, TimestampTz ts, uint8 flags, const
 				return;
 			}
 			break;
+		}
 		default:
 			break;
 	}
@@ -824,6 +839,7 @@ read_event(PzReader *r, const char *msg, int32 msg_len)
 			fold_input(e, c, ts, flags, val, len, item, item_len, msg, msg_len);
 	}
 	MemoryContextSwitchTo(old);
+	MemoryContextReset(batch.event_cxt);
 	batch.events++;
 }
 
@@ -906,7 +922,8 @@ worker_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, boo
 typedef struct ProfileDelta
 {
 	int64 profile_id; /* hash key */
-	Profile *delta;
+	Profile *delta;   /* NULL until the first key joins */
+	bool borrowed;    /* delta is a key's own: copy it before changing it */
 	TimestampTz first_seen;
 	TimestampTz last_seen;
 } ProfileDelta;
@@ -922,17 +939,38 @@ profile_delta(int64 id)
 
 	if (!found)
 	{
-		d->delta = profile_new();
+		d->delta = NULL;
+		d->borrowed = false;
 		d->first_seen = DT_NOEND;
 		d->last_seen = DT_NOBEGIN;
 	}
 	return d;
 }
 
+/*
+ * Join a key's delta to its profile's.  Most profiles have one key in a
+ * batch: the profile takes that key's delta as it is, without a copy (a
+ * copy of every state was a tenth of the worker's time).  The key's delta
+ * must stay unchanged (a failed apply is retried from the keys), so a
+ * second key's delta is merged into a copy.
+ */
 static void
 delta_join(ProfileDelta *d, Profile *delta, TimestampTz first, TimestampTz last)
 {
-	profile_merge(d->delta, delta);
+	if (d->delta == NULL)
+	{
+		d->delta = delta;
+		d->borrowed = true;
+	}
+	else
+	{
+		if (d->borrowed)
+		{
+			d->delta = profile_merge(profile_new(), d->delta);
+			d->borrowed = false;
+		}
+		profile_merge(d->delta, delta);
+	}
 	if (first < d->first_seen)
 		d->first_seen = first;
 	if (last > d->last_seen)
@@ -1589,6 +1627,8 @@ worker_stream(void)
 
 	batch.cxt =
 		AllocSetContextCreate(TopMemoryContext, "personalize batch", ALLOCSET_DEFAULT_SIZES);
+	batch.event_cxt =
+		AllocSetContextCreate(TopMemoryContext, "personalize event", ALLOCSET_SMALL_SIZES);
 	config_cxt =
 		AllocSetContextCreate(TopMemoryContext, "personalize traits", ALLOCSET_SMALL_SIZES);
 	batch_reset();
@@ -1730,6 +1770,27 @@ worker_stream(void)
 	}
 }
 
+/*
+ * Keep freed memory in the process for the next batch.  A batch allocates
+ * up to personalize.worker_memory_limit of deltas and frees it all when it
+ * ends; glibc would hand those blocks back to the kernel, and every batch
+ * then faulted its memory in again, page by page, zeroed (13% of the
+ * worker's profile while it drained a backlog).  The worker's resident
+ * memory stays at its largest batch's instead, which the limit (as it was
+ * when the worker started) bounds.
+ */
+static void
+worker_keep_freed_memory(void)
+{
+#if defined(__GLIBC__) && defined(M_TRIM_THRESHOLD) && defined(M_MMAP_THRESHOLD)
+	int64 limit = (int64) pz_memory_limit * 1024;
+
+	/* blocks up to 32 MB (AllocSet's own are at most 8 MB) come from the heap */
+	mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, (int) Min(limit, (int64) PG_INT32_MAX));
+#endif
+}
+
 void
 pz_worker_main(Datum arg)
 {
@@ -1745,6 +1806,7 @@ pz_worker_main(Datum arg)
 	/* apply commits are asynchronous: the slot is confirmed once they are flushed */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	worker_settings();
+	worker_keep_freed_memory();
 
 	SpinLockAcquire(&me->mutex);
 	me->dboid = MyDatabaseId;
