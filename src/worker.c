@@ -299,10 +299,12 @@ pz_worker_init(void)
 		&pz_apply_interval, 5, 0, 10000, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable(
 		"personalize.worker_identity_cache_size",
-		"Identifiers the worker keeps in its identity cache.",
+		"Identifiers the worker keeps in its identity cache, and profile row positions it "
+		"remembers.",
 		"The worker resolves every event's identifiers: a cache holding the active ones spares "
 		"an index probe per identifier.  About 100 bytes each; it takes the place of "
-		"personalize.identity_cache_size in the worker.",
+		"personalize.identity_cache_size in the worker.  As many profiles' row positions "
+		"(about 50 bytes each) spare an index probe per profile write.",
 		&pz_worker_cache_size, 1000000, 0, 100000000, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable(
 		"personalize.apply_wait_timeout",

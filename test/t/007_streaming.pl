@@ -7,7 +7,9 @@
 #     (SIGKILL) at random points, and started again;
 #   - an anonymous visitor who logs in while the stream runs;
 #   - bad events, which become dead letters while the worker goes on;
-#   - the slot keeps the WAL of what is not applied, and no more.
+#   - the slot keeps the WAL of what is not applied, and no more;
+#   - batches cut by the batch size and by the memory limit;
+#   - profile rows moved by VACUUM FULL, a user's UPDATE and a rebuild.
 # "Equal to a rebuild": after wait_for_apply(), the streamed profiles are
 # copied aside, personalize.rebuild() recomputes every profile from the
 # source tables, and the two must match trait by trait (top weights within
@@ -354,6 +356,54 @@ ok($node->poll_query_until("shop", qq{SELECT n_tup_upd > $upd FROM pg_stat_user_
 ok(sql(qq{SELECT batches - $batches >= 20 FROM personalize.worker_status}),
 	'1000 single-row transactions applied in batches of at most about 50 events');
 check_equal_to_rebuild('small batches');
+
+# --- 10. batches are bounded by personalize.worker_memory_limit ----------------
+# 3000 events of 3000 shoppers, each event its own commit, and room for the
+# deltas of a few hundred: the worker applies at a commit once its deltas
+# fill the limit, long before the (now large) batch size
+$node->append_conf('postgresql.conf',
+	"personalize.worker_batch_size = 1000000\npersonalize.worker_memory_limit = '1MB'\n");
+$node->reload;
+sql('SELECT personalize.worker_stop()');
+$node->poll_query_until('shop', q{SELECT state = 'paused' FROM personalize.worker_status}) or die;
+my ($events0, $batches0) = split /\|/, sql('SELECT events_applied, batches FROM personalize.worker_status');
+my $dead0 = sql('SELECT coalesce(max(id), 0) FROM personalize.dead_letters');
+sql(q{CALL shop.traffic(3000, 100, 3000, 1)});
+sql('SELECT personalize.worker_start()');
+wait_applied('memory limit');
+my ($events1, $batches1) = split /\|/, sql('SELECT events_applied, batches FROM personalize.worker_status');
+# (a support ticket without email and phone has no identifier: a dead letter)
+is($events1 - $events0 + sql(qq{SELECT coalesce(sum(events), 0) FROM personalize.dead_letters
+                                WHERE id > $dead0 AND NOT applied}),
+	3000, 'memory limit: every event applied or a dead letter');
+ok($batches1 - $batches0 >= 3,
+	'memory limit: a backlog of 3000 events of 3000 shoppers is applied in several batches ('
+	  . ($batches1 - $batches0) . ')');
+check_equal_to_rebuild('memory limit');
+$node->append_conf('postgresql.conf',
+	"personalize.worker_batch_size = 100000\npersonalize.worker_memory_limit = '256MB'\n");
+$node->reload;
+
+# --- 11. profile rows moved by others ----------------------------------------------
+# The worker writes a profile where it last wrote it, if the row is still
+# there: rows moved by VACUUM FULL, updated by a user or rewritten by a
+# rebuild must be found again through the primary key, never missed or
+# written twice.
+my $log_offset = -s $node->logfile;
+sql(q{CALL shop.traffic(600, 101, 150, 1)});
+wait_applied('before the rows move');
+sql('VACUUM FULL personalize.profiles');
+sql(q{CALL shop.traffic(600, 102, 150, 1)});
+wait_applied('after VACUUM FULL');
+sql(q{UPDATE personalize.profiles SET rebuild_pending = rebuild_pending WHERE id % 2 = 0});
+sql(q{CALL shop.traffic(600, 103, 150, 1)});
+wait_applied('after an UPDATE of the rows');
+sql('SELECT personalize.rebuild()');
+sql(q{CALL shop.traffic(600, 104, 150, 1)});
+wait_applied('after a rebuild');
+ok(!$node->log_contains('applying a batch failed', $log_offset),
+	'rows moved by others: no batch failed');
+check_equal_to_rebuild('rows moved by others');
 
 $node->stop;
 done_testing();
