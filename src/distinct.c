@@ -58,14 +58,18 @@ distinct_hash(const char *val, int32 len)
 	return h;
 }
 
-static int
-uint32_cmp(const void *a, const void *b)
-{
-	uint32 x = *(const uint32 *) a;
-	uint32 y = *(const uint32 *) b;
-
-	return (x > y) - (x < y);
-}
+/*
+ * sort_registers(uint32 *, size_t): a sparse state's registers in index
+ * order.  Every stored write sorts them (the streaming worker writes a
+ * profile per event it applies), so the comparison is inlined rather than
+ * called through qsort's function pointer.
+ */
+#define ST_SORT          sort_registers
+#define ST_ELEMENT_TYPE  uint32
+#define ST_COMPARE(a, b) ((*(a) > *(b)) - (*(a) < *(b)))
+#define ST_SCOPE         static
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
 static void
 distinct_densify(DistinctState *s)
@@ -157,7 +161,7 @@ distinct_sorted(const DistinctState *s)
 	for (i = 0; i < s->tsize; i++)
 		if (s->table[i] != 0)
 			out[n++] = s->table[i];
-	qsort(out, n, sizeof(uint32), uint32_cmp);
+	sort_registers(out, n);
 	return out;
 }
 

@@ -829,6 +829,84 @@ store_insert_identity(const PzIdentifier *id, int64 profile_id)
 	heap_freetuple(tup);
 }
 
+/*
+ * Where the worker last wrote each profile's row (created, updated or
+ * merged into): the next batch reads the row there instead of probing the primary key (an index descent and a
+ * heap fetch were a sixth of the worker's time).  A remembered place is
+ * only a hint: the row found there must be visible (SnapshotSelf: no one
+ * updated or deleted it since) and carry the profile's id, else the
+ * primary key is probed.  So a rebuild, a user's UPDATE, VACUUM FULL or an
+ * aborted batch cannot mislead it.  At most personalize.identity_cache_size
+ * places are kept (personalize.worker_identity_cache_size in the worker);
+ * when full, they are forgotten all at once.
+ */
+typedef struct ProfilePlace
+{
+	int64 id; /* hash key */
+	ItemPointerData tid;
+} ProfilePlace;
+
+static HTAB *profile_places = NULL;
+
+/* set by the worker: only it reads rows by their places */
+bool pz_profile_places = false;
+
+static void
+profile_place_remember(int64 id, ItemPointer tid)
+{
+	ProfilePlace *pl;
+
+	if (!pz_profile_places)
+		return;
+	if (profile_places == NULL || hash_get_num_entries(profile_places) >= pz_identity_cache_size)
+	{
+		HASHCTL info = {0};
+
+		if (profile_places != NULL)
+			hash_destroy(profile_places);
+		info.keysize = sizeof(int64);
+		info.entrysize = sizeof(ProfilePlace);
+		profile_places =
+			hash_create("personalize profile places", 1024, &info, HASH_ELEM | HASH_BLOBS);
+	}
+	if (pz_identity_cache_size <= 0)
+		return;
+	pl = hash_search(profile_places, &id, HASH_ENTER, NULL);
+	pl->tid = *tid;
+}
+
+/*
+ * Profile id's row where it was last written, pinned in *buf; false if it
+ * is not there any more.  The page is pruned first, as an index fetch
+ * would: that keeps the next update of its rows HOT.
+ */
+static bool
+profile_place_fetch(int64 id, BlockNumber nblocks, HeapTuple tuple, Buffer *buf)
+{
+	ProfilePlace *pl;
+	bool isnull;
+
+	if (profile_places == NULL ||
+		(pl = hash_search(profile_places, &id, HASH_FIND, NULL)) == NULL ||
+		ItemPointerGetBlockNumber(&pl->tid) >= nblocks)
+		return false;
+	*buf = ReadBuffer(store.profiles, ItemPointerGetBlockNumber(&pl->tid));
+	heap_page_prune_opt(store.profiles, *buf);
+	ReleaseBuffer(*buf);
+	tuple->t_self = pl->tid;
+	if (!heap_fetch(store.profiles, SnapshotSelf, tuple, buf, false))
+		return false;
+	if (DatumGetInt64(heap_getattr(tuple, store.profiles_attr[0], RelationGetDescr(store.profiles),
+								   &isnull)) != id ||
+		isnull)
+	{
+		ReleaseBuffer(*buf);
+		*buf = InvalidBuffer;
+		return false;
+	}
+	return true;
+}
+
 static void
 store_insert_profile(int64 profile_id, const PzIdentifier *key)
 {
@@ -853,6 +931,7 @@ store_insert_profile(int64 profile_id, const PzIdentifier *key)
 	}
 	tup = heap_form_tuple(RelationGetDescr(store.profiles), row, rownulls);
 	CatalogTupleInsertWithInfo(store.profiles, tup, store.profiles_ind);
+	profile_place_remember(profile_id, &tup->t_self);
 	heap_freetuple(tup);
 }
 
@@ -981,80 +1060,9 @@ store_merge_profiles(int64 from, int64 into)
 
 	newtup = heap_form_tuple(RelationGetDescr(store.profiles), iv, in);
 	CatalogTupleUpdateWithInfo(store.profiles, &into_tid, newtup, store.profiles_ind);
+	profile_place_remember(into, &newtup->t_self);
 	heap_freetuple(newtup);
 	simple_heap_delete(store.profiles, &from_tid);
-}
-
-/*
- * Where the worker last wrote each profile's row: the next batch reads the
- * row there instead of probing the primary key (an index descent and a
- * heap fetch were a sixth of the worker's time).  A remembered place is
- * only a hint: the row found there must be visible (SnapshotSelf: no one
- * updated or deleted it since) and carry the profile's id, else the
- * primary key is probed.  So a rebuild, a user's UPDATE, VACUUM FULL or an
- * aborted batch cannot mislead it.  At most personalize.identity_cache_size
- * places are kept; when full, they are forgotten all at once.
- */
-typedef struct ProfilePlace
-{
-	int64 id; /* hash key */
-	ItemPointerData tid;
-} ProfilePlace;
-
-static HTAB *profile_places = NULL;
-
-static void
-profile_place_remember(int64 id, ItemPointer tid)
-{
-	ProfilePlace *pl;
-
-	if (profile_places == NULL || hash_get_num_entries(profile_places) >= pz_identity_cache_size)
-	{
-		HASHCTL info = {0};
-
-		if (profile_places != NULL)
-			hash_destroy(profile_places);
-		info.keysize = sizeof(int64);
-		info.entrysize = sizeof(ProfilePlace);
-		profile_places =
-			hash_create("personalize profile places", 1024, &info, HASH_ELEM | HASH_BLOBS);
-	}
-	if (pz_identity_cache_size <= 0)
-		return;
-	pl = hash_search(profile_places, &id, HASH_ENTER, NULL);
-	pl->tid = *tid;
-}
-
-/*
- * Profile id's row where it was last written, pinned in *buf; false if it
- * is not there any more.  The page is pruned first, as an index fetch
- * would: that keeps the next update of its rows HOT.
- */
-static bool
-profile_place_fetch(int64 id, BlockNumber nblocks, HeapTuple tuple, Buffer *buf)
-{
-	ProfilePlace *pl;
-	bool isnull;
-
-	if (profile_places == NULL ||
-		(pl = hash_search(profile_places, &id, HASH_FIND, NULL)) == NULL ||
-		ItemPointerGetBlockNumber(&pl->tid) >= nblocks)
-		return false;
-	*buf = ReadBuffer(store.profiles, ItemPointerGetBlockNumber(&pl->tid));
-	heap_page_prune_opt(store.profiles, *buf);
-	ReleaseBuffer(*buf);
-	tuple->t_self = pl->tid;
-	if (!heap_fetch(store.profiles, SnapshotSelf, tuple, buf, false))
-		return false;
-	if (DatumGetInt64(heap_getattr(tuple, store.profiles_attr[0], RelationGetDescr(store.profiles),
-								   &isnull)) != id ||
-		isnull)
-	{
-		ReleaseBuffer(*buf);
-		*buf = InvalidBuffer;
-		return false;
-	}
-	return true;
 }
 
 /*

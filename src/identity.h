@@ -121,8 +121,11 @@ extern int64 pz_identity_resolve(text *nsname, text *value, const char *fname);
  * The streaming worker's profile write (identity.c, beside the graph's own
  * direct writes): merge deltas[i] into profile ids[i], widen first and last
  * seen, set updated_at.  The caller holds the graph's lock
- * (pz_identity_lock_for_writing) and is connected to SPI.
+ * (pz_identity_lock_for_writing) and is connected to SPI.  With
+ * pz_profile_places (the worker sets it), the graph's writes remember where
+ * each profile's row is, and this write reads it there.
  */
+extern bool pz_profile_places;
 struct Profile;
 extern void pz_profiles_merge_deltas(int n, const int64 *ids, struct Profile *const *deltas,
 									 const TimestampTz *first_seen, const TimestampTz *last_seen);

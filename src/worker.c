@@ -1809,6 +1809,7 @@ pz_worker_main(Datum arg)
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	worker_settings();
 	worker_keep_freed_memory();
+	pz_profile_places = true;
 
 	SpinLockAcquire(&me->mutex);
 	me->dboid = MyDatabaseId;
