@@ -831,14 +831,15 @@ store_insert_identity(const PzIdentifier *id, int64 profile_id)
 
 /*
  * Where the worker last wrote each profile's row (created, updated or
- * merged into): the next batch reads the row there instead of probing the primary key (an index descent and a
- * heap fetch were a sixth of the worker's time).  A remembered place is
- * only a hint: the row found there must be visible (SnapshotSelf: no one
- * updated or deleted it since) and carry the profile's id, else the
- * primary key is probed.  So a rebuild, a user's UPDATE, VACUUM FULL or an
- * aborted batch cannot mislead it.  At most personalize.identity_cache_size
- * places are kept (personalize.worker_identity_cache_size in the worker);
- * when full, they are forgotten all at once.
+ * merged into): the next batch reads the row there instead of probing the
+ * primary key (an index descent and a heap fetch were a sixth of the
+ * worker's time).  A remembered place is only a hint: the row found there
+ * must be visible (SnapshotSelf: no one updated or deleted it since) and
+ * carry the profile's id, else the primary key is probed.  So a rebuild, a
+ * user's UPDATE, VACUUM FULL or an aborted batch cannot mislead it.  At
+ * most personalize.identity_cache_size places are kept
+ * (personalize.worker_identity_cache_size in the worker); when full, they
+ * are forgotten all at once.
  */
 typedef struct ProfilePlace
 {
@@ -856,7 +857,7 @@ profile_place_remember(int64 id, ItemPointer tid)
 {
 	ProfilePlace *pl;
 
-	if (!pz_profile_places)
+	if (!pz_profile_places || pz_identity_cache_size <= 0)
 		return;
 	if (profile_places == NULL || hash_get_num_entries(profile_places) >= pz_identity_cache_size)
 	{
@@ -869,10 +870,16 @@ profile_place_remember(int64 id, ItemPointer tid)
 		profile_places =
 			hash_create("personalize profile places", 1024, &info, HASH_ELEM | HASH_BLOBS);
 	}
-	if (pz_identity_cache_size <= 0)
-		return;
 	pl = hash_search(profile_places, &id, HASH_ENTER, NULL);
 	pl->tid = *tid;
+}
+
+/* a profile merged away: its row is gone */
+static void
+profile_place_forget(int64 id)
+{
+	if (profile_places != NULL)
+		(void) hash_search(profile_places, &id, HASH_REMOVE, NULL);
 }
 
 /*
@@ -1063,6 +1070,7 @@ store_merge_profiles(int64 from, int64 into)
 	profile_place_remember(into, &newtup->t_self);
 	heap_freetuple(newtup);
 	simple_heap_delete(store.profiles, &from_tid);
+	profile_place_forget(from);
 }
 
 /*
