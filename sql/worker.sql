@@ -15,6 +15,9 @@ SELECT worker_stop();
 SELECT worker_start();
 SELECT worker_restart();
 SELECT wait_for_apply('-1 second');
+CALL await_apply();
+CALL await_apply('-1 second');
+SELECT await_apply();
 -- rebuilds do not wait when nothing streams the database
 SELECT _stream_wait('rebuild');
 -- privileges: readers see the status, admins control, others neither

@@ -77,6 +77,7 @@
 #include "storage/shmem.h"
 #include "storage/sinval.h"
 #include "storage/spin.h"
+#include "tcop/pquery.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -1952,34 +1953,114 @@ wait_for_worker(PzWorkerShared *w, long timeout_ms)
 	}
 }
 
+/* the timeout argument of wait_for_apply() and await_apply() in ms; -1: NULL, no limit */
+static long
+wait_timeout_arg(FunctionCallInfo fcinfo, const char *fname)
+{
+	Interval *iv;
+	int64 us;
+
+	if (PG_ARGISNULL(0))
+		return -1;
+	iv = PG_GETARG_INTERVAL_P(0);
+	us = iv->time + (int64) iv->day * USECS_PER_DAY +
+		 (int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
+	if (us < 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("%s: timeout must not be negative", fname),
+						errhint("Pass an interval such as '10 seconds', or NULL to wait "
+								"without limit.")));
+	return (long) Min(us / 1000, (int64) LONG_MAX);
+}
+
+/* the worker applies a transaction only after it commits */
+static void
+refuse_own_writes(const char *fname)
+{
+	if (IsTransactionBlock() && TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("%s: this transaction has written and not committed", fname),
+				 errhint("Its own events are applied after it commits: call %s() after COMMIT.",
+						 fname)));
+}
+
 PG_FUNCTION_INFO_V1(pz_wait_for_apply);
 Datum
 pz_wait_for_apply(PG_FUNCTION_ARGS)
 {
+	long timeout_ms = wait_timeout_arg(fcinfo, "wait_for_apply");
 	PzWorkerShared *w;
-	long timeout_ms = -1;
 
-	if (!PG_ARGISNULL(0))
-	{
-		Interval *iv = PG_GETARG_INTERVAL_P(0);
-		int64 us = iv->time + (int64) iv->day * USECS_PER_DAY +
-				   (int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
-
-		if (us < 0)
-			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							errmsg("wait_for_apply: timeout must not be negative"),
-							errhint("Pass an interval such as '10 seconds', or NULL to wait "
-									"without limit.")));
-		timeout_ms = (long) Min(us / 1000, (int64) LONG_MAX);
-	}
-	if (IsTransactionBlock() && TransactionIdIsValid(GetTopTransactionIdIfAny()))
-		ereport(ERROR,
-				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
-				 errmsg("wait_for_apply: this transaction has written and not committed"),
-				 errhint("Its own events are applied after it commits: call wait_for_apply() "
-						 "after COMMIT.")));
+	refuse_own_writes("wait_for_apply");
 	w = require_worker("wait_for_apply");
 	PG_RETURN_BOOL(wait_for_worker(w, timeout_ms));
+}
+
+/*
+ * CALL await_apply(timeout): wait_for_apply() as a procedure that holds no
+ * snapshot while it waits, and raises an ERROR on timeout.  A function
+ * waits inside its statement's snapshot, and that snapshot's xmin keeps
+ * VACUUM and page pruning from removing any row version that dies
+ * meanwhile: the worker's own updates of the profiles among them.  Waiting
+ * through a drain, the old versions then stay, half the worker's updates
+ * find no room on their page, move and insert into the primary key, and
+ * the table bloats.  CALL's snapshot can be popped (PortalRunUtility allows
+ * a utility to pop it, as pg_wal_replay_wait() of PostgreSQL 17 does); the
+ * procedure must then hold no other: not inside a function or a
+ * transaction with a snapshot of its own (REPEATABLE READ, SERIALIZABLE),
+ * which could not see the applied profiles anyway.  It returns nothing: a
+ * CALL that returns a row keeps its snapshot registered until the row is
+ * sent.
+ */
+PG_FUNCTION_INFO_V1(pz_await_apply);
+Datum
+pz_await_apply(PG_FUNCTION_ARGS)
+{
+	long timeout_ms = wait_timeout_arg(fcinfo, "await_apply");
+	PzWorkerShared *w;
+
+	if (fcinfo->context == NULL || !IsA(fcinfo->context, CallContext))
+		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						errmsg("await_apply: must be called by CALL"),
+						errhint("Use CALL personalize.await_apply(), or the function "
+								"personalize.wait_for_apply().")));
+	refuse_own_writes("await_apply");
+	w = require_worker("await_apply");
+
+	/*
+	 * The active snapshot is the portal's (CALL's, or a DO block's or
+	 * procedure's that CALLs this without a transaction of its own): popped
+	 * and forgotten as a COMMIT inside a procedure does, so that the
+	 * portal's later statements take a new one.
+	 */
+	if (ActivePortal != NULL && ActivePortal->portalSnapshot != NULL && ActiveSnapshotSet() &&
+		GetActiveSnapshot() == ActivePortal->portalSnapshot)
+	{
+		PopActiveSnapshot();
+		ActivePortal->portalSnapshot = NULL;
+	}
+	InvalidateCatalogSnapshot();
+	if (GetOldestSnapshot() != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("await_apply: must be called without a snapshot of its own"),
+				 errdetail("It is called inside a function, a procedure called in a transaction "
+						   "block, or a transaction whose isolation level is REPEATABLE READ or "
+						   "SERIALIZABLE, which would not see what the worker applies."),
+				 errhint("CALL it as a statement of its own, outside such a transaction, or use "
+						 "personalize.wait_for_apply().")));
+	Assert(MyProc->xmin == InvalidTransactionId);
+
+	if (!wait_for_worker(w, timeout_ms))
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("await_apply: the personalize worker has not applied what was committed "
+						"before the call within %ld ms",
+						timeout_ms),
+				 errhint("See personalize.worker_status: the worker is behind, stopped, or not "
+						 "running.")));
+	PG_RETURN_VOID();
 }
 
 PG_FUNCTION_INFO_V1(pz_stream_wait);

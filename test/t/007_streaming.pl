@@ -9,7 +9,8 @@
 #   - bad events, which become dead letters while the worker goes on;
 #   - the slot keeps the WAL of what is not applied, and no more;
 #   - batches cut by the batch size and by the memory limit;
-#   - profile rows moved by VACUUM FULL, a user's UPDATE and a rebuild.
+#   - profile rows moved by VACUUM FULL, a user's UPDATE and a rebuild;
+#   - await_apply() waits without holding a snapshot.
 # "Equal to a rebuild": after wait_for_apply(), the streamed profiles are
 # copied aside, personalize.rebuild() recomputes every profile from the
 # source tables, and the two must match trait by trait (top weights within
@@ -404,6 +405,70 @@ wait_applied('after a rebuild');
 ok(!$node->log_contains('applying a batch failed', $log_offset),
 	'rows moved by others: no batch failed');
 check_equal_to_rebuild('rows moved by others');
+
+# --- 12. a wait that holds no snapshot -----------------------------------------
+# wait_for_apply() waits inside its statement's snapshot, whose xmin keeps
+# VACUUM and pruning from removing what dies meanwhile (the worker's own
+# updates among it); CALL await_apply() holds no snapshot while it waits.
+sub start_waiter
+{
+	my ($name, @sql) = @_;
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start(
+		[ 'psql', '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('shop') . " application_name=$name",
+		  map { ('-c', $_) } @sql ],
+		'>', \$out, '2>', \$err);
+	$node->poll_query_until('shop',
+		qq{SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = '$name' AND wait_event_type = 'Extension'})
+	  or die "$name does not wait: $err";
+	return ($h, \$out, \$err);
+}
+wait_applied('before the waits');
+is(sql('SELECT personalize.worker_stop()'), 't', 'worker paused for the waits');
+$node->poll_query_until('shop', q{SELECT state = 'paused' FROM personalize.worker_status}) or die;
+sql(q{INSERT INTO shop.web_events (anonymous_id, event_type, ts) VALUES ('await-1', 'page_view', now())});
+my ($call, $call_out, $call_err) = start_waiter('pz_await_call', q{CALL personalize.await_apply('120 s')},
+	q{SELECT personalize.resolve('anonymous_id', 'await-1') IS NOT NULL});
+my ($func, $func_out, $func_err) = start_waiter('pz_await_function', q{SELECT personalize.wait_for_apply('120 s')});
+is(sql(q{SELECT backend_xmin IS NULL FROM pg_stat_activity WHERE application_name = 'pz_await_call'}), 't',
+	'await_apply() holds no xmin while it waits');
+is(sql(q{SELECT backend_xmin IS NOT NULL FROM pg_stat_activity WHERE application_name = 'pz_await_function'}), 't',
+	'wait_for_apply() waits inside its snapshot');
+is(sql(q{SELECT personalize.resolve('anonymous_id', 'await-1') IS NULL}), 't', 'the event waits for the worker');
+is(sql('SELECT personalize.worker_start()'), 't', 'worker resumed');
+$call->finish;
+is($$call_out, "t\n", 'await_apply() returns once the event committed before it is applied, and the next statement sees it')
+  or diag($$call_err);
+$func->finish;
+is($$func_out, "t\n", 'wait_for_apply() returns true then');
+# the misuses and the timeout are errors that say why
+sql('SELECT personalize.worker_stop()');
+$node->poll_query_until('shop', q{SELECT state = 'paused' FROM personalize.worker_status}) or die;
+sql(q{INSERT INTO shop.web_events (anonymous_id, event_type, ts) VALUES ('await-2', 'page_view', now())});
+($rc, $out, $err) = $node->psql('shop', q{CALL personalize.await_apply('200 ms')});
+like($err, qr/has not applied what was committed before the call within 200 ms/,
+	'await_apply() raises an ERROR on timeout');
+($rc, $out, $err) = $node->psql('shop',
+	q{BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1; CALL personalize.await_apply('1 s');});
+like($err, qr/must be called without a snapshot of its own/, 'await_apply() refuses a REPEATABLE READ transaction');
+($rc, $out, $err) = $node->psql('shop', q{BEGIN; INSERT INTO shop.web_events (anonymous_id, event_type, ts) VALUES ('await-x', 'page_view', now());
+	  CALL personalize.await_apply('1 s');});
+like($err, qr/this transaction has written and not committed/, 'await_apply() refuses a transaction that wrote');
+sql('SELECT personalize.worker_start()');
+# inside a DO block that goes on, commits, and waits again
+is(sql(q{
+DO $$
+BEGIN
+    CALL personalize.await_apply('120 s');
+    PERFORM set_config('pz.seen', (personalize.resolve('anonymous_id', 'await-2') IS NOT NULL)::text, false);
+    INSERT INTO shop.web_events (anonymous_id, event_type, ts) VALUES ('await-3', 'page_view', now());
+    COMMIT;
+    CALL personalize.await_apply('120 s');
+    IF personalize.resolve('anonymous_id', 'await-3') IS NULL THEN
+        RAISE EXCEPTION 'await-3 not applied';
+    END IF;
+END $$;
+SELECT current_setting('pz.seen')}), 'true', 'await_apply() in a DO block that commits and waits again');
 
 $node->stop;
 done_testing();
