@@ -112,6 +112,7 @@ static char *pz_databases = NULL;
 static int pz_batch_size = 100000;
 static int pz_poll_interval = 10;
 static int pz_memory_limit = 256 * 1024;
+static int pz_decoding_memory = 256 * 1024;
 static int pz_apply_wait_timeout = 60000;
 static int pz_worker_cache_size = 1000000;
 static int pz_apply_interval = 5;
@@ -289,8 +290,16 @@ pz_worker_init(void)
 		"personalize.worker_memory_limit",
 		"The most memory a batch's profile deltas may take before the worker writes them.",
 		"Checked at each commit: one transaction's events are applied together.  Logical "
-		"decoding's own buffers are bounded by logical_decoding_work_mem.",
+		"decoding's own buffers are bounded by personalize.worker_decoding_memory.",
 		&pz_memory_limit, 256 * 1024, 1024, MAX_KILOBYTES, PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL,
+		NULL);
+	DefineCustomIntVariable(
+		"personalize.worker_decoding_memory",
+		"The memory logical decoding may take in the worker before it spills changes to disk.",
+		"The worker's logical_decoding_work_mem.  Decoding holds a transaction's changes until "
+		"its commit; a transaction larger than this is written to files under pg_replslot and "
+		"read back, which took most of the worker's time for a 1 M-row COPY at 64 MB.",
+		&pz_decoding_memory, 256 * 1024, 64, MAX_KILOBYTES, PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL,
 		NULL);
 	DefineCustomIntVariable(
 		"personalize.worker_apply_interval",
@@ -1455,6 +1464,7 @@ wal_insert_end(void)
 	return p;
 }
 
+/* the worker's own values of settings it shares with other processes */
 static void
 worker_settings(void)
 {
@@ -1462,6 +1472,9 @@ worker_settings(void)
 
 	snprintf(size, sizeof(size), "%d", pz_worker_cache_size);
 	SetConfigOption("personalize.identity_cache_size", size, PGC_SUSET, PGC_S_OVERRIDE);
+	/* read by the reorder buffer at every change: a reload takes effect at once */
+	snprintf(size, sizeof(size), "%d", pz_decoding_memory);
+	SetConfigOption("logical_decoding_work_mem", size, PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 static void

@@ -8,7 +8,8 @@
 #   - an anonymous visitor who logs in while the stream runs;
 #   - bad events, which become dead letters while the worker goes on;
 #   - the slot keeps the WAL of what is not applied, and no more;
-#   - batches cut by the batch size and by the memory limit;
+#   - batches cut by the batch size and by the memory limit, a transaction
+#     spilled by decoding past the worker's decoding memory;
 #   - profile rows moved by VACUUM FULL, a user's UPDATE and a rebuild;
 #   - await_apply() waits without holding a snapshot.
 # "Equal to a rebuild": after wait_for_apply(), the streamed profiles are
@@ -380,9 +381,21 @@ is($events1 - $events0 + sql(qq{SELECT coalesce(sum(events), 0) FROM personalize
 ok($batches1 - $batches0 >= 3,
 	'memory limit: a backlog of 3000 events of 3000 shoppers is applied in several batches ('
 	  . ($batches1 - $batches0) . ')');
+# a transaction larger than personalize.worker_decoding_memory (the worker's
+# logical_decoding_work_mem) is spilled to disk by decoding, read back and
+# applied like any other
+$node->append_conf('postgresql.conf', "personalize.worker_decoding_memory = '64kB'\n");
+$node->reload;
+my $spilled0 = sql(q{SELECT coalesce(sum(spill_txns), 0) FROM pg_stat_replication_slots WHERE slot_name LIKE 'personalize_%'});
+sql(q{CALL shop.traffic(3000, 105, 300, 3000)});
+wait_applied('a transaction larger than the decoding memory');
+ok($node->poll_query_until('shop', qq{SELECT sum(spill_txns) > $spilled0 FROM pg_stat_replication_slots
+                                      WHERE slot_name LIKE 'personalize_%'}),
+	'worker_decoding_memory: a larger transaction was spilled to disk by the worker\'s decoding');
 check_equal_to_rebuild('memory limit');
 $node->append_conf('postgresql.conf',
-	"personalize.worker_batch_size = 100000\npersonalize.worker_memory_limit = '256MB'\n");
+	"personalize.worker_batch_size = 100000\npersonalize.worker_memory_limit = '256MB'\n"
+	  . "personalize.worker_decoding_memory = '256MB'\n");
 $node->reload;
 
 # --- 11. profile rows moved by others ----------------------------------------------
