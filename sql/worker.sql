@@ -15,6 +15,7 @@ SELECT worker_stop();
 SELECT worker_start();
 SELECT worker_restart();
 SELECT wait_for_apply('-1 second');
+SELECT wait_for_apply('-178000000 years');
 CALL await_apply();
 CALL await_apply('-1 second');
 SELECT await_apply();

@@ -1971,19 +1971,20 @@ static long
 wait_timeout_arg(FunctionCallInfo fcinfo, const char *fname)
 {
 	Interval *iv;
-	int64 us;
+	double us;
 
 	if (PG_ARGISNULL(0))
 		return -1;
 	iv = PG_GETARG_INTERVAL_P(0);
-	us = iv->time + (int64) iv->day * USECS_PER_DAY +
-		 (int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
+	/* in double: months of a large interval overflow int64 microseconds */
+	us = (double) iv->time + (double) iv->day * USECS_PER_DAY +
+		 (double) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
 	if (us < 0)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("%s: timeout must not be negative", fname),
 						errhint("Pass an interval such as '10 seconds', or NULL to wait "
 								"without limit.")));
-	return (long) Min(us / 1000, (int64) LONG_MAX);
+	return us / 1000 >= (double) LONG_MAX ? LONG_MAX : (long) (us / 1000);
 }
 
 /* the worker applies a transaction only after it commits */
