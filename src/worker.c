@@ -2023,9 +2023,10 @@ pz_wait_for_apply(PG_FUNCTION_ARGS)
  * a utility to pop it, as pg_wal_replay_wait() of PostgreSQL 17 does); the
  * procedure must then hold no other: not inside a function or a
  * transaction with a snapshot of its own (REPEATABLE READ, SERIALIZABLE),
- * which could not see the applied profiles anyway.  It returns nothing: a
- * CALL that returns a row keeps its snapshot registered until the row is
- * sent.
+ * which could not see the applied profiles anyway, nor a procedure called
+ * in a transaction block (its statements push snapshots of their own).  It
+ * returns nothing: a CALL that returns a row keeps its snapshot registered
+ * until the row is sent.
  */
 PG_FUNCTION_INFO_V1(pz_await_apply);
 Datum
@@ -2034,11 +2035,6 @@ pz_await_apply(PG_FUNCTION_ARGS)
 	long timeout_ms = wait_timeout_arg(fcinfo, "await_apply");
 	PzWorkerShared *w;
 
-	if (fcinfo->context == NULL || !IsA(fcinfo->context, CallContext))
-		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						errmsg("await_apply: must be called by CALL"),
-						errhint("Use CALL personalize.await_apply(), or the function "
-								"personalize.wait_for_apply().")));
 	refuse_own_writes("await_apply");
 	w = require_worker("await_apply");
 
