@@ -15,8 +15,8 @@
  * once and kept until a change to either table is decoded or a relcache
  * invalidation arrives (a source table altered, the extension dropped).
  *
- * Values are converted to text the way the rebuild's `column::text` does
- * (the cast to text, else the output function) and event times to
+ * Values are converted to text the way rebuild() reads them (field.c: the
+ * built-in cast to text, else the output function) and event times to
  * timestamptz; nothing here may raise an ERROR on a row's contents, since
  * an ERROR would stop decoding at that row for good.  Rows that cannot be
  * read go out as 'X' messages, which the worker keeps as dead letters.
@@ -48,6 +48,8 @@
 #include "utils/fmgroids.h"
 #include "utils/timestamp.h"
 
+#include "field.h"
+#include "security.h"
 #include "state.h"
 #include "stream.h"
 
@@ -104,7 +106,9 @@ typedef struct SourceDesc
 {
 	Oid relid; /* hash key */
 	int32 source_id;
-	char *bad; /* why its rows cannot be read, or NULL */
+	Oid owner;   /* the role that registered it: the stream reads with its rights */
+	char *bad;   /* why its rows cannot be read, or NULL */
+	bool denied; /* bad because its owner may not read it: no value goes out */
 	ColumnReader time;
 	TimeHow time_how;
 	bool has_type_column;
@@ -173,6 +177,14 @@ decoder_relcache_callback(Datum arg, Oid relid)
 	pz_decoder_invalidated = true;
 }
 
+/* a role changed (membership, BYPASSRLS, dropped): the owners' rights may have */
+static void
+decoder_role_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	if (current_state != NULL)
+		current_state->valid = false;
+}
+
 /* ---- reading the configuration (historic snapshot) ---- */
 
 /* Set up r to read column name of rel as text, or return false if it is missing. */
@@ -181,6 +193,7 @@ reader_init(ColumnReader *r, Relation rel, const char *name, const char *json_ke
 {
 	TupleDesc td = RelationGetDescr(rel);
 	Oid type = InvalidOid, funcid = InvalidOid;
+	bool user_cast;
 
 	r->name = pstrdup(name);
 	r->attnum = InvalidAttrNumber;
@@ -212,25 +225,19 @@ reader_init(ColumnReader *r, Relation rel, const char *name, const char *json_ke
 				  &r->fn);
 		return true;
 	}
-	switch (find_coercion_pathway(TEXTOID, type, COERCION_EXPLICIT, &funcid))
+	switch (pz_field_text_how(type, &funcid, &user_cast))
 	{
-		case COERCION_PATH_RELABELTYPE:
+		case FIELD_AS_IS:
 			r->how = READ_AS_IS;
 			break;
-		case COERCION_PATH_FUNC:
+		case FIELD_CAST_FUNC:
 			r->how = READ_CAST_FUNC;
 			fmgr_info(funcid, &r->fn);
 			break;
-		default:
-		{
-			Oid out;
-			bool varlena;
-
-			getTypeOutputInfo(type, &out, &varlena);
+		case FIELD_OUTPUT:
 			r->how = READ_OUTPUT;
-			fmgr_info(out, &r->fn);
-		}
-		break;
+			fmgr_info(funcid, &r->fn);
+			break;
 	}
 	return true;
 }
@@ -266,6 +273,7 @@ config_add_source(DecoderState *st, Datum *v, bool *nulls)
 	src = hash_search(st->sources, &relid, HASH_ENTER, &found);
 	memset(((char *) src) + sizeof(Oid), 0, sizeof(SourceDesc) - sizeof(Oid));
 	src->source_id = DatumGetInt32(v[0]);
+	src->owner = nulls[7] ? InvalidOid : DatumGetObjectId(v[7]);
 
 	if (!reader_init(&src->time, rel, NameStr(*DatumGetName(v[2])), NULL))
 		src->bad = psprintf("event time column %s of %s is missing (dropped or renamed)",
@@ -429,6 +437,47 @@ config_add_source_row(DecoderState *st, Datum *v, bool *nulls, int *cap)
 	config_add_source(st, v, nulls);
 }
 
+/*
+ * A source is read only while its owner may read every column the stream
+ * takes from it and sees every row (security.c): otherwise each of its
+ * events is a dead letter that says why, without its values.  Checked with
+ * the catalogs as of the decoded transaction, so a REVOKE stops the events
+ * committed after it.
+ */
+static void
+config_check_access(DecoderState *st)
+{
+	HASH_SEQ_STATUS seq;
+	SourceDesc *src;
+
+	hash_seq_init(&seq, st->sources);
+	while ((src = hash_seq_search(&seq)) != NULL)
+	{
+		int16 *attnums = palloc(sizeof(int16) * (2 + src->nids + 2 * src->ntraits));
+		int n = 0;
+		char *problem;
+
+		attnums[n++] = src->time.attnum;
+		if (src->has_type_column)
+			attnums[n++] = src->type.attnum;
+		for (int i = 0; i < src->nids; i++)
+			attnums[n++] = src->ids[i].attnum;
+		for (int i = 0; i < src->ntraits; i++)
+		{
+			if (src->traits[i].has_value)
+				attnums[n++] = src->traits[i].value.attnum;
+			if (src->traits[i].has_item)
+				attnums[n++] = src->traits[i].item.attnum;
+		}
+		problem = pz_source_read_problem(src->relid, src->owner, attnums, n);
+		if (problem != NULL)
+		{
+			src->bad = psprintf("%s: the event is not read", problem);
+			src->denied = true;
+		}
+	}
+}
+
 static int
 traitdef_cmp(const void *a, const void *b)
 {
@@ -464,9 +513,10 @@ config_load(DecoderState *st)
 	}
 	if (OidIsValid(st->stream_sources) && OidIsValid(st->stream_traits))
 	{
-		config_scan(st, st->stream_sources, 7, config_add_source_row, &cap);
+		config_scan(st, st->stream_sources, 8, config_add_source_row, &cap);
 		config_scan(st, st->stream_traits, 12, config_add_trait, &cap);
 		qsort(st->traitdefs, st->ntraitdefs, sizeof(StreamTrait), traitdef_cmp);
+		config_check_access(st);
 	}
 	MemoryContextSwitchTo(old);
 	st->valid = true;
@@ -605,7 +655,8 @@ static void
 write_bad_row(LogicalDecodingContext *ctx, SourceDesc *src, const char *reason, HeapTuple tup,
 			  TupleDesc td)
 {
-	char *json = row_json(src, tup, td);
+	/* a row its owner may not read leaves no value behind */
+	char *json = src->denied ? "" : row_json(src, tup, td);
 
 	OutputPluginPrepareWrite(ctx, true);
 	pz_write_u8(ctx->out, 'X');
@@ -757,6 +808,8 @@ decoder_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_i
 	if (!relcache_callback_registered)
 	{
 		CacheRegisterRelcacheCallback(decoder_relcache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHOID, decoder_role_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, decoder_role_callback, (Datum) 0);
 		relcache_callback_registered = true;
 	}
 }

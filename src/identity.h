@@ -30,10 +30,12 @@ typedef struct PzNamespace
 {
 	int32 id;
 	char *name;
-	int32 priority;          /* higher wins */
-	int32 max_per_profile;   /* 0: no limit */
-	Oid normalizer;          /* InvalidOid: none */
-	bool normalizer_missing; /* the function was dropped: ERROR when used */
+	int32 priority;           /* higher wins */
+	int32 max_per_profile;    /* 0: no limit */
+	Oid normalizer;           /* InvalidOid: none */
+	Oid owner;                /* the role that configured it: normalizers run as it */
+	bool own_normalizer;      /* one of the extension's C normalizers: run as is */
+	char *normalizer_problem; /* why it cannot normalize (ERROR when used), or NULL */
 	FmgrInfo normalizer_fn;
 	int nblocked;
 	char **blocked; /* normalized, sorted by bytes */
@@ -56,6 +58,8 @@ extern void pz_namespace_invalidate(void);
  */
 extern char *pz_namespace_normalize(const PzNamespace *ns, const char *value, int32 len,
 									int32 *outlen);
+/* why the namespace cannot normalize values (palloc'd), or NULL */
+extern char *pz_namespace_problem(const PzNamespace *ns);
 extern bool pz_namespace_is_blocked(const PzNamespace *ns, const char *value, int32 len);
 
 /* ---- the identity graph (identity.c) ---- */

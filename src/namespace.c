@@ -21,6 +21,8 @@
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "storage/proc.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -31,6 +33,7 @@
 #include "utils/syscache.h"
 
 #include "identity.h"
+#include "security.h"
 #include "state.h"
 
 static MemoryContext ns_cxt = NULL;
@@ -167,7 +170,7 @@ ns_load(void)
 	if (ns_plan == NULL)
 	{
 		SPIPlanPtr plan = SPI_prepare("SELECT id, name, priority, coalesce(max_per_profile, 0), "
-									  "coalesce(normalizer::oid, 0), blocked "
+									  "coalesce(normalizer::oid, 0), blocked, owner::oid "
 									  "FROM personalize.namespaces ORDER BY id",
 									  0, NULL);
 
@@ -203,16 +206,27 @@ ns_load(void)
 		ns->priority = DatumGetInt32(SPI_getbinval(tup, td, 3, &isnull));
 		ns->max_per_profile = DatumGetInt32(SPI_getbinval(tup, td, 4, &isnull));
 		ns->normalizer = DatumGetObjectId(SPI_getbinval(tup, td, 5, &isnull));
+		ns->owner = DatumGetObjectId(SPI_getbinval(tup, td, 7, &isnull));
+		if (isnull)
+			ns->owner = InvalidOid;
 		/*
-		 * A dropped normalizer breaks its own namespace only, and only when
-		 * a value is normalized: the others, and drop_namespace, still work.
+		 * A normalizer that cannot run (dropped, of another signature, its
+		 * owner gone or without EXECUTE: a row restored or edited by hand)
+		 * breaks its own namespace only, and only when a value is
+		 * normalized: the others, and drop_namespace, still work.
 		 */
 		if (OidIsValid(ns->normalizer))
 		{
-			if (SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(ns->normalizer)))
+			ns->own_normalizer = pz_is_own_c_function(ns->normalizer);
+			if (!ns->own_normalizer)
+			{
+				char *problem = pz_normalizer_problem(ns->normalizer, ns->owner);
+
+				if (problem != NULL)
+					ns->normalizer_problem = MemoryContextStrdup(ns_cxt, problem);
+			}
+			if (ns->normalizer_problem == NULL)
 				fmgr_info_cxt(ns->normalizer, &ns->normalizer_fn, ns_cxt);
-			else
-				ns->normalizer_missing = true;
 		}
 		if (ns->max_per_profile > 0)
 			ns_limited++;
@@ -286,11 +300,23 @@ pz_namespace_limited_count(void)
 }
 
 char *
+pz_namespace_problem(const PzNamespace *ns)
+{
+	if (!OidIsValid(ns->normalizer) || ns->own_normalizer)
+		return NULL;
+	/* a user's normalizer: its owner's rights are checked at every use */
+	if (ns->normalizer_problem == NULL)
+		return pz_normalizer_problem(ns->normalizer, ns->owner);
+	return ns->normalizer_problem;
+}
+
+char *
 pz_namespace_normalize(const PzNamespace *ns, const char *value, int32 len, int32 *outlen)
 {
 	LOCAL_FCINFO(fcinfo, 1);
 	Datum result;
 	text *t;
+	char *problem;
 
 	if (!OidIsValid(ns->normalizer))
 	{
@@ -300,19 +326,30 @@ pz_namespace_normalize(const PzNamespace *ns, const char *value, int32 len, int3
 		return pnstrdup(value, len);
 	}
 
-	if (ns->normalizer_missing)
+	problem = pz_namespace_problem(ns);
+	if (problem != NULL)
 		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("the normalizer of namespace \"%s\" no longer exists", ns->name),
-				 errhint("Recreate the function and the namespace, or drop the namespace once its "
-						 "identifiers are forgotten.")));
+				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+				 errmsg("namespace \"%s\" cannot normalize values: %s", ns->name, problem),
+				 errhint("Recreate the namespace with a normalizer its owner may execute, or drop "
+						 "it once its identifiers are forgotten.")));
 
 	/* the collation lets normalizers written in SQL call lower() */
 	InitFunctionCallInfoData(*fcinfo, unconstify(FmgrInfo *, &ns->normalizer_fn), 1,
 							 DEFAULT_COLLATION_OID, NULL, NULL);
 	fcinfo->args[0].value = PointerGetDatum(cstring_to_text_with_len(value, len));
 	fcinfo->args[0].isnull = false;
-	result = FunctionCallInvoke(fcinfo);
+	if (ns->own_normalizer)
+		result = FunctionCallInvoke(fcinfo);
+	else
+	{
+		/* as its owner, never as the worker or whoever calls resolve() */
+		PzUserContext saved;
+
+		pz_run_as_begin(ns->owner, &saved);
+		result = FunctionCallInvoke(fcinfo);
+		pz_run_as_end(&saved);
+	}
 	if (fcinfo->isnull)
 		return NULL;
 	t = DatumGetTextPP(result);
@@ -379,7 +416,10 @@ check_max_per_profile(FunctionCallInfo fcinfo, int argno)
 				 errhint("NULL means no limit.")));
 }
 
-/* A normalizer takes one text, returns text, and is IMMUTABLE. */
+/*
+ * A normalizer takes one text, returns text, is IMMUTABLE, and the caller
+ * may execute it: it will run as the caller (the namespace's owner).
+ */
 static void
 check_normalizer(Oid fn)
 {
@@ -405,6 +445,14 @@ check_normalizer(Oid fn)
 						errmsg("normalizer %s must be IMMUTABLE", format_procedure(fn)),
 						errhint("A stored identifier must normalize the same way forever.")));
 	ReleaseSysCache(tup);
+	if (pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for normalizer %s", format_procedure(fn)),
+				 errdetail("A namespace's normalizer runs with the rights of the role that creates "
+						   "the namespace."),
+				 errhint("GRANT EXECUTE ON FUNCTION %s TO %s.", format_procedure(fn),
+						 quote_identifier(GetUserNameFromId(GetUserId(), false)))));
 }
 
 static void
@@ -423,15 +471,17 @@ pz_create_namespace(PG_FUNCTION_ARGS)
 	char *name = arg_name(fcinfo, 0, "namespace name");
 	Oid normalizer = PG_ARGISNULL(3) ? InvalidOid : PG_GETARG_OID(3);
 	ArrayType *blocked_in = PG_ARGISNULL(4) ? NULL : PG_GETARG_ARRAYTYPE_P(4);
-	Oid types[6] = {TEXTOID, INT4OID, INT4OID, REGPROCEDUREOID, TEXTARRAYOID};
+	Oid types[6] = {TEXTOID, INT4OID, INT4OID, REGPROCEDUREOID, TEXTARRAYOID, OIDOID};
 	Datum values[6];
-	char nulls[6] = "     ";
+	char nulls[7] = "      ";
+	PzUserContext saved;
 	Datum *elems;
 	bool *elem_nulls;
 	int nelems = 0, nblocked = 0;
 	Datum *blocked;
 	PzNamespace tmp;
 
+	pz_require_admin("create a namespace");
 	check_namespace_name(name);
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -445,8 +495,12 @@ pz_create_namespace(PG_FUNCTION_ARGS)
 	memset(&tmp, 0, sizeof(tmp));
 	tmp.name = name;
 	tmp.normalizer = normalizer;
+	tmp.owner = GetUserId();
 	if (OidIsValid(normalizer))
+	{
+		tmp.own_normalizer = pz_is_own_c_function(normalizer);
 		fmgr_info(normalizer, &tmp.normalizer_fn);
+	}
 	if (blocked_in != NULL)
 		deconstruct_array(blocked_in, TEXTOID, -1, false, TYPALIGN_INT, &elems, &elem_nulls,
 						  &nelems);
@@ -480,10 +534,13 @@ pz_create_namespace(PG_FUNCTION_ARGS)
 	nulls[3] = OidIsValid(normalizer) ? ' ' : 'n';
 	values[4] =
 		PointerGetDatum(construct_array(blocked, nblocked, TEXTOID, -1, false, TYPALIGN_INT));
+	values[5] = ObjectIdGetDatum(GetUserId());
+	pz_as_extension_owner_begin(&saved);
 	spi_exec("INSERT INTO personalize.namespaces (id, name, priority, max_per_profile, normalizer, "
-			 "blocked) SELECT coalesce(max(id), 0) + 1, $1, $2, $3, $4, "
-			 "ARRAY(SELECT DISTINCT unnest($5) ORDER BY 1) FROM personalize.namespaces",
-			 5, types, values, nulls, SPI_OK_INSERT);
+			 "blocked, owner) SELECT coalesce(max(id), 0) + 1, $1, $2, $3, $4, "
+			 "ARRAY(SELECT DISTINCT unnest($5) ORDER BY 1), $6 FROM personalize.namespaces",
+			 6, types, values, nulls, SPI_OK_INSERT);
+	pz_run_as_end(&saved);
 	SPI_finish();
 	pz_namespace_invalidate();
 	PG_RETURN_VOID();
@@ -498,7 +555,9 @@ pz_alter_namespace(PG_FUNCTION_ARGS)
 	Oid types[4] = {TEXTOID, INT4OID, INT4OID, BOOLOID};
 	Datum values[4];
 	char nulls[4] = "    ";
+	PzUserContext saved;
 
+	pz_require_admin("alter a namespace");
 	(void) pz_namespace_by_name(name); /* ERROR if unknown */
 	check_max_per_profile(fcinfo, 2);
 	if (remove_limit && !PG_ARGISNULL(2))
@@ -512,10 +571,12 @@ pz_alter_namespace(PG_FUNCTION_ARGS)
 		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
 	}
 	SPI_connect();
+	pz_as_extension_owner_begin(&saved);
 	spi_exec("UPDATE personalize.namespaces SET priority = coalesce($2, priority), "
 			 "max_per_profile = CASE WHEN $4 THEN NULL ELSE coalesce($3, max_per_profile) END "
 			 "WHERE name = $1",
 			 4, types, values, nulls, SPI_OK_UPDATE);
+	pz_run_as_end(&saved);
 	SPI_finish();
 	pz_namespace_invalidate();
 	PG_RETURN_VOID();
@@ -526,11 +587,16 @@ Datum
 pz_drop_namespace(PG_FUNCTION_ARGS)
 {
 	char *name = arg_name(fcinfo, 0, "namespace name");
-	const PzNamespace *ns = pz_namespace_by_name(name);
+	const PzNamespace *ns;
 	Oid types[1] = {INT4OID};
-	Datum values[1] = {Int32GetDatum(ns->id)};
-	int32 id = ns->id;
+	Datum values[1];
+	int32 id;
+	PzUserContext saved;
 
+	pz_require_admin("drop a namespace");
+	ns = pz_namespace_by_name(name);
+	id = ns->id;
+	values[0] = Int32GetDatum(id);
 	SPI_connect();
 	if (SPI_execute_with_args(
 			"SELECT 1 FROM personalize.identities WHERE namespace_id = $1 LIMIT 1", 1, types,
@@ -541,8 +607,10 @@ pz_drop_namespace(PG_FUNCTION_ARGS)
 						errhint("Forget them first: SELECT personalize.forget('%s', value) FROM "
 								"personalize.identities WHERE namespace_id = %d.",
 								name, id)));
+	pz_as_extension_owner_begin(&saved);
 	spi_exec("DELETE FROM personalize.namespaces WHERE id = $1", 1, types, values, NULL,
 			 SPI_OK_DELETE);
+	pz_run_as_end(&saved);
 	SPI_finish();
 	pz_namespace_invalidate();
 	PG_RETURN_VOID();
@@ -553,11 +621,13 @@ static text *
 blocked_arg(FunctionCallInfo fcinfo, const PzNamespace **nsp, const char *fname)
 {
 	char *name = arg_name(fcinfo, 0, "namespace");
-	const PzNamespace *ns = pz_namespace_by_name(name);
+	const PzNamespace *ns;
 	text *v;
 	char *norm;
 	int32 len;
 
+	pz_require_admin(psprintf("call %s", fname));
+	ns = pz_namespace_by_name(name);
 	if (PG_ARGISNULL(1))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("value must not be NULL")));
 	v = PG_GETARG_TEXT_PP(1);
@@ -581,12 +651,14 @@ change_blocked(FunctionCallInfo fcinfo, bool block)
 	Oid types[2] = {INT4OID, TEXTOID};
 	Datum values[2];
 	bool changed;
+	PzUserContext saved;
 
 	if (v == NULL)
 		PG_RETURN_BOOL(false);
 	values[0] = Int32GetDatum(ns->id);
 	values[1] = PointerGetDatum(v);
 	SPI_connect();
+	pz_as_extension_owner_begin(&saved);
 	if (block)
 		spi_exec("UPDATE personalize.namespaces SET blocked = ARRAY(SELECT unnest(blocked || $2) "
 				 "ORDER BY 1) WHERE id = $1 AND NOT $2 = ANY (blocked)",
@@ -596,6 +668,7 @@ change_blocked(FunctionCallInfo fcinfo, bool block)
 				 "WHERE id = $1 AND $2 = ANY (blocked)",
 				 2, types, values, NULL, SPI_OK_UPDATE);
 	changed = SPI_processed > 0;
+	pz_run_as_end(&saved);
 	SPI_finish();
 	pz_namespace_invalidate();
 	PG_RETURN_BOOL(changed);
@@ -613,6 +686,25 @@ Datum
 pz_unblock_value(PG_FUNCTION_ARGS)
 {
 	return change_blocked(fcinfo, false);
+}
+
+PG_FUNCTION_INFO_V1(pz_namespace_problem_sql);
+
+/*
+ * _namespace_problem(namespace): why the namespace cannot normalize values
+ * (the ERROR its use would raise), or NULL.  rebuild() leaves the events of
+ * such identifiers out as dead letters, as the stream does.
+ */
+Datum
+pz_namespace_problem_sql(PG_FUNCTION_ARGS)
+{
+	const PzNamespace *ns = pz_namespace_by_name(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	char *problem = pz_namespace_problem(ns);
+
+	if (problem == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(
+		psprintf("namespace \"%s\" cannot normalize values: %s", ns->name, problem)));
 }
 
 PG_FUNCTION_INFO_V1(pz_normalize);

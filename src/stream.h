@@ -24,8 +24,9 @@
  *	              flagged, item if flagged) each, only for traits whose
  *	              event-type filter the event passes
  *	'X' bad row   varint source id, text reason, text event (JSON of the
- *	              mapped columns): a row the plugin could not read (a mapped
- *	              column dropped, a time it cannot convert)
+ *	              mapped columns; empty when the source's owner may not read
+ *	              the row): a row the plugin could not read (a mapped column
+ *	              dropped, a time it cannot convert, a right revoked)
  *	'U' update, 'D' delete     varint source id
  *	'R' truncate  varint source id
  *	'C' commit    (no body)

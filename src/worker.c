@@ -898,8 +898,9 @@ worker_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, boo
 				const char *reason = pz_read_value(&r, &rlen);
 				const char *json = pz_read_value(&r, &jlen);
 
+				/* no JSON: a row its owner may not read (nothing of it is kept) */
 				dead_letter(source_id, false, 1, pnstrdup(reason, rlen), NULL, 0,
-							pnstrdup(json, jlen));
+							jlen > 0 ? pnstrdup(json, jlen) : NULL);
 			}
 			break;
 		case 'U':

@@ -1,0 +1,775 @@
+-- personalize 0.5.0 -> 0.6.0: trust boundaries (docs/security.md).
+--
+-- No role gains a right through the extension:
+-- * a namespace and a source record the role that configured them (owner);
+--   a normalizer runs as its namespace's owner inside a security-restricted
+--   operation, in every path (the worker, resolve(), rebuild()), and never
+--   as the worker's bootstrap superuser;
+-- * the configuration tables are written only by superusers and by the
+--   configuration functions: those written in PL/pgSQL run as SECURITY
+--   DEFINER implementations (_register_source, ...) behind a C entry
+--   (pz_configure) that records the calling role;
+-- * a source is read, by the stream and by rebuild(), only while its owner
+--   may read every column taken from it and sees every row;
+-- * no user's cast runs: a column whose cast to text is a user's function
+--   is read through its type's output function, in both paths;
+-- * unlogged tables (not in the WAL) cannot be sources; a table's
+--   inheritance children are read by neither path.
+\echo Use "ALTER EXTENSION personalize UPDATE TO '0.6.0'" to load this file. \quit
+
+-- ===========================================================================
+-- Who configured what
+-- ===========================================================================
+
+-- Existing namespaces: the extension's own normalizers (and none) are the
+-- extension owner's; another normalizer is its function's owner's, the
+-- role that could have named it.
+ALTER TABLE namespaces ADD COLUMN owner regrole;
+UPDATE namespaces n
+   SET owner = coalesce(CASE WHEN n.normalizer IS NOT NULL
+                              AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                                               WHERE d.classid = 'pg_proc'::regclass AND d.objid = n.normalizer
+                                                 AND d.deptype = 'e'
+                                                 AND d.refobjid = (SELECT e.oid FROM pg_extension e WHERE e.extname = 'personalize'))
+                             THEN (SELECT p.proowner FROM pg_proc p WHERE p.oid = n.normalizer) END,
+                        (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'personalize'))::regrole;
+ALTER TABLE namespaces ALTER COLUMN owner SET NOT NULL;
+COMMENT ON COLUMN namespaces.owner IS
+    'The role that created the namespace: its normalizer runs with this role''s rights, never more.';
+
+-- Existing sources: the table's owner, who may read it.
+ALTER TABLE sources ADD COLUMN owner regrole;
+UPDATE sources s SET owner = (SELECT c.relowner FROM pg_class c WHERE c.oid = s.relation)::regrole;
+ALTER TABLE sources ALTER COLUMN owner SET NOT NULL;
+COMMENT ON COLUMN sources.owner IS
+    'The role that registered the source: the stream and rebuild() read it only while this role may read every mapped column and sees every row.';
+
+ALTER TABLE stream_sources ADD COLUMN owner oid;
+
+-- ===========================================================================
+-- Helpers
+-- ===========================================================================
+
+CREATE FUNCTION _configuring_role() RETURNS regrole
+    AS 'MODULE_PATHNAME', 'pz_configuring_role' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION _configuring_role() IS
+    'The role that called the configuration function under way (register_source, add_trait, ...), else the current user: the owner recorded for what it configures.';
+
+CREATE FUNCTION _source_read_problem(relation regclass, role regrole, columns name[]) RETURNS text
+    AS 'MODULE_PATHNAME', 'pz_source_read_problem_sql' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION _source_read_problem(regclass, regrole, name[]) IS
+    'Why role may not read these columns of relation as a source (no SELECT on one, or row-level security applies to it), or NULL.  The same check as the stream''s.';
+
+CREATE FUNCTION _column_text_sql(relation regclass, column_name name) RETURNS text
+    AS 'MODULE_PATHNAME', 'pz_column_text_sql' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION _column_text_sql(regclass, name) IS
+    'The SQL expression that reads a column of the row e as text the way the stream does: ::text, or the type''s output function where the cast to text is a user''s function.';
+
+-- The columns of a source the stream reads (every_mapped: and every column
+-- the source maps, for the registration's check).
+CREATE FUNCTION _source_columns(source_id integer, every_mapped boolean) RETURNS name[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+RETURN (SELECT coalesce(array_agg(DISTINCT c.col) FILTER (WHERE c.col IS NOT NULL), '{}')
+          FROM (SELECT s.event_time_column AS col FROM personalize.sources s WHERE s.id = source_id
+                UNION ALL
+                SELECT s.event_type_column FROM personalize.sources s WHERE s.id = source_id
+                UNION ALL
+                SELECT si.column_name FROM personalize.source_identifiers si WHERE si.source_id = _source_columns.source_id
+                UNION ALL
+                SELECT sf.column_name FROM personalize.source_fields sf
+                 WHERE every_mapped AND sf.source_id = _source_columns.source_id
+                UNION ALL
+                SELECT f.column_name
+                  FROM personalize.traits t
+                 CROSS JOIN LATERAL personalize._trait_sources(t.id) ts
+                 CROSS JOIN LATERAL (SELECT v.column_name FROM personalize._field_ref(ts.source_id, t.field) v WHERE t.field IS NOT NULL
+                                     UNION ALL
+                                     SELECT i.column_name FROM personalize._field_ref(ts.source_id, t.item_field) i WHERE t.item_field IS NOT NULL) f
+                 WHERE ts.source_id = _source_columns.source_id) c);
+
+-- ERROR unless role may read every column a trait takes from its sources.
+CREATE FUNCTION _check_trait_access(trait_id integer, role regrole) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    tr personalize.traits;
+    s record;
+    problem text;
+BEGIN
+    SELECT * INTO tr FROM personalize.traits t WHERE t.id = trait_id;
+    FOR s IN SELECT src.relation,
+                    ARRAY(SELECT v.column_name FROM personalize._field_ref(ts.source_id, tr.field) v WHERE tr.field IS NOT NULL
+                          UNION ALL
+                          SELECT i.column_name FROM personalize._field_ref(ts.source_id, tr.item_field) i WHERE tr.item_field IS NOT NULL) AS cols
+               FROM personalize._trait_sources(trait_id) ts JOIN personalize.sources src ON src.id = ts.source_id LOOP
+        problem := personalize._source_read_problem(s.relation, role, s.cols);
+        IF problem IS NOT NULL THEN
+            RAISE EXCEPTION 'trait %: %', tr.name, problem
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = format('A trait reads its sources with the rights of the role that defines it: GRANT SELECT ON %s TO %s, or restrict the trait with sources => ...', s.relation, role);
+        END IF;
+    END LOOP;
+END $$;
+
+CREATE FUNCTION _namespace_problem(namespace text) RETURNS text
+    AS 'MODULE_PATHNAME', 'pz_namespace_problem_sql' LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION _namespace_problem(text) IS
+    'Why a namespace cannot normalize values (its normalizer dropped, of the wrong signature, or not executable by the namespace''s owner), or NULL.';
+
+-- A table whose inserts the stream sees as they are, or an ERROR that says
+-- why it cannot be a source.
+CREATE FUNCTION _check_source_kind(relation regclass) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c pg_class;
+BEGIN
+    SELECT * INTO c FROM pg_class WHERE oid = relation;
+    IF c.relpersistence = 't' THEN
+        RAISE EXCEPTION 'register_source: % is a temporary table', relation
+            USING ERRCODE = 'wrong_object_type', HINT = 'A source outlives the session: register a permanent table.';
+    END IF;
+    IF c.relpersistence = 'u' THEN
+        RAISE EXCEPTION 'register_source: % is an unlogged table', relation
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = 'Its inserts are not written to the WAL, so the stream would never see them.',
+                  HINT = format('Make it a logged table first: ALTER TABLE %s SET LOGGED.', relation);
+    END IF;
+    IF c.relkind = 'v' OR c.relkind = 'm' THEN
+        RAISE EXCEPTION 'register_source: % is a view', relation
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = 'A view holds no rows of its own: the stream sees inserts into tables.',
+                  HINT = 'Register the table the events are written to.';
+    END IF;
+    IF c.relkind = 'f' THEN
+        RAISE EXCEPTION 'register_source: % is a foreign table', relation
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = 'Its rows live in another server, whose inserts are not in this database''s WAL.',
+                  HINT = 'Register the table the events are written to, on the server that holds it.';
+    END IF;
+    IF c.relkind = 'p' THEN
+        RAISE EXCEPTION 'register_source: % is a partitioned table', relation
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'The stream does not yet map inserts into partitions to their parent.',
+                  HINT = 'Register a plain table.';
+    END IF;
+    IF c.relkind <> 'r' THEN
+        RAISE EXCEPTION 'register_source: % is not a table', relation
+            USING ERRCODE = 'wrong_object_type', HINT = 'Register the table the events are written to.';
+    END IF;
+    IF c.relispartition THEN
+        RAISE EXCEPTION 'register_source: % is a partition', relation
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'The stream does not yet map inserts into partitions to their parent.',
+                  HINT = 'Register a plain table.';
+    END IF;
+END $$;
+
+-- The caller may change the configuration: a member of personalize_admin.
+-- (The caller of the configuration function under way, which runs as the
+-- extension's owner.)
+CREATE OR REPLACE FUNCTION _require_admin(action text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    who regrole := personalize._configuring_role();
+BEGIN
+    IF NOT pg_has_role(who, 'personalize_admin', 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied to %', action
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('Changing personalize''s configuration needs the personalize_admin role: GRANT personalize_admin TO %s.', who);
+    END IF;
+END $$;
+
+CREATE OR REPLACE FUNCTION _field_expr(source_id integer, field text) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    f record;
+    rel regclass;
+BEGIN
+    SELECT relation INTO rel FROM personalize.sources s WHERE s.id = source_id;
+    SELECT * INTO f FROM personalize.source_fields sf WHERE sf.source_id = _field_expr.source_id AND sf.field = _field_expr.field;
+    IF FOUND THEN
+        IF f.json_key IS NOT NULL THEN
+            RETURN format('(e.%I ->> %L)', f.column_name, f.json_key);
+        END IF;
+        RETURN personalize._column_text_sql(rel, f.column_name);
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = rel AND a.attname = field
+                  AND a.attnum > 0 AND NOT a.attisdropped) THEN
+        RETURN personalize._column_text_sql(rel, field::name);
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION _source_part_sql(source_id integer, trait_ids integer[])
+RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    s personalize.sources;
+    id_cols text;
+    key_expr text;
+    time_expr text;
+    type_expr text;
+    states text := '''{}''::personalize.profile';
+    agg text;
+    filt text;
+    ts record;
+    tr personalize.traits;
+BEGIN
+    SELECT * INTO s FROM personalize.sources WHERE id = source_id;
+    IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = s.relation) THEN
+        RAISE EXCEPTION 'source % (id %) was dropped', s.relation, s.id
+            USING ERRCODE = 'undefined_table', HINT = 'Unregister it with personalize.unregister_source().';
+    END IF;
+    SELECT string_agg(format('e.%I', si.column_name), ', ' ORDER BY n.name),
+           'jsonb_build_object(' || string_agg(format('%L, %s', n.name, personalize._column_text_sql(s.relation, si.column_name)), ', ' ORDER BY n.name) || ')'
+      INTO id_cols, key_expr
+      FROM personalize.source_identifiers si JOIN personalize.namespaces n ON n.id = si.namespace_id
+     WHERE si.source_id = s.id;
+    time_expr := format('(e.%I)::timestamptz', s.event_time_column);
+    type_expr := CASE WHEN s.event_type_column IS NOT NULL THEN personalize._column_text_sql(s.relation, s.event_type_column)
+                      ELSE coalesce(quote_literal(s.event_type), 'NULL::text') END;
+    FOR tr IN SELECT * FROM personalize.traits t
+               WHERE trait_ids IS NULL OR t.id = ANY (trait_ids) ORDER BY t.id LOOP
+        SELECT * INTO ts FROM personalize._trait_sources(tr.id) x WHERE x.source_id = s.id;
+        CONTINUE WHEN NOT FOUND;
+        filt := CASE WHEN tr.event_types IS NOT NULL
+                     THEN format(' FILTER (WHERE %s = ANY (%L::text[]))', type_expr, tr.event_types) ELSE '' END;
+        agg := CASE tr.kind
+            WHEN 'count' THEN format('personalize.metric_state_make(''count'', count(%s)%s, NULL)', coalesce(ts.value_expr, '*'), filt)
+            WHEN 'sum' THEN format('personalize.metric_state_make(''sum'', count(personalize._numeric_or_null(%1$s))%2$s, sum(personalize._numeric_or_null(%1$s))%2$s)', ts.value_expr, filt)
+            WHEN 'min' THEN format('personalize.metric_state_make(''min'', count(personalize._numeric_or_null(%1$s))%2$s, min(personalize._numeric_or_null(%1$s))%2$s)', ts.value_expr, filt)
+            WHEN 'max' THEN format('personalize.metric_state_make(''max'', count(personalize._numeric_or_null(%1$s))%2$s, max(personalize._numeric_or_null(%1$s))%2$s)', ts.value_expr, filt)
+            WHEN 'first' THEN format('personalize.first_agg(%s, %s)%s', ts.value_expr, time_expr, filt)
+            WHEN 'last' THEN format('personalize.last_agg(%s, %s)%s', ts.value_expr, time_expr, filt)
+            WHEN 'recent' THEN format('personalize.recent_agg(%s, %s, %s)%s', ts.value_expr, time_expr, tr.n, filt)
+            WHEN 'top' THEN format('personalize.top_agg(%s, %s, %s, %L::interval)%s', ts.value_expr, time_expr, tr.n, tr.half_life, filt)
+            WHEN 'windowed_count' THEN
+                CASE WHEN ts.value_expr IS NULL THEN format('personalize.windowed_agg(%s)%s', time_expr, filt)
+                     ELSE format('personalize.windowed_agg(%s)%s', time_expr,
+                                 CASE WHEN filt = '' THEN format(' FILTER (WHERE %s IS NOT NULL)', ts.value_expr)
+                                      ELSE format(' FILTER (WHERE %s = ANY (%L::text[]) AND %s IS NOT NULL)', type_expr, tr.event_types, ts.value_expr) END) END
+            WHEN 'windowed_sum' THEN format('personalize.windowed_agg(%s, personalize._numeric_or_null(%s)::float8)%s', time_expr, ts.value_expr, filt)
+            WHEN 'distinct' THEN format('personalize.distinct_agg(%s, %s)%s', ts.value_expr, tr.hll_precision, filt)
+            WHEN 'session' THEN format('personalize.session_agg(%s, %s, %s, %L::interval)%s', time_expr, ts.value_expr,
+                                       coalesce(ts.item_expr, 'NULL::text'), tr.gap, filt)
+        END;
+        states := format(E'personalize.profile_set(%s,\n        %s, %s)', states, tr.id, agg);
+    END LOOP;
+    -- a partitioned table reads its partitions, as the stream does; a
+    -- table's inheritance children are not read (the stream sees only its
+    -- own inserts)
+    RETURN format(E'SELECT %s AS key, min(%s) AS t0, max(%s) AS t1,\n       %s AS states, %s AS source_id, count(*) AS events\n'
+                  '  FROM %s%s AS e GROUP BY %s',
+                  key_expr, time_expr, time_expr, states, s.id,
+                  CASE WHEN (SELECT c.relkind FROM pg_class c WHERE c.oid = s.relation) = 'p' THEN '' ELSE 'ONLY ' END,
+                  s.relation, id_cols);
+END $$;
+
+CREATE OR REPLACE FUNCTION _rebuild(only_profile bigint, trait_ids integer[], only_source integer)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    src record;
+    parts text[] := '{}';
+    kr record;
+    n bigint;
+    strip text := 'p.states';
+    tid integer;
+    problem text;
+    skipped integer := 0;
+    broken record;
+BEGIN
+    -- one rebuild at a time: two would each write every profile
+    PERFORM pg_advisory_xact_lock(1886610802, 2);
+    IF only_source IS NULL THEN
+        PERFORM personalize._quiesce(NULL, 'rebuild', true);
+    ELSE
+        PERFORM personalize._quiesce(ARRAY[only_source], 'register_source', false);
+    END IF;
+    FOR src IN SELECT s.* FROM personalize.sources s
+                WHERE only_source IS NULL OR s.id = only_source ORDER BY s.id LOOP
+        -- a trait's backfill reads only the sources the trait reads
+        CONTINUE WHEN trait_ids IS NOT NULL
+                  AND NOT EXISTS (SELECT 1 FROM unnest(trait_ids) t(id), personalize._trait_sources(t.id) ts
+                                   WHERE ts.source_id = src.id);
+        -- read with the rights of the role that registered it, as the stream
+        problem := personalize._source_read_problem(src.relation, src.owner, personalize._source_columns(src.id, false));
+        IF problem IS NOT NULL THEN
+            RAISE WARNING 'rebuild: source % is not read: %', src.relation, problem
+                USING HINT = 'Its rows are left out of the profiles until its owner may read them again; see personalize.dead_letters.';
+            INSERT INTO personalize.dead_letters (source, applied, events, reason)
+            VALUES (src.relation, false, 0, format('%s: rebuild() did not read the source', problem));
+            skipped := skipped + 1;
+            CONTINUE;
+        END IF;
+        parts := parts || personalize._source_part_sql(src.id, trait_ids);
+    END LOOP;
+    IF cardinality(parts) = 0 THEN
+        IF skipped = 0 THEN
+            RETURN 0;  -- no source: nothing to rebuild from
+        END IF;
+        -- every source was left out: the profiles keep nothing of them
+        parts := ARRAY['SELECT NULL::jsonb AS key, NULL::timestamptz AS t0, NULL::timestamptz AS t1, '
+                       '''{}''::personalize.profile AS states, 0 AS source_id, 0::bigint AS events WHERE false'];
+    END IF;
+
+    -- 1. partial states per event key
+    EXECUTE E'CREATE TEMP TABLE pz_rebuild_part ON COMMIT DROP AS\n'
+            || array_to_string(parts, E'\nUNION ALL\n');
+    -- 1b. identifiers of a namespace that cannot normalize (its normalizer
+    --     dropped, broken by hand, or not executable by its owner): their
+    --     events are dead letters, as in the stream, and the rest goes on
+    FOR broken IN SELECT n.name, personalize._namespace_problem(n.name) AS problem
+                    FROM personalize.namespaces n ORDER BY n.id LOOP
+        CONTINUE WHEN broken.problem IS NULL;
+        INSERT INTO personalize.dead_letters (source, applied, events, reason, event)
+        SELECT s.relation, false, p.events, 'resolving its identifiers failed: ' || broken.problem, p.key
+          FROM pg_temp.pz_rebuild_part p JOIN personalize.sources s ON s.id = p.source_id
+         WHERE p.key ->> broken.name IS NOT NULL;
+        DELETE FROM pg_temp.pz_rebuild_part p WHERE p.key ->> broken.name IS NOT NULL;
+    END LOOP;
+    CREATE TEMP TABLE pz_rebuild_key ON COMMIT DROP AS
+    SELECT row_number() OVER () AS key_id, key, t0
+      FROM (SELECT key, min(t0) AS t0 FROM pg_temp.pz_rebuild_part GROUP BY key) k;
+    -- 2. the keys' usable identifiers, normalized (blocked and unusable ones drop out)
+    CREATE TEMP TABLE pz_rebuild_id ON COMMIT DROP AS
+    SELECT i.* FROM (
+        SELECT k.key_id, k.key, ns.id AS namespace_id, ns.priority, ns.name,
+               personalize.normalize_identifier(ns.name, j.value) COLLATE "C" AS value
+          FROM pg_temp.pz_rebuild_key k, jsonb_each_text(k.key) j
+          JOIN personalize.namespaces ns ON ns.name = j.key
+         WHERE j.value IS NOT NULL) i
+     WHERE i.value IS NOT NULL;
+    ANALYZE pg_temp.pz_rebuild_id;
+    -- 3. identity resolution: a key with an identifier the graph has not
+    --    seen links its identifiers, in the order of first events.
+    --    Identifiers the graph knows are never linked again here, so splits
+    --    and refused links stand.
+    FOR kr IN SELECT rk.key FROM pg_temp.pz_rebuild_key rk
+              WHERE EXISTS (SELECT 1 FROM pg_temp.pz_rebuild_id i
+                             WHERE i.key = rk.key
+                               AND NOT EXISTS (SELECT 1 FROM personalize.identities x
+                                                WHERE x.namespace_id = i.namespace_id AND x.value = i.value))
+              ORDER BY rk.t0, rk.key LOOP
+        PERFORM personalize.identify(kr.key);
+    END LOOP;
+    -- 4. each key's events go to the profile of its best identifier
+    --    (sorted by the key's number: comparing jsonb keys costs more)
+    CREATE TEMP TABLE pz_rebuild_key_profile ON COMMIT DROP AS
+    SELECT DISTINCT ON (i.key_id) i.key, x.profile_id
+      FROM pg_temp.pz_rebuild_id i
+      JOIN personalize.identities x ON x.namespace_id = i.namespace_id AND x.value = i.value
+     ORDER BY i.key_id, i.priority DESC, i.name COLLATE "C", i.value COLLATE "C";
+    ANALYZE pg_temp.pz_rebuild_key_profile;
+    ANALYZE pg_temp.pz_rebuild_part;
+
+    -- 5. the partial states merged per profile
+    CREATE TEMP TABLE pz_rebuilt ON COMMIT DROP AS
+    SELECT k.profile_id, min(pt.t0) AS first_seen, max(pt.t1) AS last_seen,
+           personalize.merge_agg(pt.states) AS states
+      FROM pg_temp.pz_rebuild_part pt JOIN pg_temp.pz_rebuild_key_profile k ON k.key = pt.key
+     WHERE only_profile IS NULL OR k.profile_id = only_profile
+     GROUP BY k.profile_id;
+    CREATE UNIQUE INDEX ON pg_temp.pz_rebuilt (profile_id);
+    ANALYZE pg_temp.pz_rebuilt;
+
+    -- 6. write each profile once
+    IF only_source IS NOT NULL THEN
+        UPDATE personalize.profiles p
+           SET states = personalize.profile_merge(p.states, r.states),
+               first_seen = least(p.first_seen, r.first_seen),
+               last_seen = greatest(p.last_seen, r.last_seen),
+               updated_at = now()
+          FROM pg_temp.pz_rebuilt r
+         WHERE p.id = r.profile_id;
+    ELSIF trait_ids IS NOT NULL THEN
+        FOREACH tid IN ARRAY trait_ids LOOP
+            strip := format('personalize.profile_remove(%s, %s)', strip, tid);
+        END LOOP;
+        EXECUTE format('UPDATE personalize.profiles p SET states = personalize.profile_merge(%s, r.states), updated_at = now()
+                          FROM pg_temp.pz_rebuilt r
+                         WHERE p.id = r.profile_id', strip);
+        -- profiles without events for these traits keep none of their old states
+        EXECUTE format('UPDATE personalize.profiles p SET states = %s, updated_at = now()
+                         WHERE NOT personalize.profile_eq(p.states, %1$s)
+                           AND NOT EXISTS (SELECT 1 FROM pg_temp.pz_rebuilt r WHERE r.profile_id = p.id)
+                           AND ($1 IS NULL OR p.id = $1)', strip) USING only_profile;
+    ELSE
+        UPDATE personalize.profiles p
+           SET states = coalesce(r.states, '{}'), first_seen = r.first_seen, last_seen = r.last_seen,
+               updated_at = now(), rebuild_pending = false
+          FROM personalize.profiles p2 LEFT JOIN pg_temp.pz_rebuilt r ON r.profile_id = p2.id
+         WHERE p.id = p2.id AND (only_profile IS NULL OR p.id = only_profile);
+    END IF;
+    SELECT count(*) INTO n FROM pg_temp.pz_rebuilt;
+    DROP TABLE pg_temp.pz_rebuild_part, pg_temp.pz_rebuild_key, pg_temp.pz_rebuild_id,
+               pg_temp.pz_rebuild_key_profile, pg_temp.pz_rebuilt;
+    RETURN n;
+END $$;
+
+CREATE OR REPLACE FUNCTION _stream_refresh() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM personalize.stream_traits;
+    DELETE FROM personalize.stream_sources;
+    INSERT INTO personalize.stream_sources
+    SELECT s.id, s.relation, s.event_time_column, s.event_type_column, s.event_type,
+           coalesce(array_agg(si.column_name ORDER BY si.namespace_id) FILTER (WHERE si.column_name IS NOT NULL), '{}'),
+           coalesce(array_agg(si.namespace_id ORDER BY si.namespace_id) FILTER (WHERE si.column_name IS NOT NULL), '{}'),
+           s.owner
+      FROM personalize.sources s LEFT JOIN personalize.source_identifiers si ON si.source_id = s.id
+     WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = s.relation)
+     GROUP BY s.id;
+    INSERT INTO personalize.stream_traits
+    SELECT t.id, ts.source_id, t.kind, t.n,
+           (extract(epoch FROM t.half_life) * 1000000)::bigint,
+           (extract(epoch FROM t.gap) * 1000000)::bigint,
+           t.hll_precision, t.event_types,
+           v.column_name, v.json_key, i.column_name, i.json_key
+      FROM personalize.traits t
+     CROSS JOIN LATERAL personalize._trait_sources(t.id) ts
+      LEFT JOIN LATERAL personalize._field_ref(ts.source_id, t.field) v ON t.field IS NOT NULL
+      LEFT JOIN LATERAL personalize._field_ref(ts.source_id, t.item_field) i ON t.item_field IS NOT NULL
+     WHERE ts.source_id IN (SELECT source_id FROM personalize.stream_sources);
+    RETURN NULL;
+END $$;
+
+-- the derived table learns the owners (a statement trigger fires for an
+-- UPDATE of no rows too)
+UPDATE sources SET relation = relation;
+
+-- ===========================================================================
+-- The configuration functions: a C entry records the caller and runs the
+-- SECURITY DEFINER implementation of the same arguments
+-- ===========================================================================
+
+CREATE FUNCTION _register_source(relation regclass,
+                                identifiers jsonb,
+                                event_time name,
+                                event_type text,
+                                event_type_column name,
+                                fields jsonb,
+                                backfill boolean)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    sid integer;
+    caller regrole := personalize._configuring_role();
+    problem text;
+    t oid;
+    kv record;
+    ns_id integer;
+    col text;
+    key text;
+BEGIN
+    PERFORM personalize._require_admin('register a source');
+    IF relation IS NULL THEN
+        RAISE EXCEPTION 'register_source: relation must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM personalize._check_source_kind(relation);
+    IF relation::oid IN (SELECT c.objid FROM pg_depend c
+                          WHERE c.classid = 'pg_class'::regclass AND c.deptype = 'e'
+                            AND c.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'personalize')) THEN
+        RAISE EXCEPTION 'register_source: % is a table of personalize itself', relation
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF EXISTS (SELECT 1 FROM personalize.sources s WHERE s.relation = _register_source.relation) THEN
+        RAISE EXCEPTION 'register_source: % is already a source', relation
+            USING ERRCODE = 'duplicate_object', HINT = 'Unregister it first with personalize.unregister_source().';
+    END IF;
+    IF identifiers IS NULL OR jsonb_typeof(identifiers) <> 'object' OR identifiers = '{}' THEN
+        RAISE EXCEPTION 'register_source: identifiers must be a non-empty JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Map identifier columns to namespaces: ''{"customer_id": "customer_id", "email": "email"}''.';
+    END IF;
+    IF fields IS NULL OR jsonb_typeof(fields) <> 'object' THEN
+        RAISE EXCEPTION 'register_source: fields must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Name fields by column or jsonb key: ''{"sku": "product_sku", "size": {"column": "props", "key": "size"}}''.';
+    END IF;
+    IF event_type IS NOT NULL AND event_type_column IS NOT NULL THEN
+        RAISE EXCEPTION 'register_source: give event_type (a constant) or event_type_column, not both'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    t := personalize._column_type(relation, event_time, 'event time');
+    IF t NOT IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype) THEN
+        RAISE EXCEPTION 'register_source: event time column % is of type %', quote_ident(event_time), t::regtype
+            USING ERRCODE = 'datatype_mismatch', HINT = 'The event time must be a timestamptz, timestamp or date column.';
+    END IF;
+    IF event_type_column IS NOT NULL THEN
+        t := personalize._column_type(relation, event_type_column, 'event type');
+        IF NOT personalize._is_scalar_type(t) THEN
+            RAISE EXCEPTION 'register_source: event type column % is of type %', quote_ident(event_type_column), t::regtype
+                USING ERRCODE = 'datatype_mismatch', HINT = 'The event type must be a text, number or enum column.';
+        END IF;
+    END IF;
+
+    INSERT INTO personalize.sources (relation, event_time_column, event_type_column, event_type, owner)
+    VALUES (relation, event_time, event_type_column, event_type, caller) RETURNING id INTO sid;
+
+    FOR kv IN SELECT * FROM jsonb_each(identifiers) LOOP
+        col := kv.key;
+        IF jsonb_typeof(kv.value) <> 'string' THEN
+            RAISE EXCEPTION 'register_source: the namespace of identifier column % must be a string', quote_ident(col)
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Map each column to a namespace name: {"email": "email"}.';
+        END IF;
+        t := personalize._column_type(relation, col, 'identifier');
+        IF NOT personalize._is_scalar_type(t) THEN
+            RAISE EXCEPTION 'register_source: identifier column % is of type %', quote_ident(col), t::regtype
+                USING ERRCODE = 'datatype_mismatch', HINT = 'Identifiers are text, numbers or uuids.';
+        END IF;
+        SELECT n.id INTO ns_id FROM personalize.namespaces n WHERE n.name = kv.value #>> '{}';
+        IF ns_id IS NULL THEN
+            RAISE EXCEPTION 'register_source: unknown namespace %', quote_literal(kv.value #>> '{}')
+                USING ERRCODE = 'undefined_object',
+                      HINT = coalesce('Namespaces: ' || (SELECT string_agg(n.name, ', ' ORDER BY n.name) FROM personalize.namespaces n) || '.',
+                                      'Create one with personalize.create_namespace().');
+        END IF;
+        IF EXISTS (SELECT 1 FROM personalize.source_identifiers si WHERE si.source_id = sid AND si.namespace_id = ns_id) THEN
+            RAISE EXCEPTION 'register_source: two columns hold namespace %', kv.value #>> '{}'
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Map one column per namespace; register a view-free copy or a second source for the other column.';
+        END IF;
+        INSERT INTO personalize.source_identifiers VALUES (sid, col, ns_id);
+    END LOOP;
+
+    FOR kv IN SELECT * FROM jsonb_each(fields) LOOP
+        PERFORM personalize._check_name('field', kv.key);
+        IF jsonb_typeof(kv.value) = 'string' THEN
+            col := kv.value #>> '{}';
+            key := NULL;
+        ELSIF jsonb_typeof(kv.value) = 'object' AND kv.value ? 'column'
+              AND (SELECT count(*) FROM jsonb_object_keys(kv.value) k WHERE k NOT IN ('column', 'key')) = 0 THEN
+            col := kv.value ->> 'column';
+            key := kv.value ->> 'key';
+        ELSE
+            RAISE EXCEPTION 'register_source: field % must name a column or {"column": ..., "key": ...}', kv.key
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'E.g. {"sku": "product_sku", "size": {"column": "props", "key": "size"}}.';
+        END IF;
+        t := personalize._column_type(relation, col, format('field %s', kv.key));
+        IF key IS NOT NULL AND t NOT IN ('jsonb'::regtype, 'json'::regtype) THEN
+            RAISE EXCEPTION 'register_source: field % reads key % of column %, which is of type %', kv.key, quote_literal(key), quote_ident(col), t::regtype
+                USING ERRCODE = 'datatype_mismatch', HINT = 'Keys are read from json or jsonb columns.';
+        ELSIF key IS NULL AND NOT personalize._is_scalar_type(t) THEN
+            RAISE EXCEPTION 'register_source: field % is column % of type %', kv.key, quote_ident(col), t::regtype
+                USING ERRCODE = 'datatype_mismatch', HINT = 'A field is a text, number, uuid or enum column, or a key of a jsonb column.';
+        END IF;
+        INSERT INTO personalize.source_fields VALUES (sid, kv.key, col, key);
+    END LOOP;
+
+    -- traits restricted to named sources must find their fields here too
+    PERFORM personalize._check_trait_sources(t.id) FROM personalize.traits t;
+    -- the stream reads it with the caller's rights: they must cover every
+    -- column mapped, and every row
+    problem := personalize._source_read_problem(relation, caller, personalize._source_columns(sid, true));
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'register_source: %', problem
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = CASE WHEN problem LIKE 'row-level security%'
+                              THEN 'Sources are read in full: register it as its owner (row-level security not forced) or as a role with BYPASSRLS, or disable row-level security on it.'
+                              ELSE format('The source is read with the rights of the role that registers it: GRANT SELECT ON %s TO %s.', relation, caller) END;
+    END IF;
+    PERFORM personalize._regenerate_view();
+    IF backfill THEN
+        PERFORM personalize._rebuild(NULL, NULL, sid);
+    END IF;
+    RETURN sid;
+END $$;
+
+CREATE FUNCTION _unregister_source(relation regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    used text;
+BEGIN
+    PERFORM personalize._require_admin('unregister a source');
+    IF NOT EXISTS (SELECT 1 FROM personalize.sources s WHERE s.relation = _unregister_source.relation) THEN
+        RAISE EXCEPTION 'unregister_source: % is not a source', relation
+            USING ERRCODE = 'undefined_object',
+                  HINT = coalesce('Sources: ' || (SELECT string_agg(s.relation::text, ', ' ORDER BY s.id) FROM personalize.sources s) || '.', 'No source is registered.');
+    END IF;
+    SELECT string_agg(t.name, ', ' ORDER BY t.name) INTO used
+      FROM personalize.traits t WHERE relation = ANY (t.sources);
+    IF used IS NOT NULL THEN
+        RAISE EXCEPTION 'unregister_source: traits % read only named sources, among them %', used, relation
+            USING ERRCODE = 'dependent_objects_still_exist', HINT = 'Alter or drop those traits first.';
+    END IF;
+    DELETE FROM personalize.sources s WHERE s.relation = _unregister_source.relation;
+END $$;
+
+CREATE FUNCTION _add_trait(name text, kind text,
+                          field text,
+                          sources regclass[],
+                          event_types text[],
+                          n integer,
+                          half_life interval,
+                          windows interval[],
+                          gap interval,
+                          item_field text,
+                          hll_precision integer,
+                          backfill boolean)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    tr personalize.traits;
+BEGIN
+    PERFORM personalize._require_admin('add a trait');
+    tr.name := name; tr.kind := kind; tr.field := field; tr.sources := sources;
+    tr.event_types := event_types; tr.n := n; tr.half_life := half_life; tr.windows := windows;
+    tr.gap := gap; tr.item_field := item_field; tr.hll_precision := hll_precision;
+    tr := personalize._check_trait(tr);
+    IF EXISTS (SELECT 1 FROM personalize.traits t WHERE t.name = tr.name) THEN
+        RAISE EXCEPTION 'trait % already exists', tr.name
+            USING ERRCODE = 'duplicate_object', HINT = 'Change it with personalize.alter_trait() or drop it first.';
+    END IF;
+    INSERT INTO personalize.traits (name, kind, field, item_field, sources, event_types, n, half_life, windows, gap, hll_precision)
+    VALUES (tr.name, tr.kind, tr.field, tr.item_field, tr.sources, tr.event_types, tr.n, tr.half_life, tr.windows, tr.gap, tr.hll_precision)
+    RETURNING id INTO tr.id;
+    PERFORM personalize._check_trait_sources(tr.id);
+    PERFORM personalize._check_trait_access(tr.id, personalize._configuring_role());
+    PERFORM personalize._regenerate_view();
+    IF backfill THEN
+        PERFORM personalize._rebuild(NULL, ARRAY[tr.id], NULL);
+    END IF;
+    RETURN tr.id;
+END $$;
+
+CREATE FUNCTION _alter_trait(name text,
+                            kind text,
+                            field text,
+                            sources regclass[],
+                            event_types text[],
+                            n integer,
+                            half_life interval,
+                            windows interval[],
+                            gap interval,
+                            item_field text,
+                            hll_precision integer,
+                            all_sources boolean,
+                            all_event_types boolean,
+                            backfill boolean)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    old personalize.traits;
+    tr personalize.traits;
+BEGIN
+    PERFORM personalize._require_admin('alter a trait');
+    SELECT * INTO old FROM personalize.traits t WHERE t.name = _alter_trait.name FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM personalize._unknown_trait(_alter_trait.name);
+    END IF;
+    tr := old;
+    IF kind IS NOT NULL AND kind <> old.kind THEN
+        -- parameters of the old kind do not carry over
+        tr.kind := kind; tr.n := NULL; tr.half_life := NULL; tr.windows := NULL; tr.gap := NULL;
+        tr.hll_precision := NULL; tr.item_field := NULL;
+    END IF;
+    tr.field := coalesce(field, tr.field);
+    tr.item_field := coalesce(item_field, tr.item_field);
+    tr.sources := CASE WHEN all_sources THEN NULL ELSE coalesce(sources, tr.sources) END;
+    tr.event_types := CASE WHEN all_event_types THEN NULL ELSE coalesce(event_types, tr.event_types) END;
+    tr.n := coalesce(n, tr.n);
+    tr.half_life := coalesce(half_life, tr.half_life);
+    tr.windows := coalesce(windows, tr.windows);
+    tr.gap := coalesce(gap, tr.gap);
+    tr.hll_precision := coalesce(hll_precision, tr.hll_precision);
+    tr := personalize._check_trait(tr);
+    UPDATE personalize.traits t
+       SET kind = tr.kind, field = tr.field, item_field = tr.item_field, sources = tr.sources,
+           event_types = tr.event_types, n = tr.n, half_life = tr.half_life, windows = tr.windows,
+           gap = tr.gap, hll_precision = tr.hll_precision, changed_at = now()
+     WHERE t.id = tr.id;
+    PERFORM personalize._check_trait_sources(tr.id);
+    PERFORM personalize._check_trait_access(tr.id, personalize._configuring_role());
+    PERFORM personalize._regenerate_view();
+    -- the states were built under the old definition: never keep them
+    IF backfill THEN
+        PERFORM personalize._rebuild(NULL, ARRAY[tr.id], NULL);
+    ELSE
+        UPDATE personalize.profiles p SET states = personalize.profile_remove(p.states, tr.id), updated_at = now()
+         WHERE tr.id = ANY (personalize.profile_traits(p.states));
+    END IF;
+END $$;
+
+CREATE FUNCTION _drop_trait(name text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    tid integer;
+BEGIN
+    PERFORM personalize._require_admin('drop a trait');
+    SELECT t.id INTO tid FROM personalize.traits t WHERE t.name = _drop_trait.name;
+    IF tid IS NULL THEN
+        PERFORM personalize._unknown_trait(_drop_trait.name);
+    END IF;
+    -- events already committed to its sources are applied first: none of
+    -- them may bring the state back once it is removed
+    PERFORM pg_advisory_xact_lock(1886610802, 2);
+    PERFORM personalize._quiesce(ARRAY(SELECT st.source_id FROM personalize.stream_traits st WHERE st.trait_id = tid),
+                                 'drop_trait', true);
+    DELETE FROM personalize.traits t WHERE t.id = tid;
+    UPDATE personalize.profiles p SET states = personalize.profile_remove(p.states, tid), updated_at = now()
+     WHERE tid = ANY (personalize.profile_traits(p.states));
+    PERFORM personalize._regenerate_view();
+END $$;
+
+CREATE OR REPLACE FUNCTION register_source(relation regclass,
+                                identifiers jsonb,
+                                event_time name,
+                                event_type text DEFAULT NULL,
+                                event_type_column name DEFAULT NULL,
+                                fields jsonb DEFAULT '{}',
+                                backfill boolean DEFAULT true)
+RETURNS integer
+LANGUAGE C VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'pz_configure';
+
+CREATE OR REPLACE FUNCTION unregister_source(relation regclass) RETURNS void
+LANGUAGE C VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'pz_configure';
+
+CREATE OR REPLACE FUNCTION add_trait(name text, kind text,
+                          field text DEFAULT NULL,
+                          sources regclass[] DEFAULT NULL,
+                          event_types text[] DEFAULT NULL,
+                          n integer DEFAULT NULL,
+                          half_life interval DEFAULT NULL,
+                          windows interval[] DEFAULT NULL,
+                          gap interval DEFAULT NULL,
+                          item_field text DEFAULT NULL,
+                          hll_precision integer DEFAULT NULL,
+                          backfill boolean DEFAULT true)
+RETURNS integer
+LANGUAGE C VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'pz_configure';
+
+CREATE OR REPLACE FUNCTION alter_trait(name text,
+                            kind text DEFAULT NULL,
+                            field text DEFAULT NULL,
+                            sources regclass[] DEFAULT NULL,
+                            event_types text[] DEFAULT NULL,
+                            n integer DEFAULT NULL,
+                            half_life interval DEFAULT NULL,
+                            windows interval[] DEFAULT NULL,
+                            gap interval DEFAULT NULL,
+                            item_field text DEFAULT NULL,
+                            hll_precision integer DEFAULT NULL,
+                            all_sources boolean DEFAULT false,
+                            all_event_types boolean DEFAULT false,
+                            backfill boolean DEFAULT true)
+RETURNS void
+LANGUAGE C VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'pz_configure';
+
+CREATE OR REPLACE FUNCTION drop_trait(name text) RETURNS void
+LANGUAGE C VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'pz_configure';
+
+-- ===========================================================================
+-- Privileges
+-- ===========================================================================
+
+-- Only superusers and the functions above write the configuration.
+REVOKE INSERT, UPDATE, DELETE ON namespaces, sources, source_identifiers, source_fields, traits
+    FROM personalize_admin;
+REVOKE USAGE ON SEQUENCE sources_id_seq, traits_id_seq FROM personalize_admin;
+REVOKE EXECUTE ON FUNCTION
+    _register_source(regclass, jsonb, name, text, name, jsonb, boolean),
+    _unregister_source(regclass),
+    _add_trait(text, text, text, regclass[], text[], integer, interval, interval[], interval, text, integer, boolean),
+    _alter_trait(text, text, text, regclass[], text[], integer, interval, interval[], interval, text, integer, boolean, boolean, boolean),
+    _drop_trait(text)
+    FROM PUBLIC;

@@ -1,0 +1,31 @@
+/*
+ * field.h
+ *	  How a source's column becomes the text of an event field, one reading
+ *	  for the stream (decoder.c) and rebuild() (the SQL _source_part_sql
+ *	  builds), so that both paths fold the same values.
+ */
+#ifndef PERSONALIZE_FIELD_H
+#define PERSONALIZE_FIELD_H
+
+#include "postgres.h"
+
+/* how a column of some type becomes text */
+typedef enum FieldTextHow
+{
+	FIELD_AS_IS,     /* text-like: binary-compatible with text */
+	FIELD_CAST_FUNC, /* a built-in cast function to text (bool, bpchar, inet, ...) */
+	FIELD_OUTPUT     /* the type's output function */
+} FieldTextHow;
+
+/*
+ * The reading of a column of type (domains read as their base type); *fn
+ * the function to call for FIELD_CAST_FUNC and FIELD_OUTPUT.  A cast to
+ * text that a user created (CREATE CAST ... WITH FUNCTION, on an enum of
+ * their own) is never called: it would run a user's code with the rights
+ * of whoever reads, the worker's bootstrap superuser among them.  Such a
+ * type reads through its output function, as it would with no cast, and
+ * *user_cast says so.
+ */
+extern FieldTextHow pz_field_text_how(Oid type, Oid *fn, bool *user_cast);
+
+#endif /* PERSONALIZE_FIELD_H */

@@ -1,0 +1,168 @@
+# Trust boundaries in the streaming worker (docs/security.md), which runs as
+# the bootstrap superuser:
+#   - a hostile personalize_admin's normalizer, run by the worker for every
+#     event, runs with that admin's rights: it cannot make itself superuser;
+#   - a configuration row broken by hand (a normalizer that would crash the
+#     backend) turns its events into dead letters, and the other sources
+#     stream on;
+#   - a right revoked from a source's owner (a column grant, row-level
+#     security) turns the events committed afterwards into dead letters that
+#     hold none of the row's values; granted again, the stream goes on;
+#   - the server never restarts and the worker never dies meanwhile.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('trust');
+$node->init;
+$node->append_conf('postgresql.conf', <<'CONF');
+wal_level = logical
+shared_preload_libraries = 'personalize'
+personalize.database = 'shop'
+personalize.worker_poll_interval = 5ms
+max_replication_slots = 4
+log_min_messages = warning
+CONF
+$node->start;
+$node->safe_psql('postgres', 'CREATE DATABASE shop');
+
+sub sql { return $node->safe_psql('shop', $_[0]); }
+
+# a statement run as a role, through SET ROLE in one session
+sub as_role
+{
+	my ($role, $stmts) = @_;
+	return $node->safe_psql('shop', "SET ROLE $role;\n$stmts");
+}
+
+sub applied
+{
+	is(sql(q{SELECT personalize.wait_for_apply('60 s')}), 't', $_[0] // 'the worker applied everything');
+}
+
+$node->poll_query_until('shop',
+	q{SELECT count(*) = 1 FROM pg_replication_slots WHERE slot_name LIKE 'personalize_%'})
+  or die 'the worker made no slot';
+sql(q{
+CREATE EXTENSION personalize;
+CREATE ROLE mallory;
+GRANT personalize_admin TO mallory;
+CREATE SCHEMA m AUTHORIZATION mallory;
+CREATE SCHEMA s;
+GRANT USAGE ON SCHEMA s TO mallory;
+});
+my $started = sql('SELECT pg_postmaster_start_time()');
+my $worker_pid = sql('SELECT pid FROM personalize.worker_status');
+ok($worker_pid > 0, 'the worker runs');
+
+# --- 1. the escalation attempt, folded by the worker -------------------------
+as_role('mallory', q{
+CREATE TABLE m.seen (who name, outcome text);
+CREATE FUNCTION m.escalate() RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    EXECUTE 'ALTER ROLE mallory SUPERUSER';
+    INSERT INTO m.seen VALUES (current_user, 'succeeded');
+EXCEPTION WHEN others THEN
+    INSERT INTO m.seen VALUES (current_user, SQLERRM);
+END $$;
+CREATE FUNCTION m.norm(value text) RETURNS text IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM m.escalate();
+    RETURN lower(value);
+END $$;
+SELECT personalize.create_namespace('handle', 0, NULL, 'm.norm(text)');
+CREATE TABLE m.events (handle text, ts timestamptz NOT NULL DEFAULT now());
+SELECT personalize.register_source('m.events', '{"handle": "handle"}', 'ts');
+SELECT personalize.add_trait('events', 'count');
+});
+# only the worker normalizes these: nothing has resolved them yet
+as_role('mallory', q{INSERT INTO m.events (handle) SELECT 'H' || g FROM generate_series(1, 5) g});
+applied('the events of the hostile normalizer are applied');
+is(sql(q{SELECT sum(events) FROM personalize.profile_view WHERE key_namespace = 'handle'}), '5',
+	'every event reached its profile');
+is(sql(q{SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'}), 'f',
+	'the worker ran the normalizer: its author is no superuser');
+is(sql(q{SELECT count(*) FILTER (WHERE who = 'mallory' AND outcome LIKE 'must be superuser%') = count(*)
+                AND count(*) >= 5
+         FROM m.seen}),
+	't', 'every call ran as its author and was refused');
+
+# --- 2. a configuration row broken by hand -----------------------------------
+sql(q{
+SELECT personalize.create_namespace('email', 1, NULL, 'personalize.normalize_email(text)');
+SELECT personalize.create_namespace('phone', 1, NULL, 'personalize.normalize_phone(text)');
+CREATE TABLE s.orders (email text, ts timestamptz NOT NULL DEFAULT now(), price numeric, card text);
+CREATE TABLE s.calls (phone text, ts timestamptz NOT NULL DEFAULT now());
+SELECT personalize.register_source('s.orders', '{"email": "email"}', 'ts', fields => '{"amount": "price"}');
+SELECT personalize.register_source('s.calls', '{"phone": "phone"}', 'ts');
+SELECT personalize.add_trait('spent', 'sum', field => 'amount');
+-- what a careless superuser could do: every use of phone would crash
+UPDATE personalize.namespaces SET normalizer = 'pg_catalog.int4recv(internal)' WHERE name = 'phone';
+});
+sql(q{INSERT INTO s.calls (phone) VALUES ('+44 20 7946 0000'), ('+44 20 7946 0001')});
+sql(q{INSERT INTO s.orders (email, price) VALUES ('a@x.com', 10), ('b@x.com', 20)});
+applied('the stream goes on past the broken namespace');
+is(sql(q{SELECT count(*) FROM personalize.dead_letters
+         WHERE source = 's.calls'::regclass AND reason LIKE '%cannot normalize values%int4recv%'}),
+	'2', 'each event of the broken namespace is one dead letter that says why');
+is(sql(q{SELECT sum(spent) FROM personalize.profile_view WHERE key_namespace = 'email'}), '30',
+	'the other source streamed on');
+
+# --- 3. rights revoked from a source's owner -----------------------------------
+sql(q{
+CREATE TABLE s.tickets (email text, ts timestamptz NOT NULL DEFAULT now(), note text, secret text);
+GRANT SELECT (email, ts, note) ON s.tickets TO mallory;
+});
+as_role('mallory', q{
+SELECT personalize.register_source('s.tickets', '{"email": "email"}', 'ts', fields => '{"note": "note"}');
+SELECT personalize.add_trait('last_note', 'last', field => 'note', sources => '{s.tickets}');
+});
+sql(q{INSERT INTO s.tickets VALUES ('c@x.com', now(), 'first note', 'secret 1')});
+applied();
+is(sql(q{SELECT last_note FROM personalize.profile_view WHERE profile_id = personalize.resolve('email', 'c@x.com')}),
+	'first note', 'a source its owner may read streams');
+
+sql(q{REVOKE SELECT (note) ON s.tickets FROM mallory});
+sql(q{INSERT INTO s.tickets VALUES ('c@x.com', now(), 'revoked note', 'secret 2')});
+applied();
+is(sql(q{SELECT last_note FROM personalize.profile_view WHERE profile_id = personalize.resolve('email', 'c@x.com')}),
+	'first note', 'after a column grant is revoked, the column no longer flows');
+is(sql(q{SELECT count(*) || ' ' || bool_and(event IS NULL) FROM personalize.dead_letters
+         WHERE source = 's.tickets'::regclass AND reason LIKE 'role mallory may not read column note%'}),
+	'1 true', 'the event is one dead letter, without its values');
+is(sql(q{SELECT count(*) FROM personalize.dead_letters
+         WHERE event::text LIKE '%revoked note%' OR event::text LIKE '%secret%' OR reason LIKE '%secret%'}),
+	'0', 'no hidden value reached a dead letter');
+
+sql(q{GRANT SELECT (note) ON s.tickets TO mallory});
+sql(q{INSERT INTO s.tickets VALUES ('c@x.com', now(), 'granted note', 'secret 3')});
+applied();
+is(sql(q{SELECT last_note FROM personalize.profile_view WHERE profile_id = personalize.resolve('email', 'c@x.com')}),
+	'granted note', 'granted again, the source streams on');
+
+sql(q{
+ALTER TABLE s.tickets ENABLE ROW LEVEL SECURITY;
+CREATE POLICY notes ON s.tickets USING (note <> 'hidden');
+GRANT SELECT ON s.tickets TO mallory;
+});
+sql(q{INSERT INTO s.tickets VALUES ('c@x.com', now(), 'hidden', 'secret 4')});
+applied();
+is(sql(q{SELECT last_note FROM personalize.profile_view WHERE profile_id = personalize.resolve('email', 'c@x.com')}),
+	'granted note', 'a row hidden by row-level security does not reach the profile');
+is(sql(q{SELECT count(*) FROM personalize.dead_letters
+         WHERE source = 's.tickets'::regclass AND reason LIKE 'row-level security of table s.tickets applies to role mallory%'
+           AND event IS NULL}),
+	'1', 'the row is a dead letter that says why, without its values');
+
+# --- 4. nothing restarted ------------------------------------------------------
+is(sql('SELECT pg_postmaster_start_time()'), $started, 'the server never restarted');
+is(sql('SELECT pid FROM personalize.worker_status'), $worker_pid, 'the worker never restarted');
+is(sql(q{SELECT rolsuper OR rolcreaterole OR rolbypassrls FROM pg_roles WHERE rolname = 'mallory'}), 'f',
+	'mallory gained no attribute');
+is(sql(q{SELECT count(*) FROM pg_auth_members WHERE member = 'mallory'::regrole}), '1',
+	'mallory gained no membership');
+
+$node->stop;
+done_testing();
