@@ -115,6 +115,15 @@ CREATE FUNCTION _namespace_problem(namespace text) RETURNS text
 COMMENT ON FUNCTION _namespace_problem(text) IS
     'Why a namespace cannot normalize values (its normalizer dropped, of the wrong signature, or not executable by the namespace''s owner), or NULL.';
 
+-- One rebuild at a time, on a lock of the extension's own: an advisory
+-- lock, which any role can take and hold, would let anyone stall rebuilds
+-- and the worker's first one.
+CREATE FUNCTION _rebuild_lock() RETURNS void
+    AS 'MODULE_PATHNAME', 'pz_rebuild_lock' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION _rebuild_lock() IS
+    'Take the rebuild lock until the transaction ends (rebuilds each write every profile).';
+REVOKE EXECUTE ON FUNCTION _rebuild_lock() FROM PUBLIC;
+
 -- A table whose inserts the stream sees as they are, or an ERROR that says
 -- why it cannot be a source.
 CREATE FUNCTION _check_source_kind(relation regclass) RETURNS void
@@ -279,7 +288,7 @@ DECLARE
     broken record;
 BEGIN
     -- one rebuild at a time: two would each write every profile
-    PERFORM pg_advisory_xact_lock(1886610802, 2);
+    PERFORM personalize._rebuild_lock();
     IF only_source IS NULL THEN
         PERFORM personalize._quiesce(NULL, 'rebuild', true);
     ELSE
@@ -702,7 +711,7 @@ BEGIN
     END IF;
     -- events already committed to its sources are applied first: none of
     -- them may bring the state back once it is removed
-    PERFORM pg_advisory_xact_lock(1886610802, 2);
+    PERFORM personalize._rebuild_lock();
     PERFORM personalize._quiesce(ARRAY(SELECT st.source_id FROM personalize.stream_traits st WHERE st.trait_id = tid),
                                  'drop_trait', true);
     DELETE FROM personalize.traits t WHERE t.id = tid;
@@ -757,6 +766,56 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'pz_configure';
 
 CREATE OR REPLACE FUNCTION drop_trait(name text) RETURNS void
 LANGUAGE C VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'pz_configure';
+
+-- ===========================================================================
+-- The worker's status: how often it failed, and when it tries again
+-- ===========================================================================
+
+-- After an error the worker waits before it tries again (1 s, doubling up
+-- to personalize.worker_max_backoff): state 'waiting to retry' until
+-- retry_at.  restarts counts its exits on an error since the server started.
+DROP VIEW worker_status;
+DROP FUNCTION _worker_status();
+CREATE FUNCTION _worker_status(
+    OUT database name, OUT pid integer, OUT state text, OUT paused boolean,
+    OUT started_at timestamptz, OUT events_applied bigint, OUT events_per_second double precision,
+    OUT transactions bigint, OUT batches bigint, OUT profiles_written bigint,
+    OUT merges bigint, OUT refused_links bigint, OUT dead_letters bigint,
+    OUT updates_ignored bigint, OUT deletes_ignored bigint, OUT truncates_ignored bigint,
+    OUT applied_lsn pg_lsn, OUT decoded_lsn pg_lsn, OUT last_commit_at timestamptz,
+    OUT last_applied_at timestamptz, OUT commit_to_apply_ms double precision,
+    OUT memory_bytes bigint, OUT last_error text, OUT last_error_at timestamptz,
+    OUT restarts bigint, OUT retry_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pz_worker_status'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION _worker_status() IS
+    'The streaming workers'' shared-memory figures; personalize.worker_status shows them.';
+
+CREATE VIEW worker_status AS
+SELECT w.database, w.pid, w.state, w.paused, w.started_at,
+       w.events_applied, round(w.events_per_second::numeric, 1) AS events_per_second,
+       w.transactions, w.batches, w.profiles_written, w.merges, w.refused_links, w.dead_letters,
+       w.updates_ignored, w.deletes_ignored, w.truncates_ignored,
+       w.applied_lsn, w.decoded_lsn,
+       CASE WHEN w.decoded_lsn IS NOT NULL
+            THEN greatest(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_flush_lsn(), w.decoded_lsn), 0)::bigint
+       END AS lag_bytes,
+       round(w.commit_to_apply_ms::numeric, 3) AS lag_ms,
+       w.last_commit_at, w.last_applied_at, w.memory_bytes, w.last_error, w.last_error_at,
+       w.restarts, w.retry_at
+  FROM personalize._worker_status() w;
+COMMENT ON VIEW worker_status IS
+    'One row per streaming worker: state, events applied and per second, applied and decoded LSN, lag in bytes (WAL flushed but not yet decoded and applied) and in ms (commit to apply, last batch), profiles written, merges, refused links, dead letters, changes that are not events, the last error and when, how often an error stopped the worker (restarts), and when a worker waiting to retry tries again.';
+REVOKE ALL ON worker_status FROM PUBLIC;
+GRANT SELECT ON worker_status TO personalize_reader, personalize_admin;
+REVOKE EXECUTE ON FUNCTION _worker_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _worker_status() TO personalize_reader, personalize_admin;
+
+COMMENT ON FUNCTION worker_start() IS
+    'Resume this database''s worker after worker_stop(): it applies what was committed meanwhile; a worker waiting to retry after an error tries at once.  false if it was not stopped.';
+COMMENT ON FUNCTION worker_restart() IS
+    'Terminate this database''s worker; the postmaster starts it again at once, and it resumes after the last applied transaction without waiting to retry.';
 
 -- ===========================================================================
 -- Privileges

@@ -74,6 +74,7 @@
 #include "utils/syscache.h"
 
 #include "identity.h"
+#include "security.h"
 #include "profile.h"
 #include "state.h"
 #include "stream.h"
@@ -1307,14 +1308,12 @@ identifier_arg(FunctionCallInfo fcinfo, int argno, PzIdentifier *id, bool *block
 
 /* ---- the graph ---- */
 
-/* Writers serialize on one advisory lock per database, once per transaction. */
+/* Writers serialize on one lock per database (security.c), once per transaction. */
 static LocalTransactionId locked_lxid = InvalidLocalTransactionId;
 
 static void
 identity_lock(void)
 {
-	LOCKTAG tag;
-
 	if (locked_lxid == MyProc->lxid)
 		return;
 	if (IsolationUsesXactSnapshot())
@@ -1324,9 +1323,8 @@ identity_lock(void)
 								  "graph's lock."),
 						errhint("Run identify, link, split and forget outside REPEATABLE READ and "
 								"SERIALIZABLE transactions.")));
-	/* the same keys as pg_advisory_xact_lock(1886610802, 1) */
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 1886610802, 1, 2);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	/* a lock of the extension's own, which no role can take and hold from SQL */
+	pz_lock(PZ_LOCK_IDENTITY_GRAPH);
 	locked_lxid = MyProc->lxid;
 }
 

@@ -27,11 +27,13 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_language.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "parser/parse_func.h"
+#include "storage/lock.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -217,6 +219,28 @@ pz_source_read_problem_sql(PG_FUNCTION_ARGS)
 	if (problem == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(problem));
+}
+
+/* ---- the extension's own locks ---- */
+
+void
+pz_lock(PzLock which)
+{
+	LOCKTAG tag;
+
+	SET_LOCKTAG_OBJECT(tag, MyDatabaseId, NamespaceRelationId,
+					   get_namespace_oid("personalize", false), (uint16) which);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+PG_FUNCTION_INFO_V1(pz_rebuild_lock);
+
+/* _rebuild_lock(): one rebuild at a time (see pz_lock) */
+Datum
+pz_rebuild_lock(PG_FUNCTION_ARGS)
+{
+	pz_lock(PZ_LOCK_REBUILD);
+	PG_RETURN_VOID();
 }
 
 /* ---- the configuration functions ---- */

@@ -66,4 +66,18 @@ extern bool pz_is_own_c_function(Oid fn);
  */
 extern char *pz_source_read_problem(Oid relid, Oid owner, const int16 *attnums, int nattnums);
 
+/*
+ * The extension's own locks, which no role can take from SQL (an advisory
+ * lock anyone could take and hold, stalling the worker for good): object
+ * locks on the personalize schema with a sub-id no DDL uses.  Held until
+ * the transaction ends.
+ */
+typedef enum PzLock
+{
+	PZ_LOCK_IDENTITY_GRAPH = 1, /* writers of the identity graph */
+	PZ_LOCK_REBUILD = 2         /* rebuilds, which each write every profile */
+} PzLock;
+
+extern void pz_lock(PzLock which);
+
 #endif /* PERSONALIZE_SECURITY_H */

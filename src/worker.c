@@ -116,6 +116,8 @@ static int pz_decoding_memory = 256 * 1024;
 static int pz_apply_wait_timeout = 60000;
 static int pz_worker_cache_size = 1000000;
 static int pz_apply_interval = 5;
+static int pz_max_backoff = 60000;
+static int pz_lock_timeout = 1000;
 
 /* decoder.c: the worker's own origin, whose transactions are not decoded */
 extern RepOriginId pz_decoder_skip_origin;
@@ -129,12 +131,21 @@ typedef enum WorkerState
 	WS_CREATING_SLOT,
 	WS_STREAMING,
 	WS_IDLE,
-	WS_PAUSED
+	WS_PAUSED,
+	WS_BACKING_OFF,
+	WS_WAITING_FOR_LOCK
 } WorkerState;
 
 static const char *const state_names[] = {
-	[WS_STOPPED] = "stopped",     [WS_STARTING] = "starting", [WS_CREATING_SLOT] = "creating slot",
-	[WS_STREAMING] = "streaming", [WS_IDLE] = "idle",         [WS_PAUSED] = "paused"};
+	[WS_STOPPED] = "stopped",
+	[WS_STARTING] = "starting",
+	[WS_CREATING_SLOT] = "creating slot",
+	[WS_STREAMING] = "streaming",
+	[WS_IDLE] = "idle",
+	[WS_PAUSED] = "paused",
+	[WS_BACKING_OFF] = "waiting to retry",
+	[WS_WAITING_FOR_LOCK] = "waiting for a lock",
+};
 
 typedef struct PzWorkerShared
 {
@@ -165,6 +176,10 @@ typedef struct PzWorkerShared
 	int64 memory_bytes;
 	char last_error[256];
 	TimestampTz last_error_at;
+	uint64 restarts;      /* exits on an error since the server started */
+	int failures_in_row;  /* exits on an error since it last streamed well */
+	TimestampTz retry_at; /* when a worker waiting to retry tries again */
+	bool retry_now;       /* worker_start() or worker_restart(): no more waiting */
 } PzWorkerShared;
 
 typedef struct PzWorkerControl
@@ -316,6 +331,21 @@ pz_worker_init(void)
 		"personalize.identity_cache_size in the worker.  As many profiles' row positions "
 		"(about 50 bytes each) spare an index probe per profile write.",
 		&pz_worker_cache_size, 1000000, 0, 100000000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable(
+		"personalize.worker_max_backoff",
+		"The longest the worker waits before it tries again after an error stopped it.",
+		"After an error the worker waits 1 s, then twice as long after each failure in a row, "
+		"up to this; once it has applied everything there was, the next failure waits 1 s "
+		"again.  worker_start() and worker_restart() end a wait.",
+		&pz_max_backoff, 60000, 1000, 3600000, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable(
+		"personalize.worker_lock_timeout",
+		"The longest the worker waits at once for a lock another transaction holds.",
+		"The worker's lock_timeout.  When it passes, the worker shows the wait in "
+		"worker_status (state 'waiting for a lock', last_error) and tries the batch again, so "
+		"a long transaction that holds the identity graph or a profile row delays the stream "
+		"visibly and loses nothing.  Read when the worker starts.",
+		&pz_lock_timeout, 1000, 10, 600000, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable(
 		"personalize.apply_wait_timeout",
 		"How long a rebuild waits for the worker to apply what was committed before it.",
@@ -1203,6 +1233,9 @@ apply_batch_tx(bool careful, uint64 *written)
 				RollbackAndReleaseCurrentSubTransaction();
 				MemoryContextSwitchTo(cxt);
 				CurrentResourceOwner = owner;
+				/* a lock another holds is no fault of the key: the batch waits and retries */
+				if (err->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+					ReThrowError(err);
 				batch.txn_commit_lsn = e->commit_lsn;
 				batch.txn_commit_time = e->commit_time;
 				dead_letter(e->source_id, false, e->events,
@@ -1249,6 +1282,23 @@ set_in_logical_decoding(bool on)
 	LWLockRelease(ProcArrayLock);
 }
 
+/*
+ * The apply waited personalize.worker_lock_timeout for a lock (the identity
+ * graph's, a profile row) that a transaction of someone else holds: say so
+ * in worker_status, sleep a little, and let the caller try the batch again.
+ * The worker never waits unseen, and nothing becomes a dead letter for it.
+ */
+static void
+wait_for_lock_holder(const char *message)
+{
+	record_error(psprintf("waiting for a lock: %s", message));
+	set_state(WS_WAITING_FOR_LOCK);
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100,
+					 PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
 /* Apply the batch; the end of its commit record, or InvalidXLogRecPtr if it wrote nothing. */
 static XLogRecPtr
 apply_batch(void)
@@ -1260,14 +1310,14 @@ apply_batch(void)
 	volatile XLogRecPtr commit_end = InvalidXLogRecPtr;
 	TimestampTz now;
 	int64 dead_before = list_length(batch.dead);
+	volatile bool careful = false;
 
 	batch_merges = 0;
 	if (wrote)
 	{
 		set_in_logical_decoding(false);
-		for (volatile int attempt = 0; attempt < 2; attempt++)
+		for (;;)
 		{
-			bool careful = attempt == 1;
 			volatile bool failed = false;
 			MemoryContext old;
 
@@ -1292,17 +1342,25 @@ apply_batch(void)
 			PG_CATCH();
 			{
 				ErrorData *err;
+				bool lock_wait;
 
-				if (careful)
-					PG_RE_THROW();
 				MemoryContextSwitchTo(apply_cxt);
 				err = CopyErrorData();
+				lock_wait = err->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
+				if (careful && !lock_wait)
+					PG_RE_THROW();
 				FlushErrorState();
 				AbortCurrentTransaction();
-				record_error(err->message);
-				ereport(LOG, (errmsg("personalize worker: applying a batch failed, retrying it key "
-									 "by key: %s",
-									 err->message)));
+				if (lock_wait)
+					wait_for_lock_holder(err->message);
+				else
+				{
+					record_error(err->message);
+					ereport(LOG, (errmsg("personalize worker: applying a batch failed, retrying it "
+										 "key by key: %s",
+										 err->message)));
+					careful = true;
+				}
 				pz_profile_moved_hook = NULL;
 				/* dead letters found in the failed attempt are found again */
 				while (list_length(batch.dead) > dead_before)
@@ -1606,6 +1664,72 @@ initial_rebuild(void)
 	replorigin_session_origin_timestamp = 0;
 }
 
+/*
+ * After an exit on an error, wait before trying again: 1 s, then twice as
+ * long after each failure in a row, at most personalize.worker_max_backoff.
+ * An error that comes back at every start (a catalog it cannot read, a
+ * slot it cannot use) then costs a try now and then, not a restart per
+ * second, and worker_status says what failed, when, and when it tries
+ * again.  worker_start() and worker_restart() end the wait.
+ */
+static void
+worker_back_off(void)
+{
+	int failures;
+	long delay_ms;
+	TimestampTz until;
+
+	SpinLockAcquire(&me->mutex);
+	failures = me->failures_in_row;
+	me->retry_now = false;
+	SpinLockRelease(&me->mutex);
+	if (failures == 0)
+		return;
+	delay_ms = Min(1000L << Min(failures - 1, 20), (long) pz_max_backoff);
+	until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay_ms);
+	ereport(LOG, (errmsg("personalize worker: failed %d time%s in a row; trying again in %ld ms",
+						 failures, failures == 1 ? "" : "s", delay_ms)));
+	SpinLockAcquire(&me->mutex);
+	me->state = WS_BACKING_OFF;
+	me->retry_at = until;
+	SpinLockRelease(&me->mutex);
+	for (;;)
+	{
+		long left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+		bool now;
+
+		SpinLockAcquire(&me->mutex);
+		now = me->retry_now;
+		SpinLockRelease(&me->mutex);
+		if (left <= 0 || now)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, left,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
+	SpinLockAcquire(&me->mutex);
+	me->state = WS_STARTING;
+	me->retry_at = 0;
+	SpinLockRelease(&me->mutex);
+}
+
+/* streaming went well: the next failure waits the shortest time again */
+static void
+worker_healthy(void)
+{
+	if (me->failures_in_row == 0)
+		return;
+	SpinLockAcquire(&me->mutex);
+	me->failures_in_row = 0;
+	SpinLockRelease(&me->mutex);
+}
+
 static void
 update_rate(uint64 *last_events, TimestampTz *last_at)
 {
@@ -1778,6 +1902,8 @@ worker_stream(void)
 
 		if (caught_up && GetFlushRecPtr(NULL) <= read_limit)
 		{
+			/* everything there was is applied: the worker is well */
+			worker_healthy();
 			pgstat_report_stat(true);
 			set_state(WS_IDLE);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -1822,6 +1948,8 @@ pz_worker_main(Datum arg)
 	pgstat_report_appname("personalize worker");
 	/* apply commits are asynchronous: the slot is confirmed once they are flushed */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	/* no wait for a lock is unbounded: the apply reports it and tries again */
+	SetConfigOption("lock_timeout", psprintf("%d", pz_lock_timeout), PGC_SUSET, PGC_S_OVERRIDE);
 	worker_settings();
 	worker_keep_freed_memory();
 	pz_profile_places = true;
@@ -1834,6 +1962,7 @@ pz_worker_main(Datum arg)
 	me->started_at = GetCurrentTimestamp();
 	SpinLockRelease(&me->mutex);
 	before_shmem_exit(worker_detach, (Datum) 0);
+	worker_back_off();
 
 	/*
 	 * The slot comes first, before the extension may even exist: every
@@ -1852,6 +1981,11 @@ pz_worker_main(Datum arg)
 		HOLD_INTERRUPTS();
 		err = CopyErrorData();
 		record_error(err->message);
+		/* the next start waits first, longer each time it fails again */
+		SpinLockAcquire(&me->mutex);
+		me->restarts++;
+		me->failures_in_row++;
+		SpinLockRelease(&me->mutex);
 		RESUME_INTERRUPTS();
 		PG_RE_THROW();
 	}
@@ -1886,8 +2020,8 @@ pz_worker_status(PG_FUNCTION_ARGS)
 	for (int i = 0; i < control->nworkers; i++)
 	{
 		PzWorkerShared copy;
-		Datum v[24];
-		bool n[24] = {0};
+		Datum v[26];
+		bool n[26] = {0};
 		int k = 0;
 
 		SpinLockAcquire(&control->workers[i].mutex);
@@ -1927,6 +2061,9 @@ pz_worker_status(PG_FUNCTION_ARGS)
 		v[k++] = CStringGetTextDatum(copy.last_error);
 		n[k] = copy.last_error_at == 0;
 		v[k++] = TimestampTzGetDatum(copy.last_error_at);
+		v[k++] = Int64GetDatum(copy.restarts);
+		n[k] = copy.retry_at == 0 || copy.state != WS_BACKING_OFF;
+		v[k++] = TimestampTzGetDatum(copy.retry_at);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
 	}
 	PG_RETURN_VOID();
@@ -2131,6 +2268,12 @@ set_paused(bool paused)
 	SpinLockAcquire(&w->mutex);
 	was = w->paused;
 	w->paused = paused;
+	if (!paused)
+	{
+		/* a worker waiting to retry tries at once */
+		w->retry_now = true;
+		w->failures_in_row = 0;
+	}
 	latch = w->latch;
 	SpinLockRelease(&w->mutex);
 	if (latch != NULL)
@@ -2161,6 +2304,9 @@ pz_worker_restart(PG_FUNCTION_ARGS)
 
 	SpinLockAcquire(&w->mutex);
 	pid = w->pid;
+	/* started again, it tries at once */
+	w->failures_in_row = 0;
+	w->retry_now = true;
 	SpinLockRelease(&w->mutex);
 	if (pid == 0)
 		PG_RETURN_BOOL(false);

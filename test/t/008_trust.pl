@@ -8,7 +8,15 @@
 #   - a right revoked from a source's owner (a column grant, row-level
 #     security) turns the events committed afterwards into dead letters that
 #     hold none of the row's values; granted again, the stream goes on;
-#   - the server never restarts and the worker never dies meanwhile.
+#   - a role with no grants cannot stall the worker or a rebuild by holding
+#     the advisory locks the extension used to take; a personalize_admin's
+#     long transaction that holds the identity graph delays the stream
+#     visibly (state 'waiting for a lock') and loses nothing;
+#   - the server never restarts and the worker never dies meanwhile;
+#   - an error that does stop the worker (here a superuser's constraint that
+#     refuses every dead letter) makes it wait before each new try, longer
+#     each time, and worker_status says what failed, when, how often and
+#     when it tries again; once the cause is gone it goes on by itself.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -156,13 +164,64 @@ is(sql(q{SELECT count(*) FROM personalize.dead_letters
            AND event IS NULL}),
 	'1', 'the row is a dead letter that says why, without its values');
 
-# --- 4. nothing restarted ------------------------------------------------------
+# --- 4. nobody outside the extension's roles can block the worker ------------
+sql(q{CREATE ROLE nobody LOGIN});
+my $holder = $node->background_psql('shop', on_error_stop => 1);
+$holder->query_safe(q{SET ROLE nobody});
+$holder->query_safe(q{SELECT pg_advisory_lock(1886610802, 1), pg_advisory_lock(1886610802, 2)});
+sql(q{INSERT INTO s.orders (email, price) VALUES ('e@x.com', 5)});
+applied('a role with no grants holding the old advisory locks does not stall the worker');
+is(sql(q{SELECT personalize.rebuild() > 0}), 't', 'nor a rebuild');
+$holder->quit;
+
+# an admin's open transaction that changed the graph holds its lock
+my $admin = $node->background_psql('shop', on_error_stop => 1);
+$admin->query_safe(q{BEGIN});
+$admin->query_safe(q{SELECT personalize.link('email', 'e@x.com', 'email', 'e2@x.com')});
+sql(q{INSERT INTO s.orders (email, price) VALUES ('new@x.com', 5)});
+$node->poll_query_until('shop',
+	q{SELECT state = 'waiting for a lock' AND last_error LIKE 'waiting for a lock:%' FROM personalize.worker_status})
+  or die 'the worker did not report its wait';
+pass('a worker waiting for a lock says so in worker_status');
+$admin->query_safe(q{COMMIT});
+$admin->quit;
+applied('once the lock is free, the worker applies what waited');
+is(sql(q{SELECT spent FROM personalize.profile_view WHERE profile_id = personalize.resolve('email', 'new@x.com')}),
+	'5', 'the event that waited is applied, once');
+is(sql(q{SELECT count(*) FROM personalize.dead_letters WHERE reason LIKE '%lock timeout%' OR reason LIKE '%waiting for a lock%'}), '0',
+	'a wait for a lock is no dead letter');
+
+# --- 4b. nothing restarted -----------------------------------------------------
 is(sql('SELECT pg_postmaster_start_time()'), $started, 'the server never restarted');
 is(sql('SELECT pid FROM personalize.worker_status'), $worker_pid, 'the worker never restarted');
 is(sql(q{SELECT rolsuper OR rolcreaterole OR rolbypassrls FROM pg_roles WHERE rolname = 'mallory'}), 'f',
 	'mallory gained no attribute');
 is(sql(q{SELECT count(*) FROM pg_auth_members WHERE member = 'mallory'::regrole}), '1',
 	'mallory gained no membership');
+
+# --- 5. an error that stops the worker: it backs off ---------------------------
+sql(q{ALTER TABLE personalize.dead_letters ADD CONSTRAINT no_letters CHECK (false) NOT VALID});
+sql(q{INSERT INTO s.orders (email, price) VALUES (NULL, 1)});     # a dead letter it cannot write
+sql(q{INSERT INTO s.orders (email, price) VALUES ('d@x.com', 40)});
+$node->poll_query_until('shop', q{SELECT restarts >= 3 FROM personalize.worker_status})
+  or die 'the worker did not fail';
+is(sql(q{SELECT last_error LIKE '%violates check constraint "no_letters"%'
+                AND last_error_at > now() - interval '1 minute' FROM personalize.worker_status}),
+	't', 'worker_status keeps the last error and its time');
+$node->poll_query_until('shop', q{SELECT state = 'waiting to retry' AND retry_at > now() FROM personalize.worker_status})
+  or die 'the worker never waited to retry';
+pass('a failed worker waits to retry, with the time of its next try');
+my $log = slurp_file($node->logfile);
+my @waits = $log =~ /failed \d+ times? in a row; trying again in (\d+) ms/g;
+ok(@waits >= 3 && $waits[0] < $waits[1] && $waits[1] < $waits[2],
+	"each failure in a row waits longer (@waits[0..2] ms)");
+sql(q{ALTER TABLE personalize.dead_letters DROP CONSTRAINT no_letters});
+applied('once the cause is gone, the worker goes on by itself');
+is(sql(q{SELECT sum(spent) FROM personalize.profile_view WHERE key_namespace = 'email'}), '80',
+	'the event committed meanwhile is applied, once');
+is(sql(q{SELECT count(*) FROM personalize.dead_letters WHERE reason LIKE '%no identifier%'}), '1',
+	'the bad event is one dead letter');
+is(sql('SELECT pg_postmaster_start_time()'), $started, 'the server never restarted');
 
 $node->stop;
 done_testing();
