@@ -124,6 +124,50 @@ COMMENT ON FUNCTION _rebuild_lock() IS
     'Take the rebuild lock until the transaction ends (rebuilds each write every profile).';
 REVOKE EXECUTE ON FUNCTION _rebuild_lock() FROM PUBLIC;
 
+CREATE FUNCTION _note_unstreamed() RETURNS void
+    AS 'MODULE_PATHNAME', 'pz_note_unstreamed' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION _note_unstreamed() IS
+    'A NOTICE, once per session, when no worker streams this database (register_source and add_trait call it).';
+
+-- ERROR when a trait's field is in none of the sources it may read: a
+-- misspelt field would otherwise build nothing, silently.  With no source
+-- registered yet, a NOTICE.
+CREATE FUNCTION _check_trait_field(trait_id integer) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    tr personalize.traits;
+    known text;
+BEGIN
+    SELECT * INTO tr FROM personalize.traits t WHERE t.id = trait_id;
+    IF tr.field IS NULL OR EXISTS (SELECT 1 FROM personalize._trait_sources(trait_id)) THEN
+        RETURN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM personalize.sources) THEN
+        RAISE NOTICE 'trait %: no source is registered yet; it will read field % of the sources that have it', tr.name, quote_literal(tr.field);
+        RETURN;
+    END IF;
+    SELECT string_agg(DISTINCT f, ', ' ORDER BY f) INTO known
+      FROM (SELECT sf.field AS f FROM personalize.source_fields sf JOIN personalize.sources s ON s.id = sf.source_id
+             WHERE tr.sources IS NULL OR s.relation = ANY (tr.sources)
+            UNION
+            SELECT a.attname::text FROM personalize.sources s JOIN pg_attribute a ON a.attrelid = s.relation
+             WHERE (tr.sources IS NULL OR s.relation = ANY (tr.sources)) AND a.attnum > 0 AND NOT a.attisdropped) x;
+    RAISE EXCEPTION 'trait %: no source has field %', tr.name, quote_literal(tr.field)
+        USING ERRCODE = 'undefined_column',
+              HINT = format('The fields and columns of its sources: %s.  Name the field in a source''s fields (register_source(..., fields => ...)), or use a column''s name.', known);
+END $$;
+
+-- A field's text as a number, read by the stream's C code (src/field.c): the
+-- rebuild and the stream agree on which texts are numbers.
+CREATE FUNCTION _field_number(value text) RETURNS numeric
+    AS 'MODULE_PATHNAME', 'pz_field_number_sql' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION _field_number(text) IS
+    'A field''s text as numeric, as the stream reads it (blanks, sign, digits with one point, an exponent within +-1000), or NULL if it is not a number.';
+CREATE FUNCTION _field_float8(value text) RETURNS double precision
+    AS 'MODULE_PATHNAME', 'pz_field_float8_sql' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION _field_float8(text) IS
+    'A field''s text as float8, as the stream reads it for windowed sums, or NULL if it is not a number float8 can hold.';
+
 -- A table whose inserts the stream sees as they are, or an ERROR that says
 -- why it cannot be a source.
 CREATE FUNCTION _check_source_kind(relation regclass) RETURNS void
@@ -154,21 +198,25 @@ BEGIN
                   DETAIL = 'Its rows live in another server, whose inserts are not in this database''s WAL.',
                   HINT = 'Register the table the events are written to, on the server that holds it.';
     END IF;
-    IF c.relkind = 'p' THEN
-        RAISE EXCEPTION 'register_source: % is a partitioned table', relation
-            USING ERRCODE = 'feature_not_supported',
-                  DETAIL = 'The stream does not yet map inserts into partitions to their parent.',
-                  HINT = 'Register a plain table.';
-    END IF;
-    IF c.relkind <> 'r' THEN
+    IF c.relkind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION 'register_source: % is not a table', relation
             USING ERRCODE = 'wrong_object_type', HINT = 'Register the table the events are written to.';
     END IF;
+    -- a partition's rows are its parent's events: the parent is the source
     IF c.relispartition THEN
-        RAISE EXCEPTION 'register_source: % is a partition', relation
-            USING ERRCODE = 'feature_not_supported',
-                  DETAIL = 'The stream does not yet map inserts into partitions to their parent.',
-                  HINT = 'Register a plain table.';
+        RAISE EXCEPTION 'register_source: % is a partition of %', relation,
+                        (SELECT a::regclass FROM pg_partition_ancestors(relation) a
+                          WHERE NOT (SELECT r.relispartition FROM pg_class r WHERE r.oid = a))
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = 'Inserts into any partition, also one attached later, are events of the partitioned table.',
+                  HINT = 'Register the partitioned table.';
+    END IF;
+    IF c.relkind = 'p' AND EXISTS (SELECT 1 FROM pg_partition_tree(relation) t JOIN pg_class r ON r.oid = t.relid
+                                     WHERE r.relkind = 'f' OR r.relpersistence = 'u') THEN
+        RAISE EXCEPTION 'register_source: % has a foreign or unlogged partition', relation
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = 'Rows routed to it are not in this database''s WAL, so the stream would never see them.',
+                  HINT = 'Detach that partition first.';
     END IF;
 END $$;
 
@@ -233,7 +281,13 @@ BEGIN
       INTO id_cols, key_expr
       FROM personalize.source_identifiers si JOIN personalize.namespaces n ON n.id = si.namespace_id
      WHERE si.source_id = s.id;
-    time_expr := format('(e.%I)::timestamptz', s.event_time_column);
+    -- a timestamp without time zone is UTC, a date its midnight UTC, whatever
+    -- the session's TimeZone: the stream reads them so (decoder.c)
+    time_expr := CASE (SELECT a.atttypid FROM pg_attribute a
+                        WHERE a.attrelid = s.relation AND a.attname = s.event_time_column AND NOT a.attisdropped)
+                      WHEN 'timestamp'::regtype THEN format('((e.%I) AT TIME ZONE ''UTC'')', s.event_time_column)
+                      WHEN 'date'::regtype THEN format('((e.%I)::timestamp AT TIME ZONE ''UTC'')', s.event_time_column)
+                      ELSE format('(e.%I)::timestamptz', s.event_time_column) END;
     type_expr := CASE WHEN s.event_type_column IS NOT NULL THEN personalize._column_text_sql(s.relation, s.event_type_column)
                       ELSE coalesce(quote_literal(s.event_type), 'NULL::text') END;
     FOR tr IN SELECT * FROM personalize.traits t
@@ -244,9 +298,10 @@ BEGIN
                      THEN format(' FILTER (WHERE %s = ANY (%L::text[]))', type_expr, tr.event_types) ELSE '' END;
         agg := CASE tr.kind
             WHEN 'count' THEN format('personalize.metric_state_make(''count'', count(%s)%s, NULL)', coalesce(ts.value_expr, '*'), filt)
-            WHEN 'sum' THEN format('personalize.metric_state_make(''sum'', count(personalize._numeric_or_null(%1$s))%2$s, sum(personalize._numeric_or_null(%1$s))%2$s)', ts.value_expr, filt)
-            WHEN 'min' THEN format('personalize.metric_state_make(''min'', count(personalize._numeric_or_null(%1$s))%2$s, min(personalize._numeric_or_null(%1$s))%2$s)', ts.value_expr, filt)
-            WHEN 'max' THEN format('personalize.metric_state_make(''max'', count(personalize._numeric_or_null(%1$s))%2$s, max(personalize._numeric_or_null(%1$s))%2$s)', ts.value_expr, filt)
+            -- numbers read and compared by the stream's C code (field.c, metric.c)
+            WHEN 'sum' THEN format('personalize.metric_agg(''sum'', personalize._field_number(%s))%s', ts.value_expr, filt)
+            WHEN 'min' THEN format('personalize.metric_agg(''min'', personalize._field_number(%s))%s', ts.value_expr, filt)
+            WHEN 'max' THEN format('personalize.metric_agg(''max'', personalize._field_number(%s))%s', ts.value_expr, filt)
             WHEN 'first' THEN format('personalize.first_agg(%s, %s)%s', ts.value_expr, time_expr, filt)
             WHEN 'last' THEN format('personalize.last_agg(%s, %s)%s', ts.value_expr, time_expr, filt)
             WHEN 'recent' THEN format('personalize.recent_agg(%s, %s, %s)%s', ts.value_expr, time_expr, tr.n, filt)
@@ -256,7 +311,7 @@ BEGIN
                      ELSE format('personalize.windowed_agg(%s)%s', time_expr,
                                  CASE WHEN filt = '' THEN format(' FILTER (WHERE %s IS NOT NULL)', ts.value_expr)
                                       ELSE format(' FILTER (WHERE %s = ANY (%L::text[]) AND %s IS NOT NULL)', type_expr, tr.event_types, ts.value_expr) END) END
-            WHEN 'windowed_sum' THEN format('personalize.windowed_agg(%s, personalize._numeric_or_null(%s)::float8)%s', time_expr, ts.value_expr, filt)
+            WHEN 'windowed_sum' THEN format('personalize.windowed_agg(%s, personalize._field_float8(%s))%s', time_expr, ts.value_expr, filt)
             WHEN 'distinct' THEN format('personalize.distinct_agg(%s, %s)%s', ts.value_expr, tr.hll_precision, filt)
             WHEN 'session' THEN format('personalize.session_agg(%s, %s, %s, %L::interval)%s', time_expr, ts.value_expr,
                                        coalesce(ts.item_expr, 'NULL::text'), tr.gap, filt)
@@ -569,6 +624,7 @@ BEGIN
     PERFORM personalize._check_trait_sources(t.id) FROM personalize.traits t;
     -- the stream reads it with the caller's rights: they must cover every
     -- column mapped, and every row
+    PERFORM personalize._note_unstreamed();
     problem := personalize._source_read_problem(relation, caller, personalize._source_columns(sid, true));
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION 'register_source: %', problem
@@ -633,7 +689,9 @@ BEGIN
     VALUES (tr.name, tr.kind, tr.field, tr.item_field, tr.sources, tr.event_types, tr.n, tr.half_life, tr.windows, tr.gap, tr.hll_precision)
     RETURNING id INTO tr.id;
     PERFORM personalize._check_trait_sources(tr.id);
+    PERFORM personalize._check_trait_field(tr.id);
     PERFORM personalize._check_trait_access(tr.id, personalize._configuring_role());
+    PERFORM personalize._note_unstreamed();
     PERFORM personalize._regenerate_view();
     IF backfill THEN
         PERFORM personalize._rebuild(NULL, ARRAY[tr.id], NULL);
@@ -688,7 +746,9 @@ BEGIN
            gap = tr.gap, hll_precision = tr.hll_precision, changed_at = now()
      WHERE t.id = tr.id;
     PERFORM personalize._check_trait_sources(tr.id);
+    PERFORM personalize._check_trait_field(tr.id);
     PERFORM personalize._check_trait_access(tr.id, personalize._configuring_role());
+    PERFORM personalize._note_unstreamed();
     PERFORM personalize._regenerate_view();
     -- the states were built under the old definition: never keep them
     IF backfill THEN
@@ -816,6 +876,291 @@ COMMENT ON FUNCTION worker_start() IS
     'Resume this database''s worker after worker_stop(): it applies what was committed meanwhile; a worker waiting to retry after an error tries at once.  false if it was not stopped.';
 COMMENT ON FUNCTION worker_restart() IS
     'Terminate this database''s worker; the postmaster starts it again at once, and it resumes after the last applied transaction without waiting to retry.';
+
+-- ===========================================================================
+-- Every function, aggregate and type a user sees explains itself (\df+, \dT+)
+-- ===========================================================================
+
+COMMENT ON FUNCTION recent_state_in(cstring, oid, integer) IS
+    'text input of recent_state (its JSON form); validates every field';
+COMMENT ON FUNCTION recent_state_out(recent_state) IS
+    'text output of recent_state: a JSON object, times in UTC';
+COMMENT ON FUNCTION recent_state_recv(internal, oid, integer) IS
+    'binary input of recent_state: validates every field';
+COMMENT ON FUNCTION recent_state_send(recent_state) IS
+    'binary output of recent_state: its flat form';
+COMMENT ON FUNCTION state_merge(recent_state, recent_state) IS
+    'merge two recent_state values (the N most recent distinct values with their times); associative and commutative, NULL is the empty state';
+COMMENT ON FUNCTION state_eq(recent_state, recent_state) IS
+    'recent_state values that hold the same state';
+COMMENT ON FUNCTION state_ne(recent_state, recent_state) IS
+    'recent_state values that hold different states';
+COMMENT ON FUNCTION recent_state_final(internal) IS
+    'final function of the aggregates that build a recent_state';
+COMMENT ON FUNCTION recent_state_merge_trans(internal, recent_state) IS
+    'transition function of merge_agg(recent_state)';
+COMMENT ON AGGREGATE merge_agg(recent_state) IS
+    'merge of the recent_state values of a group (the N most recent distinct values with their times); NULL inputs are skipped; parallel';
+COMMENT ON FUNCTION top_state_in(cstring, oid, integer) IS
+    'text input of top_state (its JSON form); validates every field';
+COMMENT ON FUNCTION top_state_out(top_state) IS
+    'text output of top_state: a JSON object, times in UTC';
+COMMENT ON FUNCTION top_state_recv(internal, oid, integer) IS
+    'binary input of top_state: validates every field';
+COMMENT ON FUNCTION top_state_send(top_state) IS
+    'binary output of top_state: its flat form';
+COMMENT ON FUNCTION state_merge(top_state, top_state) IS
+    'merge two top_state values (per-value weights decayed by a half-life, the N heaviest kept); associative and commutative, NULL is the empty state';
+COMMENT ON FUNCTION state_eq(top_state, top_state) IS
+    'top_state values that hold the same state';
+COMMENT ON FUNCTION state_ne(top_state, top_state) IS
+    'top_state values that hold different states';
+COMMENT ON FUNCTION top_state_final(internal) IS
+    'final function of the aggregates that build a top_state';
+COMMENT ON FUNCTION top_state_merge_trans(internal, top_state) IS
+    'transition function of merge_agg(top_state)';
+COMMENT ON AGGREGATE merge_agg(top_state) IS
+    'merge of the top_state values of a group (per-value weights decayed by a half-life, the N heaviest kept); NULL inputs are skipped; parallel';
+COMMENT ON FUNCTION windowed_state_in(cstring, oid, integer) IS
+    'text input of windowed_state (its JSON form); validates every field';
+COMMENT ON FUNCTION windowed_state_out(windowed_state) IS
+    'text output of windowed_state: a JSON object, times in UTC';
+COMMENT ON FUNCTION windowed_state_recv(internal, oid, integer) IS
+    'binary input of windowed_state: validates every field';
+COMMENT ON FUNCTION windowed_state_send(windowed_state) IS
+    'binary output of windowed_state: its flat form';
+COMMENT ON FUNCTION state_merge(windowed_state, windowed_state) IS
+    'merge two windowed_state values (event counts and sums in time buckets); associative and commutative, NULL is the empty state';
+COMMENT ON FUNCTION state_eq(windowed_state, windowed_state) IS
+    'windowed_state values that hold the same state';
+COMMENT ON FUNCTION state_ne(windowed_state, windowed_state) IS
+    'windowed_state values that hold different states';
+COMMENT ON FUNCTION windowed_state_final(internal) IS
+    'final function of the aggregates that build a windowed_state';
+COMMENT ON FUNCTION windowed_state_merge_trans(internal, windowed_state) IS
+    'transition function of merge_agg(windowed_state)';
+COMMENT ON AGGREGATE merge_agg(windowed_state) IS
+    'merge of the windowed_state values of a group (event counts and sums in time buckets); NULL inputs are skipped; parallel';
+COMMENT ON FUNCTION distinct_state_in(cstring, oid, integer) IS
+    'text input of distinct_state (its JSON form); validates every field';
+COMMENT ON FUNCTION distinct_state_out(distinct_state) IS
+    'text output of distinct_state: a JSON object, times in UTC';
+COMMENT ON FUNCTION distinct_state_recv(internal, oid, integer) IS
+    'binary input of distinct_state: validates every field';
+COMMENT ON FUNCTION distinct_state_send(distinct_state) IS
+    'binary output of distinct_state: its flat form';
+COMMENT ON FUNCTION state_merge(distinct_state, distinct_state) IS
+    'merge two distinct_state values (a HyperLogLog sketch of distinct values); associative and commutative, NULL is the empty state';
+COMMENT ON FUNCTION state_eq(distinct_state, distinct_state) IS
+    'distinct_state values that hold the same state';
+COMMENT ON FUNCTION state_ne(distinct_state, distinct_state) IS
+    'distinct_state values that hold different states';
+COMMENT ON FUNCTION distinct_state_final(internal) IS
+    'final function of the aggregates that build a distinct_state';
+COMMENT ON FUNCTION distinct_state_merge_trans(internal, distinct_state) IS
+    'transition function of merge_agg(distinct_state)';
+COMMENT ON AGGREGATE merge_agg(distinct_state) IS
+    'merge of the distinct_state values of a group (a HyperLogLog sketch of distinct values); NULL inputs are skipped; parallel';
+COMMENT ON FUNCTION first_state_in(cstring, oid, integer) IS
+    'text input of first_state (its JSON form); validates every field';
+COMMENT ON FUNCTION first_state_out(first_state) IS
+    'text output of first_state: a JSON object, times in UTC';
+COMMENT ON FUNCTION first_state_recv(internal, oid, integer) IS
+    'binary input of first_state: validates every field';
+COMMENT ON FUNCTION first_state_send(first_state) IS
+    'binary output of first_state: its flat form';
+COMMENT ON FUNCTION state_merge(first_state, first_state) IS
+    'merge two first_state values (the value of the earliest event by event time); associative and commutative, NULL is the empty state';
+COMMENT ON FUNCTION state_eq(first_state, first_state) IS
+    'first_state values that hold the same state';
+COMMENT ON FUNCTION state_ne(first_state, first_state) IS
+    'first_state values that hold different states';
+COMMENT ON FUNCTION first_state_final(internal) IS
+    'final function of the aggregates that build a first_state';
+COMMENT ON FUNCTION first_state_merge_trans(internal, first_state) IS
+    'transition function of merge_agg(first_state)';
+COMMENT ON AGGREGATE merge_agg(first_state) IS
+    'merge of the first_state values of a group (the value of the earliest event by event time); NULL inputs are skipped; parallel';
+COMMENT ON FUNCTION last_state_in(cstring, oid, integer) IS
+    'text input of last_state (its JSON form); validates every field';
+COMMENT ON FUNCTION last_state_out(last_state) IS
+    'text output of last_state: a JSON object, times in UTC';
+COMMENT ON FUNCTION last_state_recv(internal, oid, integer) IS
+    'binary input of last_state: validates every field';
+COMMENT ON FUNCTION last_state_send(last_state) IS
+    'binary output of last_state: its flat form';
+COMMENT ON FUNCTION state_merge(last_state, last_state) IS
+    'merge two last_state values (the value of the latest event by event time); associative and commutative, NULL is the empty state';
+COMMENT ON FUNCTION state_eq(last_state, last_state) IS
+    'last_state values that hold the same state';
+COMMENT ON FUNCTION state_ne(last_state, last_state) IS
+    'last_state values that hold different states';
+COMMENT ON FUNCTION last_state_final(internal) IS
+    'final function of the aggregates that build a last_state';
+COMMENT ON FUNCTION last_state_merge_trans(internal, last_state) IS
+    'transition function of merge_agg(last_state)';
+COMMENT ON AGGREGATE merge_agg(last_state) IS
+    'merge of the last_state values of a group (the value of the latest event by event time); NULL inputs are skipped; parallel';
+COMMENT ON FUNCTION session_state_in(cstring, oid, integer) IS
+    'text input of session_state (its JSON form); validates every field';
+COMMENT ON FUNCTION session_state_out(session_state) IS
+    'text output of session_state: a JSON object, times in UTC';
+COMMENT ON FUNCTION session_state_recv(internal, oid, integer) IS
+    'binary input of session_state: validates every field';
+COMMENT ON FUNCTION session_state_send(session_state) IS
+    'binary output of session_state: its flat form';
+COMMENT ON FUNCTION state_merge(session_state, session_state) IS
+    'merge two session_state values (the current session (inactivity gap)); associative and commutative, NULL is the empty state';
+COMMENT ON FUNCTION state_eq(session_state, session_state) IS
+    'session_state values that hold the same state';
+COMMENT ON FUNCTION state_ne(session_state, session_state) IS
+    'session_state values that hold different states';
+COMMENT ON FUNCTION session_state_final(internal) IS
+    'final function of the aggregates that build a session_state';
+COMMENT ON FUNCTION session_state_merge_trans(internal, session_state) IS
+    'transition function of merge_agg(session_state)';
+COMMENT ON AGGREGATE merge_agg(session_state) IS
+    'merge of the session_state values of a group (the current session (inactivity gap)); NULL inputs are skipped; parallel';
+COMMENT ON FUNCTION trait_state_combine(internal, internal) IS
+    'combine function of every trait-state aggregate: merges two partial states (parallel and distributed aggregation)';
+COMMENT ON FUNCTION trait_state_serialize(internal) IS
+    'serialize function of every trait-state aggregate: a partial state as bytea';
+COMMENT ON FUNCTION trait_state_deserialize(bytea, internal) IS
+    'deserialize function of every trait-state aggregate';
+COMMENT ON FUNCTION recent_agg_trans(internal, text, timestamptz, integer) IS
+    'transition function of recent_agg(text, timestamptz, integer)';
+COMMENT ON AGGREGATE recent_agg(text, timestamptz, integer) IS
+    'the n most recent distinct values of the group, each with its latest time (recent_state); parallel';
+COMMENT ON FUNCTION top_agg_trans(internal, text, timestamptz, integer, interval) IS
+    'transition function of top_agg(text, timestamptz, integer, interval)';
+COMMENT ON AGGREGATE top_agg(text, timestamptz, integer, interval) IS
+    'the n values of the group with the most weight, each event weighing 1 and decaying by half every half_life (top_state); parallel';
+COMMENT ON FUNCTION top_agg_trans(internal, text, timestamptz, integer, interval, double precision) IS
+    'transition function of top_agg(text, timestamptz, integer, interval, double precision)';
+COMMENT ON AGGREGATE top_agg(text, timestamptz, integer, interval, double precision) IS
+    'the n values of the group with the most weight, each event weighing weight and decaying by half every half_life (top_state); parallel';
+COMMENT ON FUNCTION distinct_agg_trans(internal, text) IS
+    'transition function of distinct_agg(text)';
+COMMENT ON AGGREGATE distinct_agg(text) IS
+    'a HyperLogLog sketch of the distinct values of the group, precision 12 (distinct_state); parallel';
+COMMENT ON FUNCTION distinct_agg_trans(internal, text, integer) IS
+    'transition function of distinct_agg(text, integer)';
+COMMENT ON AGGREGATE distinct_agg(text, integer) IS
+    'a HyperLogLog sketch of the distinct values of the group at precision p, 4 to 18 (distinct_state); parallel';
+COMMENT ON FUNCTION first_agg_trans(internal, text, timestamptz) IS
+    'transition function of first_agg(text, timestamptz)';
+COMMENT ON AGGREGATE first_agg(text, timestamptz) IS
+    'the value of the earliest event of the group by event time, ties broken by the smallest value (first_state); parallel';
+COMMENT ON FUNCTION last_agg_trans(internal, text, timestamptz) IS
+    'transition function of last_agg(text, timestamptz)';
+COMMENT ON AGGREGATE last_agg(text, timestamptz) IS
+    'the value of the latest event of the group by event time, ties broken by the largest value (last_state); parallel';
+COMMENT ON FUNCTION recent_agg_trans(internal, bigint, timestamptz, integer) IS
+    'transition function of recent_agg(bigint, timestamptz, integer)';
+COMMENT ON AGGREGATE recent_agg(bigint, timestamptz, integer) IS
+    'the n most recent distinct values of the group, each with its latest time (recent_state); parallel';
+COMMENT ON FUNCTION top_agg_trans(internal, bigint, timestamptz, integer, interval) IS
+    'transition function of top_agg(bigint, timestamptz, integer, interval)';
+COMMENT ON AGGREGATE top_agg(bigint, timestamptz, integer, interval) IS
+    'the n values of the group with the most weight, each event weighing 1 and decaying by half every half_life (top_state); parallel';
+COMMENT ON FUNCTION top_agg_trans(internal, bigint, timestamptz, integer, interval, double precision) IS
+    'transition function of top_agg(bigint, timestamptz, integer, interval, double precision)';
+COMMENT ON AGGREGATE top_agg(bigint, timestamptz, integer, interval, double precision) IS
+    'the n values of the group with the most weight, each event weighing weight and decaying by half every half_life (top_state); parallel';
+COMMENT ON FUNCTION distinct_agg_trans(internal, bigint) IS
+    'transition function of distinct_agg(bigint)';
+COMMENT ON AGGREGATE distinct_agg(bigint) IS
+    'a HyperLogLog sketch of the distinct values of the group, precision 12 (distinct_state); parallel';
+COMMENT ON FUNCTION distinct_agg_trans(internal, bigint, integer) IS
+    'transition function of distinct_agg(bigint, integer)';
+COMMENT ON AGGREGATE distinct_agg(bigint, integer) IS
+    'a HyperLogLog sketch of the distinct values of the group at precision p, 4 to 18 (distinct_state); parallel';
+COMMENT ON FUNCTION first_agg_trans(internal, bigint, timestamptz) IS
+    'transition function of first_agg(bigint, timestamptz)';
+COMMENT ON AGGREGATE first_agg(bigint, timestamptz) IS
+    'the value of the earliest event of the group by event time, ties broken by the smallest value (first_state); parallel';
+COMMENT ON FUNCTION last_agg_trans(internal, bigint, timestamptz) IS
+    'transition function of last_agg(bigint, timestamptz)';
+COMMENT ON AGGREGATE last_agg(bigint, timestamptz) IS
+    'the value of the latest event of the group by event time, ties broken by the largest value (last_state); parallel';
+COMMENT ON FUNCTION windowed_agg_trans(internal, timestamptz) IS
+    'transition function of windowed_agg(timestamptz)';
+COMMENT ON AGGREGATE windowed_agg(timestamptz) IS
+    'the events of the group counted in time buckets (minutes up to 1 h, hours up to 48 h, days up to 90 d), read over any window later (windowed_state); parallel';
+COMMENT ON FUNCTION windowed_agg_trans(internal, timestamptz, double precision) IS
+    'transition function of windowed_agg(timestamptz, double precision)';
+COMMENT ON AGGREGATE windowed_agg(timestamptz, double precision) IS
+    'the events of the group counted and their values summed in time buckets, read over any window later (windowed_state); parallel';
+COMMENT ON FUNCTION session_agg_trans(internal, timestamptz, text, text) IS
+    'transition function of session_agg(timestamptz, text, text)';
+COMMENT ON AGGREGATE session_agg(timestamptz, text, text) IS
+    'the latest session of the group (a 30-minute inactivity gap ends one): start, last activity, events, dominant category, last item (session_state); parallel';
+COMMENT ON FUNCTION session_agg_trans(internal, timestamptz, text, text, interval) IS
+    'transition function of session_agg(timestamptz, text, text, interval)';
+COMMENT ON AGGREGATE session_agg(timestamptz, text, text, interval) IS
+    'the latest session of the group, gap the inactivity that ends one (session_state); parallel';
+COMMENT ON FUNCTION recent_values(recent_state) IS
+    'the values, newest first';
+COMMENT ON FUNCTION recent_times(recent_state) IS
+    'the values latest times, newest first';
+COMMENT ON FUNCTION recent_size(recent_state) IS
+    'how many values the state holds (at most its n)';
+COMMENT ON FUNCTION recent_items(recent_state) IS
+    'the values and their latest times as rows, newest first';
+COMMENT ON FUNCTION top_values(top_state) IS
+    'the values, heaviest first';
+COMMENT ON FUNCTION top_values(top_state, integer) IS
+    'the k heaviest values, heaviest first';
+COMMENT ON FUNCTION top_weights(top_state) IS
+    'the values weights as of the latest event, heaviest first';
+COMMENT ON FUNCTION top_weights(top_state, timestamptz) IS
+    'the values weights decayed to the time at, heaviest first';
+COMMENT ON FUNCTION top_items(top_state) IS
+    'the values and their weights as rows, heaviest first';
+COMMENT ON FUNCTION windowed_count(windowed_state, interval) IS
+    'the events in the last span before now() (windows up to 90 days)';
+COMMENT ON FUNCTION windowed_count(windowed_state, interval, timestamptz) IS
+    'the events in the span before at';
+COMMENT ON FUNCTION windowed_sum(windowed_state, interval) IS
+    'the sum of the values in the last span before now()';
+COMMENT ON FUNCTION windowed_sum(windowed_state, interval, timestamptz) IS
+    'the sum of the values in the span before at';
+COMMENT ON FUNCTION windowed_total_count(windowed_state) IS
+    'every event the state holds';
+COMMENT ON FUNCTION windowed_total_sum(windowed_state) IS
+    'the sum of every value the state holds';
+COMMENT ON FUNCTION windowed_latest(windowed_state) IS
+    'the time of the latest event';
+COMMENT ON FUNCTION distinct_count(distinct_state) IS
+    'the estimated number of distinct values (HyperLogLog; relative error about 1.04/sqrt(2^precision))';
+COMMENT ON FUNCTION distinct_precision(distinct_state) IS
+    'the sketchs precision (registers: 2^precision)';
+COMMENT ON FUNCTION event_value(first_state) IS
+    'the value of the earliest event';
+COMMENT ON FUNCTION event_time(first_state) IS
+    'the time of the earliest event';
+COMMENT ON FUNCTION event_value(last_state) IS
+    'the value of the latest event';
+COMMENT ON FUNCTION event_time(last_state) IS
+    'the time of the latest event';
+COMMENT ON FUNCTION session_start(session_state) IS
+    'when the current session started';
+COMMENT ON FUNCTION session_last_activity(session_state) IS
+    'the time of the sessions latest event';
+COMMENT ON FUNCTION session_events(session_state) IS
+    'how many events the session holds';
+COMMENT ON FUNCTION session_dominant_category(session_state) IS
+    'the category with the most events in the session (ties: the smallest)';
+COMMENT ON FUNCTION session_last_item(session_state) IS
+    'the item of the sessions latest event';
+COMMENT ON FUNCTION session_info(session_state) IS
+    'the session as jsonb: start, last activity, duration, events, dominant category, last item';
+COMMENT ON FUNCTION session_duration(session_state) IS
+    'last activity minus start';
+COMMENT ON FUNCTION identity_graph_changed() IS
+    'trigger of the identity tables: tells every backends identity cache that the graph or the namespaces changed';
+COMMENT ON TYPE source_column IS
+    'a column of a source table that holds identifiers of a namespace: forget() deletes the rows whose value is a forgotten identifier';
 
 -- ===========================================================================
 -- Privileges

@@ -80,6 +80,14 @@ SELECT binary_copy_in('recent_state', '\x0101' || varint(10) || varint(2) || int
                                       || varint(1000000000000000) || varint(1) || '\x42'::bytea);
 SELECT binary_copy_in('first_state', '\x0105' || int8send(9223372036854775807) || varint(1) || '\x41'::bytea);
 SELECT binary_copy_in('first_state', '\x0105' || int8send(0) || varint(1) || '\x00'::bytea);
+-- refused: a value that is not text in the database's encoding (UTF8), which
+-- text output, pg_dump and restore could not take back; in a state and in a
+-- profile
+SELECT binary_copy_in('first_state', '\x0105' || int8send(0) || varint(2) || '\xc328'::bytea);
+SELECT binary_copy_in('recent_state', '\x0101' || varint(10) || varint(1) || int8send(0) || varint(1) || '\xff'::bytea);
+SELECT binary_copy_in('profile', decode(replace(encode(profile_send(profile_set('{}', 1, first_agg('ab', '2026-01-01'::timestamptz))), 'hex'),
+                                                '6162', 'c328'), 'hex'));
+SELECT binary_copy_in('first_state', '\x0105' || int8send(0) || varint(2) || '\xc3a9'::bytea) AS valid_utf8;
 SELECT binary_copy_in('distinct_state', '\x010403' || '\x00'::bytea);
 SELECT binary_copy_in('distinct_state', '\x010404' || '\x01'::bytea || '\x00000000000000000000000000000063'::bytea);
 SELECT binary_copy_in('distinct_state', '\x010404' || '\x07'::bytea);

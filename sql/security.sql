@@ -133,7 +133,7 @@ SELECT register_source('sec.guarded', '{"email": "sec_email"}', 'ts');          
 SELECT register_source('sec.partly', '{"email": "sec_email"}', 'ts', fields => '{"amount": "price"}') > 0 AS registered;
 SELECT owner FROM sources WHERE relation = 'sec.partly'::regclass;
 SELECT add_trait('sec_secret_seen', 'recent', field => 'secret', sources => '{sec.partly}');  -- ERROR
-SELECT add_trait('sec_spent', 'sum', field => 'amount', sources => '{sec.partly}');
+SELECT add_trait('sec_spent', 'sum', field => 'amount', sources => '{sec.partly}') > 0 AS added;
 SELECT alter_trait('sec_spent', field => 'secret');                             -- ERROR
 -- its own table, with row-level security it is not subject to (owner)
 CREATE TABLE sec.own (email text, ts timestamptz);
@@ -164,7 +164,7 @@ CREATE CAST (sec.tier AS text) WITH FUNCTION sec.tier_text(sec.tier);
 CREATE TABLE sec.loyalty (email text, tier sec.tier, ts timestamptz);
 INSERT INTO sec.loyalty VALUES ('t@x.com', 'gold', '2026-01-01'), ('t@x.com', 'bronze', '2026-01-02');
 SELECT register_source('sec.loyalty', '{"email": "sec_email"}', 'ts') > 0 AS registered;
-SELECT add_trait('sec_tier', 'last', field => 'tier', sources => '{sec.loyalty}');
+SELECT add_trait('sec_tier', 'last', field => 'tier', sources => '{sec.loyalty}') > 0 AS added;
 SELECT p.sec_tier FROM personalize.profile_view p WHERE p.profile_id = resolve('sec_email', 't@x.com');
 
 -- ---------------------------------------------------------------------------
@@ -180,8 +180,14 @@ CREATE FOREIGN TABLE sec.remote (email text, ts timestamptz) SERVER sec_server;
 SELECT register_source('sec.remote', '{"email": "sec_email"}', 'ts');               -- ERROR
 CREATE TABLE sec.parted (email text, ts timestamptz) PARTITION BY RANGE (ts);
 CREATE TABLE sec.parted_2026 PARTITION OF sec.parted FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
-SELECT register_source('sec.parted', '{"email": "sec_email"}', 'ts');               -- ERROR
-SELECT register_source('sec.parted_2026', '{"email": "sec_email"}', 'ts');          -- ERROR
+CREATE TABLE sec.parted_2027 PARTITION OF sec.parted FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')
+    PARTITION BY RANGE (ts);
+CREATE TABLE sec.parted_2027_h1 PARTITION OF sec.parted_2027 FOR VALUES FROM ('2027-01-01') TO ('2027-07-01');
+SELECT register_source('sec.parted_2026', '{"email": "sec_email"}', 'ts');          -- ERROR: a partition
+SELECT register_source('sec.parted_2027_h1', '{"email": "sec_email"}', 'ts');       -- ERROR: a partition
+CREATE UNLOGGED TABLE sec.parted_2028 (email text, ts timestamptz);
+ALTER TABLE sec.parted ATTACH PARTITION sec.parted_2028 FOR VALUES FROM ('2028-01-01') TO ('2029-01-01');
+SELECT register_source('sec.parted', '{"email": "sec_email"}', 'ts');               -- ERROR: an unlogged partition
 -- a table's inheritance children are read by neither path
 CREATE TABLE sec.base (email text, ts timestamptz);
 CREATE TABLE sec.child () INHERITS (sec.base);

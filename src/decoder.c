@@ -27,6 +27,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -106,9 +107,10 @@ typedef struct SourceDesc
 {
 	Oid relid; /* hash key */
 	int32 source_id;
-	Oid owner;   /* the role that registered it: the stream reads with its rights */
-	char *bad;   /* why its rows cannot be read, or NULL */
-	bool denied; /* bad because its owner may not read it: no value goes out */
+	Oid owner;       /* the role that registered it: the stream reads with its rights */
+	char *bad;       /* why its rows cannot be read, or NULL */
+	bool denied;     /* bad because its owner may not read it: no value goes out */
+	bool not_source; /* a table seen in the WAL that is no source (nor a partition of one) */
 	ColumnReader time;
 	TimeHow time_how;
 	bool has_type_column;
@@ -316,6 +318,107 @@ config_add_source(DecoderState *st, Datum *v, bool *nulls)
 								RelationGetRelationName(rel));
 	}
 	RelationClose(rel);
+}
+
+/* Set up dst to read src's column from rel (a partition of src's table). */
+static bool
+reader_clone(ColumnReader *dst, const ColumnReader *src, Relation rel)
+{
+	return reader_init(dst, rel, src->name, src->key ? text_to_cstring(src->key) : NULL);
+}
+
+/*
+ * A table that is not a source itself: a partition of a registered
+ * partitioned table is read as its parent's source, through readers set up
+ * for the partition's own columns (the same names, perhaps at other
+ * positions: a table attached with another column order, or with dropped
+ * columns).  Access was checked on the parent, as a SELECT of the parent
+ * would check it.  Any other table is remembered as no source.  Partitions
+ * attached later are found the same way: attaching one invalidates the
+ * relcache, and the configuration is read afresh.
+ */
+static SourceDesc *
+partition_source(DecoderState *st, Relation rel)
+{
+	Oid relid = RelationGetRelid(rel);
+	SourceDesc *root = NULL, *src;
+	MemoryContext old = MemoryContextSwitchTo(st->config_cxt);
+
+	if (rel->rd_rel->relispartition)
+	{
+		List *ancestors = get_partition_ancestors(relid);
+
+		if (ancestors != NIL)
+		{
+			Oid top = llast_oid(ancestors);
+
+			root = hash_search(st->sources, &top, HASH_FIND, NULL);
+			if (root != NULL && root->not_source)
+				root = NULL;
+		}
+	}
+	src = hash_search(st->sources, &relid, HASH_ENTER, NULL);
+	memset(((char *) src) + sizeof(Oid), 0, sizeof(SourceDesc) - sizeof(Oid));
+	if (root == NULL)
+	{
+		src->not_source = true;
+		MemoryContextSwitchTo(old);
+		return src;
+	}
+	src->source_id = root->source_id;
+	src->owner = root->owner;
+	src->bad = root->bad;
+	src->denied = root->denied;
+	src->time_how = root->time_how;
+	src->has_type_column = root->has_type_column;
+	src->type_constant = root->type_constant;
+	if (root->time.attnum != InvalidAttrNumber && !reader_clone(&src->time, &root->time, rel) &&
+		!src->bad)
+		src->bad = psprintf("event time column %s of partition %s is missing", root->time.name,
+							RelationGetRelationName(rel));
+	if (src->has_type_column && root->type.attnum != InvalidAttrNumber &&
+		!reader_clone(&src->type, &root->type, rel) && !src->bad)
+		src->bad = psprintf("event type column %s of partition %s is missing", root->type.name,
+							RelationGetRelationName(rel));
+	src->nids = root->nids;
+	src->id_ns = root->id_ns;
+	src->ids = palloc0(sizeof(ColumnReader) * Max(src->nids, 1));
+	for (int i = 0; i < src->nids; i++)
+		if (root->ids[i].attnum != InvalidAttrNumber &&
+			!reader_clone(&src->ids[i], &root->ids[i], rel) && !src->bad)
+			src->bad = psprintf("identifier column %s of partition %s is missing",
+								root->ids[i].name, RelationGetRelationName(rel));
+	src->ntraits = root->ntraits;
+	src->traits = palloc0(sizeof(TraitInput) * Max(src->ntraits, 1));
+	for (int i = 0; i < src->ntraits; i++)
+	{
+		TraitInput *in = &src->traits[i];
+		const TraitInput *rin = &root->traits[i];
+
+		*in = *rin;
+		if (rin->has_value && rin->value.attnum != InvalidAttrNumber &&
+			!reader_clone(&in->value, &rin->value, rel) && !src->bad)
+			src->bad = psprintf("column %s of partition %s, read by a trait, is missing",
+								rin->value.name, RelationGetRelationName(rel));
+		if (rin->has_item && rin->item.attnum != InvalidAttrNumber &&
+			!reader_clone(&in->item, &rin->item, rel) && !src->bad)
+			src->bad = psprintf("column %s of partition %s, read by a trait, is missing",
+								rin->item.name, RelationGetRelationName(rel));
+	}
+	MemoryContextSwitchTo(old);
+	return src;
+}
+
+/* The source whose events rel's rows are, or NULL. */
+static SourceDesc *
+find_source(DecoderState *st, Relation rel)
+{
+	Oid relid = RelationGetRelid(rel);
+	SourceDesc *src = hash_search(st->sources, &relid, HASH_FIND, NULL);
+
+	if (src == NULL)
+		src = partition_source(st, rel);
+	return src->not_source ? NULL : src;
 }
 
 static SourceDesc *
@@ -666,7 +769,12 @@ write_bad_row(LogicalDecodingContext *ctx, SourceDesc *src, const char *reason, 
 	OutputPluginWrite(ctx, true);
 }
 
-/* the event time as timestamptz; false if NULL or not representable */
+/*
+ * The event time as timestamptz; false if NULL or not representable.  A
+ * timestamp without time zone is read as UTC, a date as its midnight UTC,
+ * whatever the TimeZone of the worker or of anyone: rebuild() reads them
+ * the same way (_source_part_sql), so both paths give the same times.
+ */
 static bool
 read_time(SourceDesc *src, HeapTuple tup, TupleDesc td, TimestampTz *ts, bool *isnull)
 {
@@ -681,10 +789,12 @@ read_time(SourceDesc *src, HeapTuple tup, TupleDesc td, TimestampTz *ts, bool *i
 			*ts = DatumGetTimestampTz(d);
 			break;
 		case TIME_TIMESTAMP:
-			*ts = timestamp2timestamptz_opt_overflow(DatumGetTimestamp(d), &overflow);
+			/* a time without a zone is UTC (docs/profiles.md): the same microseconds */
+			*ts = DatumGetTimestamp(d);
 			break;
 		case TIME_DATE:
-			*ts = date2timestamptz_opt_overflow(DatumGetDateADT(d), &overflow);
+			/* a date is its midnight, UTC */
+			*ts = date2timestamp_opt_overflow(DatumGetDateADT(d), &overflow);
 			break;
 	}
 	return overflow == 0;
@@ -868,7 +978,7 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation rela
 		st->valid = false;
 		return;
 	}
-	src = hash_search(st->sources, &relid, HASH_FIND, NULL);
+	src = find_source(st, relation);
 	if (src == NULL)
 		return;
 
@@ -918,7 +1028,7 @@ decoder_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int nrelati
 			st->valid = false;
 			continue;
 		}
-		src = hash_search(st->sources, &relid, HASH_FIND, NULL);
+		src = find_source(st, relations[i]);
 		if (src == NULL)
 			continue;
 		write_begin_if_needed(ctx, st, txn);

@@ -5,6 +5,9 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
+#include <math.h>
+
 #include "access/transam.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
@@ -77,4 +80,84 @@ pz_column_text_sql(PG_FUNCTION_ARGS)
 		PG_RETURN_TEXT_P(cstring_to_text(psprintf("pg_catalog.textin(%s(e.%s))", out, col)));
 	}
 	PG_RETURN_TEXT_P(cstring_to_text(psprintf("(e.%s)::text", col)));
+}
+
+bool
+pz_field_number(const char *v, int32 len, Numeric *num, double *f)
+{
+	int i = 0, digits = 0, expdigits = 0;
+	char *s;
+	long exp = 0;
+
+	while (i < len && isspace((unsigned char) v[i]))
+		i++;
+	if (i < len && (v[i] == '+' || v[i] == '-'))
+		i++;
+	while (i < len && isdigit((unsigned char) v[i]))
+		i++, digits++;
+	if (i < len && v[i] == '.')
+	{
+		i++;
+		while (i < len && isdigit((unsigned char) v[i]))
+			i++, digits++;
+	}
+	if (digits == 0)
+		return false;
+	if (i < len && (v[i] == 'e' || v[i] == 'E'))
+	{
+		int sign = 1;
+
+		i++;
+		if (i < len && (v[i] == '+' || v[i] == '-'))
+			sign = v[i++] == '-' ? -1 : 1;
+		while (i < len && isdigit((unsigned char) v[i]))
+			exp = exp * 10 + (v[i++] - '0'), expdigits++;
+		if (expdigits == 0 || expdigits > 4)
+			return false;
+		exp *= sign;
+	}
+	while (i < len && isspace((unsigned char) v[i]))
+		i++;
+	if (i != len || exp > 1000 || exp < -1000)
+		return false;
+	s = pnstrdup(v, len);
+	if (f != NULL)
+	{
+		errno = 0;
+		*f = strtod(s, NULL);
+		if (errno == ERANGE || isinf(*f))
+			return false;
+	}
+	if (num != NULL)
+		*num = DatumGetNumeric(DirectFunctionCall3(
+			numeric_in, CStringGetDatum(s), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+	return true;
+}
+
+PG_FUNCTION_INFO_V1(pz_field_number_sql);
+
+/* _field_number(text): the value as numeric as the stream reads it, or NULL */
+Datum
+pz_field_number_sql(PG_FUNCTION_ARGS)
+{
+	text *t = PG_GETARG_TEXT_PP(0);
+	Numeric num;
+
+	if (!pz_field_number(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), &num, NULL))
+		PG_RETURN_NULL();
+	PG_RETURN_NUMERIC(num);
+}
+
+PG_FUNCTION_INFO_V1(pz_field_float8_sql);
+
+/* _field_float8(text): the value as float8 as the stream reads it, or NULL */
+Datum
+pz_field_float8_sql(PG_FUNCTION_ARGS)
+{
+	text *t = PG_GETARG_TEXT_PP(0);
+	double f;
+
+	if (!pz_field_number(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), NULL, &f))
+		PG_RETURN_NULL();
+	PG_RETURN_FLOAT8(f);
 }

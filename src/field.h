@@ -9,6 +9,8 @@
 
 #include "postgres.h"
 
+#include "utils/numeric.h"
+
 /* how a column of some type becomes text */
 typedef enum FieldTextHow
 {
@@ -27,5 +29,14 @@ typedef enum FieldTextHow
  * *user_cast says so.
  */
 extern FieldTextHow pz_field_text_how(Oid type, Oid *fn, bool *user_cast);
+
+/*
+ * A field's text as a number, for sum, min, max and windowed_sum, in the
+ * stream and in rebuild() (_field_number, _field_float8): optional blanks
+ * and sign, digits with at most one point, an exponent of at most four
+ * digits within +-1000, blanks.  Anything else, and what numeric (num) or
+ * float8 (f) cannot hold, is not a number: false.  num and f may be NULL.
+ */
+extern bool pz_field_number(const char *v, int32 len, Numeric *num, double *f);
 
 #endif /* PERSONALIZE_FIELD_H */

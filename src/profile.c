@@ -711,8 +711,18 @@ Datum
 pz_profile_recv(PG_FUNCTION_ARGS)
 {
 	StringInfo msg = (StringInfo) PG_GETARG_POINTER(0);
-	Profile *p = profile_from_bytes(msg->data + msg->cursor, msg->len - msg->cursor, true);
+	Profile *p;
 
+	pz_read_verifies_text = true;
+	PG_TRY();
+	{
+		p = profile_from_bytes(msg->data + msg->cursor, msg->len - msg->cursor, true);
+	}
+	PG_FINALLY();
+	{
+		pz_read_verifies_text = false;
+	}
+	PG_END_TRY();
 	msg->cursor = msg->len;
 	/* re-flatten: what is stored is always the canonical form */
 	PG_RETURN_POINTER(profile_flatten(p));

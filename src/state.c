@@ -18,6 +18,7 @@
 #include "common/int.h"
 #include "common/shortest_dec.h"
 #include "libpq/pqformat.h"
+#include "mb/pg_wchar.h"
 #include "port/pg_bswap.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -132,6 +133,8 @@ pz_read_varint_max(PzReader *r, int64 max, const char *what)
 	return (int64) v;
 }
 
+bool pz_read_verifies_text = false;
+
 char *
 pz_read_value(PzReader *r, int32 *len)
 {
@@ -140,6 +143,10 @@ pz_read_value(PzReader *r, int32 *len)
 	pz_need(r, n);
 	if (memchr(r->cur, '\0', n) != NULL)
 		pz_corrupt(r->type_name, "A value contains a zero byte.");
+	if (pz_read_verifies_text && !pg_verify_mbstr(GetDatabaseEncoding(), r->cur, n, true))
+		pz_corrupt(r->type_name,
+				   psprintf("A value is not valid text in the database's encoding (%s).",
+							GetDatabaseEncodingName()));
 	*len = n;
 	r->cur += n;
 	return pz_value_copy(r->cur - n, n);
@@ -793,7 +800,16 @@ pz_state_recv(PG_FUNCTION_ARGS)
 	PzKind kind = pz_io_kind(fcinfo, PG_GETARG_OID(1));
 	PzState *s;
 
-	s = pz_state_read_bytes(msg->data + msg->cursor, msg->len - msg->cursor, kind);
+	pz_read_verifies_text = true;
+	PG_TRY();
+	{
+		s = pz_state_read_bytes(msg->data + msg->cursor, msg->len - msg->cursor, kind);
+	}
+	PG_FINALLY();
+	{
+		pz_read_verifies_text = false;
+	}
+	PG_END_TRY();
 	msg->cursor = msg->len;
 	/* re-flatten: what is stored is always the canonical form */
 	PG_RETURN_POINTER(pz_state_flatten(s));

@@ -140,6 +140,13 @@ extern int64 pz_read_i64(PzReader *r);
 extern double pz_read_f64(PzReader *r);
 /* a length-prefixed value, copied NUL-terminated into CurrentMemoryContext */
 extern char *pz_read_value(PzReader *r, int32 *len);
+
+/*
+ * While set (binary receive of a state or a profile: bytes from outside),
+ * every value read must be text in the database's encoding, so that what
+ * receive accepts, text output, pg_dump and restore take back.
+ */
+extern bool pz_read_verifies_text;
 /* a count (varint), checked against an upper bound so a damaged count cannot allocate */
 extern int32 pz_read_count(PzReader *r, int32 max, const char *what);
 extern TimestampTz pz_read_time(PzReader *r);

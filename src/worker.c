@@ -95,6 +95,7 @@
 
 #include "distinct.h"
 #include "firstlast.h"
+#include "field.h"
 #include "identity.h"
 #include "metric.h"
 #include "profile.h"
@@ -555,66 +556,6 @@ dead_letter(int32 source_id, bool applied, int64 events, const char *reason, con
 	MemoryContextSwitchTo(old);
 }
 
-/*
- * A field's text as a number the way the rebuild's _numeric_or_null reads
- * it: optional blanks and sign, digits with at most one point, an exponent
- * of at most four digits, blanks.  Anything else, and what numeric or
- * float8 cannot hold, is not a number (NULL in the rebuild).
- */
-static bool
-parse_number(const char *v, int32 len, Numeric *num, double *f)
-{
-	int i = 0, digits = 0, expdigits = 0;
-	char *s;
-	long exp = 0;
-
-	while (i < len && isspace((unsigned char) v[i]))
-		i++;
-	if (i < len && (v[i] == '+' || v[i] == '-'))
-		i++;
-	while (i < len && isdigit((unsigned char) v[i]))
-		i++, digits++;
-	if (i < len && v[i] == '.')
-	{
-		i++;
-		while (i < len && isdigit((unsigned char) v[i]))
-			i++, digits++;
-	}
-	if (digits == 0)
-		return false;
-	if (i < len && (v[i] == 'e' || v[i] == 'E'))
-	{
-		int sign = 1;
-
-		i++;
-		if (i < len && (v[i] == '+' || v[i] == '-'))
-			sign = v[i++] == '-' ? -1 : 1;
-		while (i < len && isdigit((unsigned char) v[i]))
-			exp = exp * 10 + (v[i++] - '0'), expdigits++;
-		if (expdigits == 0 || expdigits > 4)
-			return false;
-		exp *= sign;
-	}
-	while (i < len && isspace((unsigned char) v[i]))
-		i++;
-	if (i != len || exp > 1000 || exp < -1000)
-		return false;
-	s = pnstrdup(v, len);
-	if (f != NULL)
-	{
-		errno = 0;
-		*f = strtod(s, NULL);
-		if (errno == ERANGE || isinf(*f))
-			return false;
-	}
-	if (num != NULL)
-		*num = DatumGetNumeric(DirectFunctionCall3(
-			numeric_in, CStringGetDatum(s), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
-	return true;
-}
-
-/* ---- reading the plugin's messages (in the decoding's memory) ---- */
-
 static void
 read_traits(PzReader *r)
 {
@@ -694,8 +635,8 @@ fold_input(KeyEntry *e, const StreamTrait *c, TimestampTz ts, uint8 flags, const
 			 * states, and so cut batches short.
 			 */
 			MemoryContext old = MemoryContextSwitchTo(batch.event_cxt);
-			bool ok = parse_number(val, len, c->kind == STREAM_WINDOWED_SUM ? NULL : &num,
-								   c->kind == STREAM_WINDOWED_SUM ? &f : NULL);
+			bool ok = pz_field_number(val, len, c->kind == STREAM_WINDOWED_SUM ? NULL : &num,
+									  c->kind == STREAM_WINDOWED_SUM ? &f : NULL);
 
 			MemoryContextSwitchTo(old);
 			if (!ok)
@@ -2208,6 +2149,31 @@ pz_await_apply(PG_FUNCTION_ARGS)
 						timeout_ms),
 				 errhint("See personalize.worker_status: the worker is behind, stopped, or not "
 						 "running.")));
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(pz_note_unstreamed);
+
+/*
+ * _note_unstreamed(): a NOTICE, once per session, when no worker streams
+ * this database: a source registered or a trait added there is built by
+ * rebuild() only, and the newcomer should learn why profiles stay still.
+ */
+Datum
+pz_note_unstreamed(PG_FUNCTION_ARGS)
+{
+	static bool noted = false;
+
+	if (noted || my_database_worker() != NULL)
+		PG_RETURN_VOID();
+	noted = true;
+	ereport(NOTICE,
+			(errmsg("no personalize worker streams database \"%s\": profiles change only when "
+					"rebuild() runs",
+					get_database_name(MyDatabaseId)),
+			 errhint("To keep them current within milliseconds, add the database to "
+					 "personalize.database, with shared_preload_libraries = 'personalize' and "
+					 "wal_level = logical, and restart the server.")));
 	PG_RETURN_VOID();
 }
 
