@@ -134,7 +134,8 @@ typedef enum WorkerState
 	WS_IDLE,
 	WS_PAUSED,
 	WS_BACKING_OFF,
-	WS_WAITING_FOR_LOCK
+	WS_WAITING_FOR_LOCK,
+	WS_REBUILDING
 } WorkerState;
 
 static const char *const state_names[] = {
@@ -146,6 +147,7 @@ static const char *const state_names[] = {
 	[WS_PAUSED] = "paused",
 	[WS_BACKING_OFF] = "waiting to retry",
 	[WS_WAITING_FOR_LOCK] = "waiting for a lock",
+	[WS_REBUILDING] = "rebuilding",
 };
 
 typedef struct PzWorkerShared
@@ -1516,12 +1518,26 @@ allow_own_output_plugin(void)
 static bool
 ensure_origin_and_slot(void)
 {
+	bool new_slot;
+
 	allow_own_output_plugin();
 	snprintf(slot_name, sizeof(slot_name), "personalize_%u", MyDatabaseId);
+	new_slot = SearchNamedReplicationSlot(slot_name, true) == NULL;
 
+	/*
+	 * A new slot starts a new stream: the progress of an old one (its slot
+	 * dropped or lost) means nothing for it, so the origin starts afresh
+	 * too, with no progress, which is what asks for the rebuild below until
+	 * one commits.
+	 */
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	origin_id = replorigin_by_name(slot_name, true);
+	if (new_slot && origin_id != InvalidRepOriginId)
+	{
+		replorigin_drop_by_name(slot_name, true, false);
+		origin_id = InvalidRepOriginId;
+	}
 	if (origin_id == InvalidRepOriginId)
 		origin_id = replorigin_create(slot_name);
 	CommitTransactionCommand();
@@ -1530,7 +1546,7 @@ ensure_origin_and_slot(void)
 	origin_progress = replorigin_session_get_progress(false);
 	pz_decoder_skip_origin = origin_id;
 
-	if (SearchNamedReplicationSlot(slot_name, true) == NULL)
+	if (new_slot)
 	{
 		LogicalDecodingContext *ctx;
 
@@ -1561,6 +1577,15 @@ ensure_origin_and_slot(void)
  * before are in the rebuild and skipped by the stream, later ones are
  * streamed.  Nothing to do when no source is registered yet (the usual
  * case: the worker starts before CREATE EXTENSION).
+ *
+ * The need is durable: it is an origin without progress (a new slot's
+ * origin starts without), and the rebuild's commit records the fence as the
+ * progress.  A rebuild that fails leaves the origin without progress, so
+ * the worker, started again after its wait, rebuilds before it streams,
+ * until one commits; meanwhile worker_status shows the error, and the wait
+ * functions, which wait for the stream, do not return true.  (When sources
+ * were registered after a new slot was made and the worker restarts before
+ * its first apply, it rebuilds too: not needed, and exact all the same.)
  */
 static void
 initial_rebuild(void)
@@ -1581,18 +1606,36 @@ initial_rebuild(void)
 		{
 			XLogRecPtr fence;
 
-			ereport(LOG, (errmsg("personalize worker: the new slot starts after sources were "
+			ereport(LOG, (errmsg("personalize worker: the slot starts after sources were "
 								 "registered: rebuilding every profile once")));
-			if (SPI_execute(
-					"SELECT personalize._quiesce(NULL, 'the worker''s first rebuild', false)",
-					false, 0) != SPI_OK_SELECT)
-				elog(ERROR, "personalize worker: could not lock the sources");
-			fence = GetXLogInsertRecPtr();
-			PopActiveSnapshot();
-			PushActiveSnapshot(GetTransactionSnapshot());
-			if (SPI_execute("SELECT personalize._rebuild(NULL, NULL, NULL)", false, 0) !=
-				SPI_OK_SELECT)
-				elog(ERROR, "personalize worker: the first rebuild failed");
+			set_state(WS_REBUILDING);
+			PG_TRY();
+			{
+				if (SPI_execute(
+						"SELECT personalize._quiesce(NULL, 'the worker''s first rebuild', false)",
+						false, 0) != SPI_OK_SELECT)
+					elog(ERROR, "personalize worker: could not lock the sources");
+				fence = GetXLogInsertRecPtr();
+				PopActiveSnapshot();
+				PushActiveSnapshot(GetTransactionSnapshot());
+				if (SPI_execute("SELECT personalize._rebuild(NULL, NULL, NULL)", false, 0) !=
+					SPI_OK_SELECT)
+					elog(ERROR, "personalize worker: the first rebuild failed");
+			}
+			PG_CATCH();
+			{
+				/* say what failed: the worker tries again after its wait */
+				ErrorData *err;
+
+				MemoryContextSwitchTo(TopTransactionContext);
+				err = CopyErrorData();
+				FlushErrorState();
+				err->message = psprintf("the worker's first rebuild failed (profiles are "
+										"incomplete until it succeeds): %s",
+										err->message);
+				ReThrowError(err);
+			}
+			PG_END_TRY();
 			replorigin_session_origin_lsn = fence;
 			replorigin_session_origin_timestamp = GetCurrentTimestamp();
 			origin_progress = fence;
@@ -1911,7 +1954,8 @@ pz_worker_main(Datum arg)
 	 */
 	PG_TRY();
 	{
-		if (ensure_origin_and_slot())
+		(void) ensure_origin_and_slot();
+		if (XLogRecPtrIsInvalid(origin_progress))
 			initial_rebuild();
 		worker_stream();
 	}
