@@ -168,6 +168,11 @@ CREATE FUNCTION _field_float8(value text) RETURNS double precision
 COMMENT ON FUNCTION _field_float8(text) IS
     'A field''s text as float8, as the stream reads it for windowed sums, or NULL if it is not a number float8 can hold.';
 
+CREATE FUNCTION _normalize_checked(namespace text, value text, OUT normalized text, OUT problem text)
+    AS 'MODULE_PATHNAME', 'pz_normalize_checked' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION _normalize_checked(text, text) IS
+    'normalize_identifier(), or, if the namespace''s normalizer raises an error on the value, NULL and the error (a user''s normalizer runs in a subtransaction for it).  rebuild() makes the keys of such values dead letters, as the stream does.';
+
 -- A table whose inserts the stream sees as they are, or an ERROR that says
 -- why it cannot be a source.
 CREATE FUNCTION _check_source_kind(relation regclass) RETURNS void
@@ -270,6 +275,8 @@ DECLARE
     filt text;
     ts record;
     tr personalize.traits;
+    max_bytes integer := (SELECT st.setting::integer FROM pg_settings st WHERE st.name = 'personalize.max_value_bytes');
+    cond text;
 BEGIN
     SELECT * INTO s FROM personalize.sources WHERE id = source_id;
     IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = s.relation) THEN
@@ -318,14 +325,31 @@ BEGIN
         END;
         states := format(E'personalize.profile_set(%s,\n        %s, %s)', states, tr.id, agg);
     END LOOP;
+    -- the rows the stream takes as events, and no other: a finite time;
+    -- identifiers, and the values of every trait whose event types the row
+    -- passes, no longer than personalize.max_value_bytes (the stream keeps
+    -- the others as dead letters; an ERROR of an aggregate here would stop
+    -- the whole rebuild)
+    cond := format('%s IS NOT NULL AND isfinite(%1$s)', time_expr);
+    SELECT cond || coalesce(string_agg(format(' AND coalesce(octet_length(%s), 0) <= %s',
+                                              personalize._column_text_sql(s.relation, si.column_name), max_bytes), ''), '')
+      INTO cond FROM personalize.source_identifiers si WHERE si.source_id = s.id;
+    FOR tr IN SELECT * FROM personalize.traits t ORDER BY t.id LOOP
+        SELECT * INTO ts FROM personalize._trait_sources(tr.id) x WHERE x.source_id = s.id;
+        CONTINUE WHEN NOT FOUND OR (ts.value_expr IS NULL AND ts.item_expr IS NULL);
+        cond := cond || format(' AND (%s coalesce(octet_length(%s), 0) <= %s AND coalesce(octet_length(%s), 0) <= %s)',
+                               CASE WHEN tr.event_types IS NOT NULL
+                                    THEN format('%s IS NULL OR NOT %1$s = ANY (%L::text[]) OR', type_expr, tr.event_types) ELSE '' END,
+                               coalesce(ts.value_expr, 'NULL'), max_bytes, coalesce(ts.item_expr, 'NULL'), max_bytes);
+    END LOOP;
     -- a partitioned table reads its partitions, as the stream does; a
     -- table's inheritance children are not read (the stream sees only its
     -- own inserts)
     RETURN format(E'SELECT %s AS key, min(%s) AS t0, max(%s) AS t1,\n       %s AS states, %s AS source_id, count(*) AS events\n'
-                  '  FROM %s%s AS e GROUP BY %s',
+                  '  FROM %s%s AS e\n WHERE %s\n GROUP BY %s',
                   key_expr, time_expr, time_expr, states, s.id,
                   CASE WHEN (SELECT c.relkind FROM pg_class c WHERE c.oid = s.relation) = 'p' THEN '' ELSE 'ONLY ' END,
-                  s.relation, id_cols);
+                  s.relation, cond, id_cols);
 END $$;
 
 CREATE OR REPLACE FUNCTION _rebuild(only_profile bigint, trait_ids integer[], only_source integer)
@@ -394,15 +418,31 @@ BEGIN
     CREATE TEMP TABLE pz_rebuild_key ON COMMIT DROP AS
     SELECT row_number() OVER () AS key_id, key, t0
       FROM (SELECT key, min(t0) AS t0 FROM pg_temp.pz_rebuild_part GROUP BY key) k;
-    -- 2. the keys' usable identifiers, normalized (blocked and unusable ones drop out)
+    -- 2. the keys' usable identifiers, normalized (blocked and unusable ones
+    --    drop out).  A normalizer that raises on a value makes its key's
+    --    events dead letters, as in the stream, and the rest goes on.
     CREATE TEMP TABLE pz_rebuild_id ON COMMIT DROP AS
-    SELECT i.* FROM (
-        SELECT k.key_id, k.key, ns.id AS namespace_id, ns.priority, ns.name,
-               personalize.normalize_identifier(ns.name, j.value) COLLATE "C" AS value
-          FROM pg_temp.pz_rebuild_key k, jsonb_each_text(k.key) j
-          JOIN personalize.namespaces ns ON ns.name = j.key
-         WHERE j.value IS NOT NULL) i
-     WHERE i.value IS NOT NULL;
+    SELECT k.key_id, k.key, ns.id AS namespace_id, ns.priority, ns.name,
+           n.normalized COLLATE "C" AS value, n.problem AS norm_problem
+      FROM pg_temp.pz_rebuild_key k, jsonb_each_text(k.key) j
+      JOIN personalize.namespaces ns ON ns.name = j.key,
+           LATERAL personalize._normalize_checked(ns.name, j.value) n
+     WHERE j.value IS NOT NULL;
+    IF EXISTS (SELECT 1 FROM pg_temp.pz_rebuild_id x WHERE x.norm_problem IS NOT NULL) THEN
+        INSERT INTO personalize.dead_letters (source, applied, events, reason, event)
+        SELECT s.relation, false, p.events, 'resolving its identifiers failed: ' || bad.norm_problem, p.key
+          FROM (SELECT DISTINCT ON (x.key) x.key, x.norm_problem FROM pg_temp.pz_rebuild_id x
+                 WHERE x.norm_problem IS NOT NULL ORDER BY x.key, x.name) bad
+          JOIN pg_temp.pz_rebuild_part p ON p.key = bad.key
+          JOIN personalize.sources s ON s.id = p.source_id;
+        DELETE FROM pg_temp.pz_rebuild_part p
+         WHERE p.key IN (SELECT x.key FROM pg_temp.pz_rebuild_id x WHERE x.norm_problem IS NOT NULL);
+        DELETE FROM pg_temp.pz_rebuild_key k
+         WHERE k.key IN (SELECT x.key FROM pg_temp.pz_rebuild_id x WHERE x.norm_problem IS NOT NULL);
+        DELETE FROM pg_temp.pz_rebuild_id i
+         WHERE i.key IN (SELECT x.key FROM pg_temp.pz_rebuild_id x WHERE x.norm_problem IS NOT NULL);
+    END IF;
+    DELETE FROM pg_temp.pz_rebuild_id WHERE value IS NULL;
     ANALYZE pg_temp.pz_rebuild_id;
     -- 3. identity resolution: a key with an identifier the graph has not
     --    seen links its identifiers, in the order of first events.

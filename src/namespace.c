@@ -12,6 +12,7 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
@@ -19,9 +20,10 @@
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "funcapi.h"
 #include "lib/stringinfo.h"
-#include "storage/proc.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -29,6 +31,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
@@ -705,6 +708,76 @@ pz_namespace_problem_sql(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(
 		psprintf("namespace \"%s\" cannot normalize values: %s", ns->name, problem)));
+}
+
+PG_FUNCTION_INFO_V1(pz_normalize_checked);
+
+/*
+ * _normalize_checked(namespace, value): (the value as normalize_identifier
+ * gives it, NULL) or, when normalizing raises an ERROR, (NULL, its message).
+ * A user's normalizer runs in a subtransaction for it, so that rebuild()
+ * can turn one bad value into a dead letter instead of failing; the
+ * extension's own normalizers never raise and run as they are.
+ */
+Datum
+pz_normalize_checked(PG_FUNCTION_ARGS)
+{
+	const PzNamespace *ns = pz_namespace_by_name(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	text *v = PG_GETARG_TEXT_PP(1);
+	char *norm = NULL;
+	char *problem = NULL;
+	int32 len = 0;
+	TupleDesc td;
+	Datum values[2];
+	bool nulls[2] = {true, true};
+
+	if (get_call_result_type(fcinfo, NULL, &td) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "_normalize_checked: the result type is not a row");
+	if (VARSIZE_ANY_EXHDR(v) > pz_max_value_bytes)
+		problem = psprintf("the identifier is longer than personalize.max_value_bytes (%d)",
+						   pz_max_value_bytes);
+	else if (!OidIsValid(ns->normalizer) || ns->own_normalizer)
+		norm = pz_namespace_normalize(ns, VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v), &len);
+	else
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+		ResourceOwner owner = CurrentResourceOwner;
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			norm = pz_namespace_normalize(ns, VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v), &len);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+		}
+		PG_CATCH();
+		{
+			ErrorData *err;
+
+			MemoryContextSwitchTo(cxt);
+			err = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+			problem = err->message;
+			norm = NULL;
+		}
+		PG_END_TRY();
+	}
+	if (norm != NULL && !pz_namespace_is_blocked(ns, norm, len))
+	{
+		values[0] = PointerGetDatum(cstring_to_text_with_len(norm, len));
+		nulls[0] = false;
+	}
+	if (problem != NULL)
+	{
+		values[1] = CStringGetTextDatum(problem);
+		nulls[1] = false;
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(td), values, nulls)));
 }
 
 PG_FUNCTION_INFO_V1(pz_normalize);
