@@ -244,6 +244,13 @@ reader_init(ColumnReader *r, Relation rel, const char *name, const char *json_ke
 	return true;
 }
 
+/*
+ * The non-NULL elements of an array of the configuration.  A NULL element
+ * (a row written by hand) is left out: nothing here may raise an ERROR on
+ * the configuration's contents, since decoding replays the same historic
+ * configuration after every restart, and an ERROR would stop it there for
+ * good, even after the row is mended.
+ */
 static Datum *
 array_elements(Datum arr, Oid elemtype, int *n)
 {
@@ -251,9 +258,15 @@ array_elements(Datum arr, Oid elemtype, int *n)
 	bool byval;
 	char align;
 	Datum *elems;
+	bool *nulls;
+	int k = 0;
 
 	get_typlenbyvalalign(elemtype, &typlen, &byval, &align);
-	deconstruct_array(DatumGetArrayTypeP(arr), elemtype, typlen, byval, align, &elems, NULL, n);
+	deconstruct_array(DatumGetArrayTypeP(arr), elemtype, typlen, byval, align, &elems, &nulls, n);
+	for (int i = 0; i < *n; i++)
+		if (!nulls[i])
+			elems[k++] = elems[i];
+	*n = k;
 	return elems;
 }
 
