@@ -36,9 +36,11 @@
  * sources they read and wait (_stream_wait) until the worker has applied
  * everything committed before (docs/streaming.md).
  *
- * Shared memory holds one PzWorkerShared per configured database: state and
- * counters for personalize.worker_status, the worker's latch (backends set
- * it when they commit, so a commit is decoded at once) and the pause flag.
+ * Shared memory holds one PzWorkerShared per configured database (worker.h):
+ * state and counters for personalize.worker_status, the worker's latch
+ * (backends set it when they commit, so a commit is decoded at once), the
+ * pause flag and the wait to retry after an error.  The SQL functions that
+ * report on, wait for and control the worker are in worker_control.c.
  */
 #include "postgres.h"
 
@@ -105,8 +107,7 @@
 #include "stream.h"
 #include "top.h"
 #include "windowed.h"
-
-#define PZ_MAX_WORKERS 8
+#include "worker.h"
 
 /* ---- GUCs ---- */
 static char *pz_databases = NULL;
@@ -114,7 +115,7 @@ static int pz_batch_size = 100000;
 static int pz_poll_interval = 10;
 static int pz_memory_limit = 256 * 1024;
 static int pz_decoding_memory = 256 * 1024;
-static int pz_apply_wait_timeout = 60000;
+int pz_apply_wait_timeout = 60000;
 static int pz_worker_cache_size = 1000000;
 static int pz_apply_interval = 5;
 static int pz_max_backoff = 60000;
@@ -125,20 +126,9 @@ extern RepOriginId pz_decoder_skip_origin;
 extern bool pz_decoder_replayed;
 extern bool pz_decoder_invalidated;
 
-typedef enum WorkerState
-{
-	WS_STOPPED = 0,
-	WS_STARTING,
-	WS_CREATING_SLOT,
-	WS_STREAMING,
-	WS_IDLE,
-	WS_PAUSED,
-	WS_BACKING_OFF,
-	WS_WAITING_FOR_LOCK,
-	WS_REBUILDING
-} WorkerState;
-
-static const char *const state_names[] = {
+/* the workers' shared state (worker.h) */
+PzWorkerControl *pz_worker_control = NULL;
+const char *const pz_worker_state_names[] = {
 	[WS_STOPPED] = "stopped",
 	[WS_STARTING] = "starting",
 	[WS_CREATING_SLOT] = "creating slot",
@@ -149,49 +139,6 @@ static const char *const state_names[] = {
 	[WS_WAITING_FOR_LOCK] = "waiting for a lock",
 	[WS_REBUILDING] = "rebuilding",
 };
-
-typedef struct PzWorkerShared
-{
-	slock_t mutex;
-	char dbname[NAMEDATALEN]; /* from personalize.database, at postmaster start */
-	Oid dboid;
-	pid_t pid;
-	Latch *latch;
-	WorkerState state;
-	bool paused;
-	TimestampTz started_at;
-	uint64 events_applied;
-	uint64 transactions;
-	uint64 batches;
-	uint64 profiles_written;
-	uint64 merges;
-	uint64 refused;
-	uint64 dead_letters;
-	uint64 updates;
-	uint64 deletes;
-	uint64 truncates;
-	double events_per_second;
-	XLogRecPtr applied_lsn; /* end of the last applied transaction */
-	XLogRecPtr decoded_lsn; /* everything committed before it is applied */
-	TimestampTz last_commit_at;
-	TimestampTz last_applied_at;
-	double commit_to_apply_ms;
-	int64 memory_bytes;
-	char last_error[256];
-	TimestampTz last_error_at;
-	uint64 restarts;      /* exits on an error since the server started */
-	int failures_in_row;  /* exits on an error since it last streamed well */
-	TimestampTz retry_at; /* when a worker waiting to retry tries again */
-	bool retry_now;       /* worker_start() or worker_restart(): no more waiting */
-} PzWorkerShared;
-
-typedef struct PzWorkerControl
-{
-	int nworkers;
-	PzWorkerShared workers[PZ_MAX_WORKERS];
-} PzWorkerControl;
-
-static PzWorkerControl *control = NULL;
 
 /* the databases of personalize.database, parsed */
 static List *
@@ -224,16 +171,16 @@ pz_worker_shmem_startup(void)
 	bool found;
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	control = ShmemInitStruct("personalize workers", sizeof(PzWorkerControl), &found);
+	pz_worker_control = ShmemInitStruct("personalize workers", sizeof(PzWorkerControl), &found);
 	if (!found)
 	{
 		List *names = database_list();
 		ListCell *lc;
 
-		memset(control, 0, sizeof(PzWorkerControl));
+		memset(pz_worker_control, 0, sizeof(PzWorkerControl));
 		foreach (lc, names)
 		{
-			PzWorkerShared *w = &control->workers[control->nworkers++];
+			PzWorkerShared *w = &pz_worker_control->workers[pz_worker_control->nworkers++];
 
 			SpinLockInit(&w->mutex);
 			strlcpy(w->dbname, lfirst(lc), NAMEDATALEN);
@@ -243,20 +190,21 @@ pz_worker_shmem_startup(void)
 }
 
 /* The worker of the current database, or NULL. */
-static PzWorkerShared *
-my_database_worker(void)
+PzWorkerShared *
+pz_my_database_worker(void)
 {
 	const char *db;
 
-	if (control == NULL)
+	if (pz_worker_control == NULL)
 		return NULL;
-	for (int i = 0; i < control->nworkers; i++)
-		if (OidIsValid(control->workers[i].dboid) && control->workers[i].dboid == MyDatabaseId)
-			return &control->workers[i];
+	for (int i = 0; i < pz_worker_control->nworkers; i++)
+		if (OidIsValid(pz_worker_control->workers[i].dboid) &&
+			pz_worker_control->workers[i].dboid == MyDatabaseId)
+			return &pz_worker_control->workers[i];
 	db = get_database_name(MyDatabaseId);
-	for (int i = 0; i < control->nworkers; i++)
-		if (db != NULL && strcmp(control->workers[i].dbname, db) == 0)
-			return &control->workers[i];
+	for (int i = 0; i < pz_worker_control->nworkers; i++)
+		if (db != NULL && strcmp(pz_worker_control->workers[i].dbname, db) == 0)
+			return &pz_worker_control->workers[i];
 	return NULL;
 }
 
@@ -264,12 +212,12 @@ my_database_worker(void)
 static void
 wake_worker_at_commit(XactEvent event, void *arg)
 {
-	if (event != XACT_EVENT_COMMIT || control == NULL ||
+	if (event != XACT_EVENT_COMMIT || pz_worker_control == NULL ||
 		!TransactionIdIsValid(GetTopTransactionIdIfAny()))
 		return;
-	for (int i = 0; i < control->nworkers; i++)
+	for (int i = 0; i < pz_worker_control->nworkers; i++)
 	{
-		PzWorkerShared *w = &control->workers[i];
+		PzWorkerShared *w = &pz_worker_control->workers[i];
 		Latch *latch = w->latch;
 
 		if (w->dboid == MyDatabaseId && latch != NULL && w->pid != MyProcPid)
@@ -389,7 +337,7 @@ set_state(WorkerState s)
 	SpinLockAcquire(&me->mutex);
 	me->state = s;
 	SpinLockRelease(&me->mutex);
-	pgstat_report_activity(STATE_RUNNING, state_names[s]);
+	pgstat_report_activity(STATE_RUNNING, pz_worker_state_names[s]);
 }
 
 static void
@@ -477,6 +425,7 @@ typedef struct Batch
 static Batch batch;
 static MemoryContext config_cxt = NULL;
 static StreamTrait *traits = NULL;
+static char **trait_problems = NULL; /* per trait: why its parameters cannot be used, or NULL */
 static int ntraits = 0;
 
 static uint32
@@ -558,6 +507,40 @@ dead_letter(int32 source_id, bool applied, int64 events, const char *reason, con
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * Why a trait's parameters cannot build a state (a row of personalize.traits
+ * written by hand past the checks of add_trait), or NULL.  Such a trait
+ * skips every event, each a dead letter that says so; the others go on.
+ */
+static char *
+trait_parameter_problem(const StreamTrait *c)
+{
+	switch (c->kind)
+	{
+		case STREAM_RECENT:
+		case STREAM_TOP:
+			if (c->n < 1 || c->n > (c->kind == STREAM_RECENT ? RECENT_MAX_N : TOP_MAX_N))
+				return psprintf("n = %d is out of range", c->n);
+			if (c->kind == STREAM_TOP &&
+				(c->half_life <= 0 || c->half_life > PZ_MAX_INTERVAL_USECS))
+				return psprintf("half_life of " INT64_FORMAT " us is out of range", c->half_life);
+			break;
+		case STREAM_DISTINCT:
+			if (c->precision < DISTINCT_MIN_P || c->precision > DISTINCT_MAX_P)
+				return psprintf("hll_precision = %d is out of range", c->precision);
+			break;
+		case STREAM_SESSION:
+			if (c->gap <= 0 || c->gap > PZ_MAX_INTERVAL_USECS)
+				return psprintf("gap of " INT64_FORMAT " us is out of range", c->gap);
+			break;
+		default:
+			if (c->kind < 1 || c->kind > STREAM_KIND_MAX)
+				return psprintf("kind %d is unknown", (int) c->kind);
+			break;
+	}
+	return NULL;
+}
+
 static void
 read_traits(PzReader *r)
 {
@@ -576,6 +559,9 @@ read_traits(PzReader *r)
 		traits[i].gap = pz_read_i64(r);
 		traits[i].precision = (int32) pz_read_varint(r);
 	}
+	trait_problems = palloc0(sizeof(char *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		trait_problems[i] = trait_parameter_problem(&traits[i]);
 	ntraits = n;
 	MemoryContextSwitchTo(old);
 }
@@ -624,6 +610,14 @@ fold_input(KeyEntry *e, const StreamTrait *c, TimestampTz ts, uint8 flags, const
 
 	if (!(flags & STREAM_HAS_VALUE) && c->kind != STREAM_SESSION)
 		return; /* a NULL value: the aggregates skip it */
+	if (trait_problems[c - traits] != NULL)
+	{
+		dead_letter(e->source_id, true, 1,
+					psprintf("trait %d cannot be built (%s): the trait skipped the event", c->id,
+							 trait_problems[c - traits]),
+					msg, msg_len, NULL);
+		return;
+	}
 	switch (c->kind)
 	{
 		case STREAM_SUM:
@@ -1454,8 +1448,8 @@ confirm_later(XLogRecPtr commit_end, XLogRecPtr confirm)
  * the start of a page, GetXLogInsertRecPtr() points past the page header,
  * which is not written until a record follows.
  */
-static XLogRecPtr
-wal_insert_end(void)
+XLogRecPtr
+pz_wal_insert_end(void)
 {
 	XLogRecPtr p = GetXLogInsertRecPtr();
 	uint32 off = p % XLOG_BLCKSZ;
@@ -1787,7 +1781,7 @@ worker_stream(void)
 		 * about that, and the worker adds no fsync to every batch.
 		 */
 		end_of_wal = GetFlushRecPtr(NULL);
-		insert_end = wal_insert_end();
+		insert_end = pz_wal_insert_end();
 		if (insert_end > end_of_wal && read_all_flushed &&
 			TimestampDifferenceExceeds(last_forced_flush, GetCurrentTimestamp(), pz_poll_interval))
 		{
@@ -1927,7 +1921,7 @@ pz_worker_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	me = &control->workers[idx];
+	me = &pz_worker_control->workers[idx];
 	BackgroundWorkerInitializeConnection(me->dbname, NULL, 0);
 	pgstat_report_appname("personalize worker");
 	/* apply commits are asynchronous: the slot is confirmed once they are flushed */
@@ -1975,350 +1969,4 @@ pz_worker_main(Datum arg)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-}
-
-/* ---- SQL functions ---- */
-
-static PzWorkerShared *
-require_worker(const char *fname)
-{
-	PzWorkerShared *w = my_database_worker();
-
-	if (w == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						errmsg("%s: no personalize worker streams database \"%s\"", fname,
-							   get_database_name(MyDatabaseId)),
-						errhint("Add it to personalize.database and shared_preload_libraries = "
-								"'personalize' in postgresql.conf, then restart the server.")));
-	return w;
-}
-
-PG_FUNCTION_INFO_V1(pz_worker_status);
-Datum
-pz_worker_status(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-
-	InitMaterializedSRF(fcinfo, 0);
-	if (control == NULL)
-		PG_RETURN_VOID();
-	for (int i = 0; i < control->nworkers; i++)
-	{
-		PzWorkerShared copy;
-		Datum v[26];
-		bool n[26] = {0};
-		int k = 0;
-
-		SpinLockAcquire(&control->workers[i].mutex);
-		memcpy(&copy, &control->workers[i], sizeof(copy));
-		SpinLockRelease(&control->workers[i].mutex);
-
-		v[k++] = DirectFunctionCall1(namein, CStringGetDatum(copy.dbname));
-		n[k] = copy.pid == 0;
-		v[k++] = Int32GetDatum(copy.pid);
-		v[k++] = CStringGetTextDatum(state_names[copy.state]);
-		v[k++] = BoolGetDatum(copy.paused);
-		n[k] = copy.started_at == 0;
-		v[k++] = TimestampTzGetDatum(copy.started_at);
-		v[k++] = Int64GetDatum(copy.events_applied);
-		v[k++] = Float8GetDatum(copy.events_per_second);
-		v[k++] = Int64GetDatum(copy.transactions);
-		v[k++] = Int64GetDatum(copy.batches);
-		v[k++] = Int64GetDatum(copy.profiles_written);
-		v[k++] = Int64GetDatum(copy.merges);
-		v[k++] = Int64GetDatum(copy.refused);
-		v[k++] = Int64GetDatum(copy.dead_letters);
-		v[k++] = Int64GetDatum(copy.updates);
-		v[k++] = Int64GetDatum(copy.deletes);
-		v[k++] = Int64GetDatum(copy.truncates);
-		n[k] = copy.applied_lsn == InvalidXLogRecPtr;
-		v[k++] = LSNGetDatum(copy.applied_lsn);
-		n[k] = copy.decoded_lsn == InvalidXLogRecPtr;
-		v[k++] = LSNGetDatum(copy.decoded_lsn);
-		n[k] = copy.last_commit_at == 0;
-		v[k++] = TimestampTzGetDatum(copy.last_commit_at);
-		n[k] = copy.last_applied_at == 0;
-		v[k++] = TimestampTzGetDatum(copy.last_applied_at);
-		n[k] = copy.last_applied_at == 0;
-		v[k++] = Float8GetDatum(copy.commit_to_apply_ms);
-		v[k++] = Int64GetDatum(copy.memory_bytes);
-		n[k] = copy.last_error[0] == '\0';
-		v[k++] = CStringGetTextDatum(copy.last_error);
-		n[k] = copy.last_error_at == 0;
-		v[k++] = TimestampTzGetDatum(copy.last_error_at);
-		v[k++] = Int64GetDatum(copy.restarts);
-		n[k] = copy.retry_at == 0 || copy.state != WS_BACKING_OFF;
-		v[k++] = TimestampTzGetDatum(copy.retry_at);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
-	}
-	PG_RETURN_VOID();
-}
-
-/*
- * Wait until w has applied everything committed before now; false after
- * timeout_ms (< 0: no limit).
- */
-static bool
-wait_for_worker(PzWorkerShared *w, long timeout_ms)
-{
-	XLogRecPtr target = wal_insert_end();
-	TimestampTz start = GetCurrentTimestamp();
-
-	/* asynchronous commits too: the worker decodes only flushed WAL */
-	XLogFlush(target);
-	for (;;)
-	{
-		XLogRecPtr done;
-		Latch *latch;
-
-		SpinLockAcquire(&w->mutex);
-		done = w->decoded_lsn;
-		latch = w->latch;
-		SpinLockRelease(&w->mutex);
-		if (done >= target)
-			return true;
-		if (latch != NULL)
-			SetLatch(latch);
-		if (timeout_ms >= 0 && TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
-														  (int) Min(timeout_ms, INT_MAX)))
-			return false;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 2,
-						 PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-}
-
-/* the timeout argument of wait_for_apply() and await_apply() in ms; -1: NULL, no limit */
-static long
-wait_timeout_arg(FunctionCallInfo fcinfo, const char *fname)
-{
-	Interval *iv;
-	double us;
-
-	if (PG_ARGISNULL(0))
-		return -1;
-	iv = PG_GETARG_INTERVAL_P(0);
-	/* in double: months of a large interval overflow int64 microseconds */
-	us = (double) iv->time + (double) iv->day * USECS_PER_DAY +
-		 (double) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
-	if (us < 0)
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						errmsg("%s: timeout must not be negative", fname),
-						errhint("Pass an interval such as '10 seconds', or NULL to wait "
-								"without limit.")));
-	return us / 1000 >= (double) LONG_MAX ? LONG_MAX : (long) (us / 1000);
-}
-
-/* the worker applies a transaction only after it commits */
-static void
-refuse_own_writes(const char *fname)
-{
-	if (IsTransactionBlock() && TransactionIdIsValid(GetTopTransactionIdIfAny()))
-		ereport(ERROR,
-				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
-				 errmsg("%s: this transaction has written and not committed", fname),
-				 errhint("Its own events are applied after it commits: call %s() after COMMIT.",
-						 fname)));
-}
-
-PG_FUNCTION_INFO_V1(pz_wait_for_apply);
-Datum
-pz_wait_for_apply(PG_FUNCTION_ARGS)
-{
-	long timeout_ms = wait_timeout_arg(fcinfo, "wait_for_apply");
-	PzWorkerShared *w;
-
-	refuse_own_writes("wait_for_apply");
-	w = require_worker("wait_for_apply");
-	PG_RETURN_BOOL(wait_for_worker(w, timeout_ms));
-}
-
-/*
- * CALL await_apply(timeout): wait_for_apply() as a procedure that holds no
- * snapshot while it waits, and raises an ERROR on timeout.  A function
- * waits inside its statement's snapshot, and that snapshot's xmin keeps
- * VACUUM and page pruning from removing any row version that dies
- * meanwhile: the worker's own updates of the profiles among them.  Waiting
- * through a drain, the old versions then stay, half the worker's updates
- * find no room on their page, move and insert into the primary key, and
- * the table bloats.  CALL's snapshot can be popped (PortalRunUtility allows
- * a utility to pop it, as pg_wal_replay_wait() of PostgreSQL 17 does); the
- * procedure must then hold no other: not inside a function or a
- * transaction with a snapshot of its own (REPEATABLE READ, SERIALIZABLE),
- * which could not see the applied profiles anyway, nor a procedure called
- * in a transaction block (its statements push snapshots of their own).  It
- * returns nothing: a CALL that returns a row keeps its snapshot registered
- * until the row is sent.
- */
-PG_FUNCTION_INFO_V1(pz_await_apply);
-Datum
-pz_await_apply(PG_FUNCTION_ARGS)
-{
-	long timeout_ms = wait_timeout_arg(fcinfo, "await_apply");
-	PzWorkerShared *w;
-
-	refuse_own_writes("await_apply");
-	w = require_worker("await_apply");
-
-	/*
-	 * The active snapshot is the portal's (CALL's, or a DO block's or
-	 * procedure's that CALLs this without a transaction of its own): popped
-	 * and forgotten as a COMMIT inside a procedure does, so that the
-	 * portal's later statements take a new one.
-	 */
-	if (ActivePortal != NULL && ActivePortal->portalSnapshot != NULL && ActiveSnapshotSet() &&
-		GetActiveSnapshot() == ActivePortal->portalSnapshot)
-	{
-		PopActiveSnapshot();
-		ActivePortal->portalSnapshot = NULL;
-	}
-	InvalidateCatalogSnapshot();
-	if (GetOldestSnapshot() != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("await_apply: must be called without a snapshot of its own"),
-				 errdetail("It is called inside a function, a procedure called in a transaction "
-						   "block, or a transaction whose isolation level is REPEATABLE READ or "
-						   "SERIALIZABLE, which would not see what the worker applies."),
-				 errhint("CALL it as a statement of its own, outside such a transaction, or use "
-						 "personalize.wait_for_apply().")));
-	Assert(MyProc->xmin == InvalidTransactionId);
-
-	if (!wait_for_worker(w, timeout_ms))
-		ereport(ERROR,
-				(errcode(ERRCODE_QUERY_CANCELED),
-				 errmsg("await_apply: the personalize worker has not applied what was committed "
-						"before the call within %ld ms",
-						timeout_ms),
-				 errhint("See personalize.worker_status: the worker is behind, stopped, or not "
-						 "running.")));
-	PG_RETURN_VOID();
-}
-
-PG_FUNCTION_INFO_V1(pz_note_unstreamed);
-
-/*
- * _note_unstreamed(): a NOTICE, once per session, when no worker streams
- * this database: a source registered or a trait added there is built by
- * rebuild() only, and the newcomer should learn why profiles stay still.
- */
-Datum
-pz_note_unstreamed(PG_FUNCTION_ARGS)
-{
-	static bool noted = false;
-
-	if (noted || my_database_worker() != NULL)
-		PG_RETURN_VOID();
-	noted = true;
-	ereport(NOTICE,
-			(errmsg("no personalize worker streams database \"%s\": profiles change only when "
-					"rebuild() runs",
-					get_database_name(MyDatabaseId)),
-			 errhint("To keep them current within milliseconds, add the database to "
-					 "personalize.database, with shared_preload_libraries = 'personalize' and "
-					 "wal_level = logical, and restart the server.")));
-	PG_RETURN_VOID();
-}
-
-PG_FUNCTION_INFO_V1(pz_stream_wait);
-Datum
-pz_stream_wait(PG_FUNCTION_ARGS)
-{
-	char *what = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	PzWorkerShared *w = my_database_worker();
-	bool paused;
-	pid_t pid;
-	WorkerState state;
-	char name[NAMEDATALEN];
-
-	if (w == NULL)
-		PG_RETURN_VOID(); /* nothing streams this database */
-	SpinLockAcquire(&w->mutex);
-	paused = w->paused;
-	pid = w->pid;
-	state = w->state;
-	SpinLockRelease(&w->mutex);
-	/*
-	 * The worker's own first rebuild; or no slot yet, or one being created:
-	 * the worker then rebuilds once it has its slot (initial_rebuild).
-	 */
-	snprintf(name, sizeof(name), "personalize_%u", MyDatabaseId);
-	if (pid == MyProcPid || state == WS_CREATING_SLOT ||
-		SearchNamedReplicationSlot(name, true) == NULL)
-		PG_RETURN_VOID();
-	if (paused)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("%s: the personalize worker is stopped", what),
-				 errdetail("Events committed before this %s would be applied after it.", what),
-				 errhint("Run personalize.worker_start() first.")));
-	if (!wait_for_worker(w, pz_apply_wait_timeout))
-		ereport(ERROR,
-				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-				 errmsg("%s: the personalize worker has not applied what was committed before it "
-						"within personalize.apply_wait_timeout (%d ms)",
-						what, pz_apply_wait_timeout),
-				 pid == 0 ? errdetail("The worker is not running.")
-						  : errdetail("The worker (pid %d) is behind, or waits for a lock this "
-									  "transaction holds.",
-									  (int) pid),
-				 errhint("See personalize.worker_status; run it outside a transaction that "
-						 "changed identities or profiles.")));
-	PG_RETURN_VOID();
-}
-
-static bool
-set_paused(bool paused)
-{
-	PzWorkerShared *w = require_worker(paused ? "worker_stop" : "worker_start");
-	bool was;
-	Latch *latch;
-
-	SpinLockAcquire(&w->mutex);
-	was = w->paused;
-	w->paused = paused;
-	if (!paused)
-	{
-		/* a worker waiting to retry tries at once */
-		w->retry_now = true;
-		w->failures_in_row = 0;
-	}
-	latch = w->latch;
-	SpinLockRelease(&w->mutex);
-	if (latch != NULL)
-		SetLatch(latch);
-	return was != paused;
-}
-
-PG_FUNCTION_INFO_V1(pz_worker_start);
-Datum
-pz_worker_start(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_BOOL(set_paused(false));
-}
-
-PG_FUNCTION_INFO_V1(pz_worker_stop);
-Datum
-pz_worker_stop(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_BOOL(set_paused(true));
-}
-
-PG_FUNCTION_INFO_V1(pz_worker_restart);
-Datum
-pz_worker_restart(PG_FUNCTION_ARGS)
-{
-	PzWorkerShared *w = require_worker("worker_restart");
-	pid_t pid;
-
-	SpinLockAcquire(&w->mutex);
-	pid = w->pid;
-	/* started again, it tries at once */
-	w->failures_in_row = 0;
-	w->retry_now = true;
-	SpinLockRelease(&w->mutex);
-	if (pid == 0)
-		PG_RETURN_BOOL(false);
-	PG_RETURN_BOOL(kill(pid, SIGTERM) == 0);
 }
