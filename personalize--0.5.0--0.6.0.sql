@@ -173,6 +173,41 @@ CREATE FUNCTION _normalize_checked(namespace text, value text, OUT normalized te
 COMMENT ON FUNCTION _normalize_checked(text, text) IS
     'normalize_identifier(), or, if the namespace''s normalizer raises an error on the value, NULL and the error (a user''s normalizer runs in a subtransaction for it).  rebuild() makes the keys of such values dead letters, as the stream does.';
 
+-- Which trait of which source makes a rebuild's scan fail: each trait's
+-- part, source by source, until one fails (only after a failure, so its
+-- cost does not matter).  NULL if none fails on its own.
+CREATE FUNCTION _rebuild_culprit(trait_ids integer[], only_source integer) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    s record;
+    t record;
+    f record;
+BEGIN
+    FOR s IN SELECT src.* FROM personalize.sources src
+              WHERE only_source IS NULL OR src.id = only_source ORDER BY src.id LOOP
+        FOR t IN SELECT tr.* FROM personalize.traits tr
+                  WHERE (trait_ids IS NULL OR tr.id = ANY (trait_ids))
+                    AND EXISTS (SELECT 1 FROM personalize._trait_sources(tr.id) ts WHERE ts.source_id = s.id)
+                  ORDER BY tr.id LOOP
+            BEGIN
+                -- count(x.states): the states must be computed, not planned away
+                EXECUTE 'SELECT count(x.states) FROM (' || personalize._source_part_sql(s.id, ARRAY[t.id]) || ') x';
+            EXCEPTION WHEN OTHERS THEN
+                SELECT * INTO f FROM personalize._field_ref(s.id, t.field);
+                RETURN format('trait %s (%s%s) of source %s', t.name, t.kind,
+                              CASE WHEN f.column_name IS NOT NULL
+                                   THEN format(', field %s: column %s%s', t.field, quote_ident(f.column_name),
+                                               CASE WHEN f.json_key IS NOT NULL THEN format(' key %L', f.json_key) ELSE '' END)
+                                   ELSE '' END,
+                              s.relation);
+            END;
+        END LOOP;
+    END LOOP;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION _rebuild_culprit(integer[], integer) IS
+    'After a rebuild''s scan failed: the first trait and source whose scan fails on its own, as text, or NULL.';
+
 -- A table whose inserts the stream sees as they are, or an ERROR that says
 -- why it cannot be a source.
 CREATE FUNCTION _check_source_kind(relation regclass) RETURNS void
@@ -365,6 +400,10 @@ DECLARE
     problem text;
     skipped integer := 0;
     broken record;
+    err_state text;
+    err_message text;
+    err_detail text;
+    err_hint text;
 BEGIN
     -- one rebuild at a time: two would each write every profile
     PERFORM personalize._rebuild_lock();
@@ -400,9 +439,23 @@ BEGIN
                        '''{}''::personalize.profile AS states, 0 AS source_id, 0::bigint AS events WHERE false'];
     END IF;
 
-    -- 1. partial states per event key
-    EXECUTE E'CREATE TEMP TABLE pz_rebuild_part ON COMMIT DROP AS\n'
-            || array_to_string(parts, E'\nUNION ALL\n');
+    -- 1. partial states per event key.  An ERROR here (a trait's parameters
+    --    written by hand past add_trait's checks, say) names the trait and
+    --    the source it reads, not the SQL generated for them.
+    BEGIN
+        EXECUTE E'CREATE TEMP TABLE pz_rebuild_part ON COMMIT DROP AS\n'
+                || array_to_string(parts, E'\nUNION ALL\n');
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE, err_message = MESSAGE_TEXT,
+                                err_detail = PG_EXCEPTION_DETAIL, err_hint = PG_EXCEPTION_HINT;
+        err_message := format('rebuild: %s cannot be read: %s',
+                              coalesce(personalize._rebuild_culprit(trait_ids, only_source), 'a source'), err_message);
+        err_hint := coalesce(nullif(err_hint, ''), 'Correct the trait with personalize.alter_trait(), or the source''s rows.');
+        IF coalesce(err_detail, '') = '' THEN
+            RAISE EXCEPTION USING ERRCODE = err_state, MESSAGE = err_message, HINT = err_hint;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = err_state, MESSAGE = err_message, DETAIL = err_detail, HINT = err_hint;
+    END;
     -- 1b. identifiers of a namespace that cannot normalize (its normalizer
     --     dropped, broken by hand, or not executable by its owner): their
     --     events are dead letters, as in the stream, and the rest goes on
@@ -866,6 +919,50 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'pz_configure';
 
 CREATE OR REPLACE FUNCTION drop_trait(name text) RETURNS void
 LANGUAGE C VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'pz_configure';
+
+-- ===========================================================================
+-- A source stays a table the stream sees whole
+-- ===========================================================================
+
+-- Refuses, at the end of the DDL command, what would make a registered
+-- source's rows miss the stream: SET UNLOGGED, or an unlogged or foreign
+-- partition (attached, or created as a partition).  SECURITY DEFINER: it
+-- runs at every CREATE TABLE and ALTER TABLE in the database, by any role,
+-- and must read personalize.sources.
+CREATE FUNCTION _source_altered() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    src regclass;
+BEGIN
+    IF pg_catalog.to_regclass('personalize.sources') IS NULL THEN
+        RETURN;
+    END IF;
+    FOR src IN
+        SELECT DISTINCT s.relation
+          FROM pg_catalog.pg_event_trigger_ddl_commands() c
+         CROSS JOIN LATERAL (SELECT c.objid AS rel
+                             UNION ALL
+                             SELECT a.relid FROM pg_catalog.pg_partition_ancestors(c.objid) a) r
+          JOIN personalize.sources s ON s.relation OPERATOR(pg_catalog.=) r.rel
+         WHERE c.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+           AND c.objsubid OPERATOR(pg_catalog.=) 0
+    LOOP
+        -- (pg_partition_tree() is empty for a table outside any partition tree)
+        IF EXISTS (SELECT 1 FROM (SELECT src::pg_catalog.oid AS relid
+                                  UNION ALL
+                                  SELECT t.relid FROM pg_catalog.pg_partition_tree(src) t) t
+                     JOIN pg_catalog.pg_class k ON k.oid OPERATOR(pg_catalog.=) t.relid
+                    WHERE k.relpersistence OPERATOR(pg_catalog.=) 'u' OR k.relkind OPERATOR(pg_catalog.=) 'f') THEN
+            RAISE EXCEPTION 'cannot make rows of % unlogged or foreign: it is a personalize source', src
+                USING ERRCODE = 'object_in_use',
+                      DETAIL = 'Rows written there would not be in the WAL, and the stream would never see them.',
+                      HINT = 'Unregister the source first with personalize.unregister_source().';
+        END IF;
+    END LOOP;
+END $$;
+CREATE EVENT TRIGGER personalize_source_altered ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE FOREIGN TABLE')
+    EXECUTE FUNCTION _source_altered();
 
 -- ===========================================================================
 -- The worker's status: how often it failed, and when it tries again

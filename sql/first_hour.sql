@@ -29,6 +29,11 @@ SELECT count(*) AS dead_letters_of_other FROM dead_letters WHERE source = 'fh.ot
 SELECT rebuild() > 0 AS rebuilt;
 SELECT source, events, reason, event FROM dead_letters WHERE source = 'fh.other'::regclass;
 DELETE FROM dead_letters WHERE source = 'fh.other'::regclass;
+-- a trait's parameter written by hand past add_trait's checks: rebuild()
+-- names the trait, its field and column, and the source, not its SQL
+UPDATE traits SET n = 0 WHERE name = 'fh_pages';
+SELECT rebuild();
+UPDATE traits SET n = 10 WHERE name = 'fh_pages';
 -- clean up
 SELECT drop_trait('fh_pages'), drop_trait('fh_size');
 SELECT unregister_source('fh.clicks'), unregister_source('fh.other');

@@ -188,6 +188,13 @@ SELECT register_source('sec.parted_2027_h1', '{"email": "sec_email"}', 'ts');   
 CREATE UNLOGGED TABLE sec.parted_2028 (email text, ts timestamptz);
 ALTER TABLE sec.parted ATTACH PARTITION sec.parted_2028 FOR VALUES FROM ('2028-01-01') TO ('2029-01-01');
 SELECT register_source('sec.parted', '{"email": "sec_email"}', 'ts');               -- ERROR: an unlogged partition
+ALTER TABLE sec.parted DETACH PARTITION sec.parted_2028;
+SELECT register_source('sec.parted', '{"email": "sec_email"}', 'ts') > 0 AS registered;
+-- and once registered, nothing makes its rows miss the stream
+ALTER TABLE sec.parted ATTACH PARTITION sec.parted_2028 FOR VALUES FROM ('2028-01-01') TO ('2029-01-01'); -- ERROR
+CREATE UNLOGGED TABLE sec.parted_2029 PARTITION OF sec.parted FOR VALUES FROM ('2029-01-01') TO ('2030-01-01'); -- ERROR
+ALTER TABLE sec.parted_2026 SET UNLOGGED;                                        -- ERROR
+SELECT count(*) AS partitions FROM pg_partition_tree('sec.parted');
 -- a table's inheritance children are read by neither path
 CREATE TABLE sec.base (email text, ts timestamptz);
 CREATE TABLE sec.child () INHERITS (sec.base);
@@ -196,12 +203,14 @@ INSERT INTO sec.child VALUES ('child@x.com', now());
 SELECT register_source('sec.base', '{"email": "sec_email"}', 'ts') > 0 AS registered;
 SELECT resolve('sec_email', 'base@x.com') IS NOT NULL AS base_row_read,
        resolve('sec_email', 'child@x.com') IS NULL AS child_row_not_read;
+ALTER TABLE sec.base SET UNLOGGED;                                               -- ERROR
+ALTER TABLE sec.unlogged SET LOGGED;                                             -- not a source: fine
 
 -- ---------------------------------------------------------------------------
 -- Clean up: nothing configured by the roles remains, then the roles go
 -- ---------------------------------------------------------------------------
 SELECT drop_trait('sec_spent'), drop_trait('sec_tier');
-SELECT unregister_source(r) FROM unnest('{sec.partly, sec.loyalty, sec.base}'::regclass[]) r;
+SELECT unregister_source(r) FROM unnest('{sec.partly, sec.loyalty, sec.base, sec.parted}'::regclass[]) r;
 DELETE FROM dead_letters WHERE source IS NULL OR source::text LIKE 'sec.%';
 SELECT count(*) > 0 AS forgotten
   FROM namespaces n JOIN identities i ON i.namespace_id = n.id,
