@@ -22,19 +22,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use PzNode;
 
-my $node = PostgreSQL::Test::Cluster->new('trust');
-$node->init;
-$node->append_conf('postgresql.conf', <<'CONF');
-wal_level = logical
-shared_preload_libraries = 'personalize'
-personalize.database = 'shop'
-personalize.worker_poll_interval = 5ms
-max_replication_slots = 4
-log_min_messages = warning
-CONF
-$node->start;
-$node->safe_psql('postgres', 'CREATE DATABASE shop');
+my $node = streaming_node('trust');
 
 sub sql { return $node->safe_psql('shop', $_[0]); }
 
@@ -50,9 +40,6 @@ sub applied
 	is(sql(q{SELECT personalize.wait_for_apply('60 s')}), 't', $_[0] // 'the worker applied everything');
 }
 
-$node->poll_query_until('shop',
-	q{SELECT count(*) = 1 FROM pg_replication_slots WHERE slot_name LIKE 'personalize_%'})
-  or die 'the worker made no slot';
 sql(q{
 CREATE EXTENSION personalize;
 CREATE ROLE mallory;

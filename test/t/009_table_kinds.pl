@@ -22,23 +22,11 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use PzNode;
 
-my $node = PostgreSQL::Test::Cluster->new('kinds');
-$node->init;
-$node->append_conf('postgresql.conf', <<'CONF');
-wal_level = logical
-shared_preload_libraries = 'personalize'
-personalize.database = 'shop'
-personalize.worker_poll_interval = 5ms
-max_replication_slots = 4
+my $node = streaming_node('kinds', <<'CONF');
 timezone = 'America/New_York'
-log_min_messages = warning
 CONF
-$node->start;
-$node->safe_psql('postgres', 'CREATE DATABASE shop');
-$node->poll_query_until('shop',
-	q{SELECT count(*) = 1 FROM pg_replication_slots WHERE slot_name LIKE 'personalize_%'})
-  or die 'the worker made no slot';
 
 sub sql { return $node->safe_psql('shop', $_[0]); }
 

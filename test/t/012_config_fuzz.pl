@@ -10,24 +10,12 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use PzNode;
 
-my $node = PostgreSQL::Test::Cluster->new('config_fuzz');
-$node->init;
-$node->append_conf('postgresql.conf', <<'CONF');
-wal_level = logical
-shared_preload_libraries = 'personalize'
-personalize.database = 'shop'
-personalize.worker_poll_interval = 5ms
+my $node = streaming_node('config_fuzz', <<'CONF');
 personalize.worker_max_backoff = 1s
 personalize.apply_wait_timeout = 5s
-max_replication_slots = 4
-log_min_messages = warning
 CONF
-$node->start;
-$node->safe_psql('postgres', 'CREATE DATABASE shop');
-$node->poll_query_until('shop',
-	q{SELECT count(*) = 1 FROM pg_replication_slots WHERE slot_name LIKE 'personalize_%'})
-  or die 'the worker made no slot';
 
 sub sql { return $node->safe_psql('shop', $_[0]); }
 
