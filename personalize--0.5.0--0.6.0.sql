@@ -310,6 +310,7 @@ DECLARE
     filt text;
     ts record;
     tr personalize.traits;
+    type_cond text;
     max_bytes integer := (SELECT st.setting::integer FROM pg_settings st WHERE st.name = 'personalize.max_value_bytes');
     cond text;
 BEGIN
@@ -336,8 +337,11 @@ BEGIN
                WHERE trait_ids IS NULL OR t.id = ANY (trait_ids) ORDER BY t.id LOOP
         SELECT * INTO ts FROM personalize._trait_sources(tr.id) x WHERE x.source_id = s.id;
         CONTINUE WHEN NOT FOUND;
-        filt := CASE WHEN tr.event_types IS NOT NULL
-                     THEN format(' FILTER (WHERE %s = ANY (%L::text[]))', type_expr, tr.event_types) ELSE '' END;
+        -- only the rows the stream takes as events ("pz$event", below), of the
+        -- trait's event types
+        type_cond := CASE WHEN tr.event_types IS NOT NULL
+                          THEN format(' AND %s = ANY (%L::text[])', type_expr, tr.event_types) ELSE '' END;
+        filt := format(' FILTER (WHERE e."pz$event"%s)', type_cond);
         agg := CASE tr.kind
             WHEN 'count' THEN format('personalize.metric_state_make(''count'', count(%s)%s, NULL)', coalesce(ts.value_expr, '*'), filt)
             -- numbers read and compared by the stream's C code (field.c, metric.c)
@@ -350,9 +354,8 @@ BEGIN
             WHEN 'top' THEN format('personalize.top_agg(%s, %s, %s, %L::interval)%s', ts.value_expr, time_expr, tr.n, tr.half_life, filt)
             WHEN 'windowed_count' THEN
                 CASE WHEN ts.value_expr IS NULL THEN format('personalize.windowed_agg(%s)%s', time_expr, filt)
-                     ELSE format('personalize.windowed_agg(%s)%s', time_expr,
-                                 CASE WHEN filt = '' THEN format(' FILTER (WHERE %s IS NOT NULL)', ts.value_expr)
-                                      ELSE format(' FILTER (WHERE %s = ANY (%L::text[]) AND %s IS NOT NULL)', type_expr, tr.event_types, ts.value_expr) END) END
+                     ELSE format('personalize.windowed_agg(%s) FILTER (WHERE e."pz$event"%s AND %s IS NOT NULL)',
+                                 time_expr, type_cond, ts.value_expr) END
             WHEN 'windowed_sum' THEN format('personalize.windowed_agg(%s, personalize._field_float8(%s))%s', time_expr, ts.value_expr, filt)
             WHEN 'distinct' THEN format('personalize.distinct_agg(%s, %s)%s', ts.value_expr, tr.hll_precision, filt)
             WHEN 'session' THEN format('personalize.session_agg(%s, %s, %s, %L::interval)%s', time_expr, ts.value_expr,
@@ -363,8 +366,8 @@ BEGIN
     -- the rows the stream takes as events, and no other: a finite time;
     -- identifiers, and the values of every trait whose event types the row
     -- passes, no longer than personalize.max_value_bytes (the stream keeps
-    -- the others as dead letters; an ERROR of an aggregate here would stop
-    -- the whole rebuild)
+    -- the others as dead letters, and so does the rebuild: refused counts
+    -- them; an ERROR of an aggregate on them would stop the whole rebuild)
     cond := format('%s IS NOT NULL AND isfinite(%1$s)', time_expr);
     SELECT cond || coalesce(string_agg(format(' AND coalesce(octet_length(%s), 0) <= %s',
                                               personalize._column_text_sql(s.relation, si.column_name), max_bytes), ''), '')
@@ -380,11 +383,13 @@ BEGIN
     -- a partitioned table reads its partitions, as the stream does; a
     -- table's inheritance children are not read (the stream sees only its
     -- own inserts)
-    RETURN format(E'SELECT %s AS key, min(%s) AS t0, max(%s) AS t1,\n       %s AS states, %s AS source_id, count(*) AS events\n'
-                  '  FROM %s%s AS e\n WHERE %s\n GROUP BY %s',
-                  key_expr, time_expr, time_expr, states, s.id,
+    RETURN format(E'SELECT %s AS key, min(%s) FILTER (WHERE e."pz$event") AS t0, max(%s) FILTER (WHERE e."pz$event") AS t1,\n'
+                  || E'       %s AS states, %s AS source_id,\n'
+                  || E'       count(*) FILTER (WHERE e."pz$event") AS events, count(*) FILTER (WHERE NOT e."pz$event") AS refused\n'
+                  || E'  FROM (SELECT e.*, coalesce(%s, false) AS "pz$event" FROM %s%s AS e) AS e\n GROUP BY %s',
+                  key_expr, time_expr, time_expr, states, s.id, cond,
                   CASE WHEN (SELECT c.relkind FROM pg_class c WHERE c.oid = s.relation) = 'p' THEN '' ELSE 'ONLY ' END,
-                  s.relation, cond, id_cols);
+                  s.relation, id_cols);
 END $$;
 
 CREATE OR REPLACE FUNCTION _rebuild(only_profile bigint, trait_ids integer[], only_source integer)
@@ -436,7 +441,7 @@ BEGIN
         END IF;
         -- every source was left out: the profiles keep nothing of them
         parts := ARRAY['SELECT NULL::jsonb AS key, NULL::timestamptz AS t0, NULL::timestamptz AS t1, '
-                       '''{}''::personalize.profile AS states, 0 AS source_id, 0::bigint AS events WHERE false'];
+                       '''{}''::personalize.profile AS states, 0 AS source_id, 0::bigint AS events, 0::bigint AS refused WHERE false'];
     END IF;
 
     -- 1. partial states per event key.  An ERROR here (a trait's parameters
@@ -456,6 +461,22 @@ BEGIN
         END IF;
         RAISE EXCEPTION USING ERRCODE = err_state, MESSAGE = err_message, DETAIL = err_detail, HINT = err_hint;
     END;
+    -- 1a. rows that are no events are left out, each a dead letter, as in the
+    --     stream: no time, an infinite time, an identifier or a value longer
+    --     than personalize.max_value_bytes (refused), no identifier at all
+    --     (written by full rebuilds and source backfills; a trait's backfill
+    --     or one profile's rebuild reads rows these have told of already)
+    INSERT INTO personalize.dead_letters (source, applied, events, reason, event)
+    SELECT s.relation, false, x.n, x.reason, p.key
+      FROM pg_temp.pz_rebuild_part p JOIN personalize.sources s ON s.id = p.source_id,
+           LATERAL (SELECT p.refused AS n,
+                           'rebuild() left out rows that are no events: no time, an infinite time, or an identifier or a value longer than personalize.max_value_bytes' AS reason
+                     WHERE p.refused > 0
+                    UNION ALL
+                    SELECT p.events, 'the event has no identifier (every identifier column is NULL)'
+                     WHERE p.events > 0 AND jsonb_strip_nulls(p.key) = '{}'::jsonb) x
+     WHERE trait_ids IS NULL AND only_profile IS NULL;
+    DELETE FROM pg_temp.pz_rebuild_part p WHERE p.events = 0 OR jsonb_strip_nulls(p.key) = '{}'::jsonb;
     -- 1b. identifiers of a namespace that cannot normalize (its normalizer
     --     dropped, broken by hand, or not executable by its owner): their
     --     events are dead letters, as in the stream, and the rest goes on
@@ -497,6 +518,15 @@ BEGIN
     END IF;
     DELETE FROM pg_temp.pz_rebuild_id WHERE value IS NULL;
     ANALYZE pg_temp.pz_rebuild_id;
+    -- keys none of whose identifiers is usable (blocked, or nothing to the
+    -- normalizer): their events are dead letters, as in the stream
+    IF trait_ids IS NULL AND only_profile IS NULL THEN
+        INSERT INTO personalize.dead_letters (source, applied, events, reason, event)
+        SELECT s.relation, false, p.events,
+               'no usable identifier: every identifier is NULL, blocked, or not usable by its namespace''s normalizer', p.key
+          FROM pg_temp.pz_rebuild_part p JOIN personalize.sources s ON s.id = p.source_id
+         WHERE NOT EXISTS (SELECT 1 FROM pg_temp.pz_rebuild_id i WHERE i.key = p.key);
+    END IF;
     -- 3. identity resolution: a key with an identifier the graph has not
     --    seen links its identifiers, in the order of first events.
     --    Identifiers the graph knows are never linked again here, so splits

@@ -188,7 +188,9 @@ check_equal_to_rebuild('concurrent writers');
 my $st = sql(q{SELECT state IN ('idle', 'streaming'), events_applied > 20000, transactions > 4000, merges > 0, dead_letters > 0,
                       last_error IS NULL FROM personalize.worker_status});
 is($st, 't|t|t|t|t|t', 'status: idle, events, transactions, merges and dead letters counted, no error');
-is(sql(q{SELECT count(*) FROM personalize.dead_letters WHERE reason LIKE 'the event has no identifier%'}),
+# (the stream's dead letters carry their commit; rebuild() tells of the same rows again)
+is(sql(q{SELECT count(*) FROM personalize.dead_letters WHERE reason LIKE 'the event has no identifier%'
+            AND commit_lsn IS NOT NULL}),
 	sql(q{SELECT count(*) FROM shop.support_tickets WHERE email IS NULL AND phone IS NULL}),
 	'support tickets without email and phone are dead letters, one each');
 

@@ -14,25 +14,13 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use PzNode;
 use Time::HiRes qw(usleep);
 
-my $node = PostgreSQL::Test::Cluster->new('poison');
-$node->init;
-$node->append_conf('postgresql.conf', <<'CONF');
-wal_level = logical
-shared_preload_libraries = 'personalize'
-personalize.database = 'shop'
-personalize.worker_poll_interval = 5ms
+my $node = streaming_node('poison', <<'CONF');
 personalize.worker_max_backoff = 2s
-max_replication_slots = 4
 restart_after_crash = on
-log_min_messages = warning
 CONF
-$node->start;
-$node->safe_psql('postgres', 'CREATE DATABASE shop');
-$node->poll_query_until('shop',
-	q{SELECT count(*) = 1 FROM pg_replication_slots WHERE slot_name LIKE 'personalize_%'})
-  or die 'the worker made no slot';
 
 sub sql { return $node->safe_psql('shop', $_[0]); }
 
@@ -143,7 +131,18 @@ is(sql(q{SELECT count(*) FROM personalize.dead_letters}),
 
 # stream equals rebuild: rebuild() leaves the same bad rows out and fails on none
 sql(q{CREATE TABLE public.streamed AS SELECT id, states, first_seen, last_seen FROM personalize.profiles});
+my $letters_before = sql(q{SELECT max(id) FROM personalize.dead_letters});
 is(sql(q{SELECT personalize.rebuild() > 0}), 't', 'rebuild() reads the tables, bad rows and all, without failing');
+is(sql(qq{SELECT sum(events) FROM personalize.dead_letters
+          WHERE id > $letters_before AND reason LIKE 'rebuild() left out rows that are no events%'}),
+	$count{notime} + $count{infinite} + $count{longid} + $count{longvalue},
+	'rebuild() says which rows it left out, in dead letters, as the stream did');
+is(sql(qq{SELECT sum(events) FROM personalize.dead_letters
+          WHERE id > $letters_before AND reason LIKE 'the event has no identifier%'}),
+	$count{none}, 'and which rows had no identifier');
+is(sql(qq{SELECT sum(events) FROM personalize.dead_letters
+          WHERE id > $letters_before AND reason LIKE 'resolving its identifiers failed:%blows up%'}),
+	$count{boom}, 'and which rows an identifier of made its normalizer fail');
 is(sql(q{
 SELECT count(*) FROM personalize.profiles p FULL JOIN public.streamed s ON s.id = p.id
  WHERE p.id IS NULL OR s.id IS NULL OR NOT personalize.profile_eq(p.states, s.states)
