@@ -296,7 +296,11 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE OR REPLACE FUNCTION _source_part_sql(source_id integer, trait_ids integer[])
+-- refused: the SQL that counts, per event key, the rows the stream takes
+-- for no events (for the rebuild's dead letters), instead of the partial
+-- states of the others
+DROP FUNCTION _source_part_sql(integer, integer[]);
+CREATE FUNCTION _source_part_sql(source_id integer, trait_ids integer[], refused boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -310,7 +314,6 @@ DECLARE
     filt text;
     ts record;
     tr personalize.traits;
-    type_cond text;
     max_bytes integer := (SELECT st.setting::integer FROM pg_settings st WHERE st.name = 'personalize.max_value_bytes');
     cond text;
 BEGIN
@@ -337,11 +340,8 @@ BEGIN
                WHERE trait_ids IS NULL OR t.id = ANY (trait_ids) ORDER BY t.id LOOP
         SELECT * INTO ts FROM personalize._trait_sources(tr.id) x WHERE x.source_id = s.id;
         CONTINUE WHEN NOT FOUND;
-        -- only the rows the stream takes as events ("pz$event", below), of the
-        -- trait's event types
-        type_cond := CASE WHEN tr.event_types IS NOT NULL
-                          THEN format(' AND %s = ANY (%L::text[])', type_expr, tr.event_types) ELSE '' END;
-        filt := format(' FILTER (WHERE e."pz$event"%s)', type_cond);
+        filt := CASE WHEN tr.event_types IS NOT NULL
+                     THEN format(' FILTER (WHERE %s = ANY (%L::text[]))', type_expr, tr.event_types) ELSE '' END;
         agg := CASE tr.kind
             WHEN 'count' THEN format('personalize.metric_state_make(''count'', count(%s)%s, NULL)', coalesce(ts.value_expr, '*'), filt)
             -- numbers read and compared by the stream's C code (field.c, metric.c)
@@ -354,8 +354,9 @@ BEGIN
             WHEN 'top' THEN format('personalize.top_agg(%s, %s, %s, %L::interval)%s', ts.value_expr, time_expr, tr.n, tr.half_life, filt)
             WHEN 'windowed_count' THEN
                 CASE WHEN ts.value_expr IS NULL THEN format('personalize.windowed_agg(%s)%s', time_expr, filt)
-                     ELSE format('personalize.windowed_agg(%s) FILTER (WHERE e."pz$event"%s AND %s IS NOT NULL)',
-                                 time_expr, type_cond, ts.value_expr) END
+                     ELSE format('personalize.windowed_agg(%s)%s', time_expr,
+                                 CASE WHEN filt = '' THEN format(' FILTER (WHERE %s IS NOT NULL)', ts.value_expr)
+                                      ELSE format(' FILTER (WHERE %s = ANY (%L::text[]) AND %s IS NOT NULL)', type_expr, tr.event_types, ts.value_expr) END) END
             WHEN 'windowed_sum' THEN format('personalize.windowed_agg(%s, personalize._field_float8(%s))%s', time_expr, ts.value_expr, filt)
             WHEN 'distinct' THEN format('personalize.distinct_agg(%s, %s)%s', ts.value_expr, tr.hll_precision, filt)
             WHEN 'session' THEN format('personalize.session_agg(%s, %s, %s, %L::interval)%s', time_expr, ts.value_expr,
@@ -366,8 +367,9 @@ BEGIN
     -- the rows the stream takes as events, and no other: a finite time;
     -- identifiers, and the values of every trait whose event types the row
     -- passes, no longer than personalize.max_value_bytes (the stream keeps
-    -- the others as dead letters, and so does the rebuild: refused counts
-    -- them; an ERROR of an aggregate on them would stop the whole rebuild)
+    -- the others as dead letters, and so does the rebuild, counting them in
+    -- a scan of their own; an ERROR of an aggregate on them would stop the
+    -- whole rebuild)
     cond := format('%s IS NOT NULL AND isfinite(%1$s)', time_expr);
     SELECT cond || coalesce(string_agg(format(' AND coalesce(octet_length(%s), 0) <= %s',
                                               personalize._column_text_sql(s.relation, si.column_name), max_bytes), ''), '')
@@ -383,13 +385,18 @@ BEGIN
     -- a partitioned table reads its partitions, as the stream does; a
     -- table's inheritance children are not read (the stream sees only its
     -- own inserts)
-    RETURN format(E'SELECT %s AS key, min(%s) FILTER (WHERE e."pz$event") AS t0, max(%s) FILTER (WHERE e."pz$event") AS t1,\n'
-                  || E'       %s AS states, %s AS source_id,\n'
-                  || E'       count(*) FILTER (WHERE e."pz$event") AS events, count(*) FILTER (WHERE NOT e."pz$event") AS refused\n'
-                  || E'  FROM (SELECT e.*, coalesce(%s, false) AS "pz$event" FROM %s%s AS e) AS e\n GROUP BY %s',
-                  key_expr, time_expr, time_expr, states, s.id, cond,
+    IF refused THEN
+        RETURN format(E'SELECT %s AS key, %s AS source_id, count(*) AS refused\n'
+                      '  FROM %s%s AS e\n WHERE NOT coalesce(%s, false)\n GROUP BY %s',
+                      key_expr, s.id,
+                      CASE WHEN (SELECT c.relkind FROM pg_class c WHERE c.oid = s.relation) = 'p' THEN '' ELSE 'ONLY ' END,
+                      s.relation, cond, id_cols);
+    END IF;
+    RETURN format(E'SELECT %s AS key, min(%s) AS t0, max(%s) AS t1,\n       %s AS states, %s AS source_id, count(*) AS events\n'
+                  '  FROM %s%s AS e\n WHERE %s\n GROUP BY %s',
+                  key_expr, time_expr, time_expr, states, s.id,
                   CASE WHEN (SELECT c.relkind FROM pg_class c WHERE c.oid = s.relation) = 'p' THEN '' ELSE 'ONLY ' END,
-                  s.relation, id_cols);
+                  s.relation, cond, id_cols);
 END $$;
 
 CREATE OR REPLACE FUNCTION _rebuild(only_profile bigint, trait_ids integer[], only_source integer)
@@ -398,6 +405,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     src record;
     parts text[] := '{}';
+    refused_parts text[] := '{}';
     kr record;
     n bigint;
     strip text := 'p.states';
@@ -434,6 +442,7 @@ BEGIN
             CONTINUE;
         END IF;
         parts := parts || personalize._source_part_sql(src.id, trait_ids);
+        refused_parts := refused_parts || personalize._source_part_sql(src.id, NULL, true);
     END LOOP;
     IF cardinality(parts) = 0 THEN
         IF skipped = 0 THEN
@@ -441,7 +450,7 @@ BEGIN
         END IF;
         -- every source was left out: the profiles keep nothing of them
         parts := ARRAY['SELECT NULL::jsonb AS key, NULL::timestamptz AS t0, NULL::timestamptz AS t1, '
-                       '''{}''::personalize.profile AS states, 0 AS source_id, 0::bigint AS events, 0::bigint AS refused WHERE false'];
+                       '''{}''::personalize.profile AS states, 0 AS source_id, 0::bigint AS events WHERE false'];
     END IF;
 
     -- 1. partial states per event key.  An ERROR here (a trait's parameters
@@ -466,17 +475,20 @@ BEGIN
     --     than personalize.max_value_bytes (refused), no identifier at all
     --     (written by full rebuilds and source backfills; a trait's backfill
     --     or one profile's rebuild reads rows these have told of already)
-    INSERT INTO personalize.dead_letters (source, applied, events, reason, event)
-    SELECT s.relation, false, x.n, x.reason, p.key
-      FROM pg_temp.pz_rebuild_part p JOIN personalize.sources s ON s.id = p.source_id,
-           LATERAL (SELECT p.refused AS n,
-                           'rebuild() left out rows that are no events: no time, an infinite time, or an identifier or a value longer than personalize.max_value_bytes' AS reason
-                     WHERE p.refused > 0
-                    UNION ALL
-                    SELECT p.events, 'the event has no identifier (every identifier column is NULL)'
-                     WHERE p.events > 0 AND jsonb_strip_nulls(p.key) = '{}'::jsonb) x
-     WHERE trait_ids IS NULL AND only_profile IS NULL;
-    DELETE FROM pg_temp.pz_rebuild_part p WHERE p.events = 0 OR jsonb_strip_nulls(p.key) = '{}'::jsonb;
+    IF trait_ids IS NULL AND only_profile IS NULL AND cardinality(refused_parts) > 0 THEN
+        EXECUTE E'INSERT INTO personalize.dead_letters (source, applied, events, reason, event)\n'
+                'SELECT s.relation, false, r.refused, ''rebuild() left out rows that are no events: no time, '
+                'an infinite time, or an identifier or a value longer than personalize.max_value_bytes'', r.key\n'
+                '  FROM (' || array_to_string(refused_parts, E'\nUNION ALL\n') || E') r\n'
+                '  JOIN personalize.sources s ON s.id = r.source_id';
+    END IF;
+    IF trait_ids IS NULL AND only_profile IS NULL THEN
+        INSERT INTO personalize.dead_letters (source, applied, events, reason, event)
+        SELECT s.relation, false, p.events, 'the event has no identifier (every identifier column is NULL)', p.key
+          FROM pg_temp.pz_rebuild_part p JOIN personalize.sources s ON s.id = p.source_id
+         WHERE jsonb_strip_nulls(p.key) = '{}'::jsonb;
+    END IF;
+    DELETE FROM pg_temp.pz_rebuild_part p WHERE jsonb_strip_nulls(p.key) = '{}'::jsonb;
     -- 1b. identifiers of a namespace that cannot normalize (its normalizer
     --     dropped, broken by hand, or not executable by its owner): their
     --     events are dead letters, as in the stream, and the rest goes on
