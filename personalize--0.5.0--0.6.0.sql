@@ -124,6 +124,11 @@ COMMENT ON FUNCTION _rebuild_lock() IS
     'Take the rebuild lock until the transaction ends (rebuilds each write every profile).';
 REVOKE EXECUTE ON FUNCTION _rebuild_lock() FROM PUBLIC;
 
+CREATE FUNCTION _refuse_in_restricted(action text) RETURNS void
+    AS 'MODULE_PATHNAME', 'pz_refuse_in_restricted' LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION _refuse_in_restricted(text) IS
+    'ERROR inside a security-restricted operation (a normalizer run for its owner): configuration and rebuilds are not for such code.';
+
 CREATE FUNCTION _note_unstreamed() RETURNS void
     AS 'MODULE_PATHNAME', 'pz_note_unstreamed' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION _note_unstreamed() IS
@@ -174,9 +179,10 @@ COMMENT ON FUNCTION _normalize_checked(text, text) IS
     'normalize_identifier(), or, if the namespace''s normalizer raises an error on the value, NULL and the error (a user''s normalizer runs in a subtransaction for it).  rebuild() makes the keys of such values dead letters, as the stream does.';
 
 -- Which trait of which source makes a rebuild's scan fail: each trait's
--- part, source by source, until one fails (only after a failure, so its
+-- part, of the sources the rebuild read (checked), source by source, until
+-- one fails (only after a failure, so its
 -- cost does not matter).  NULL if none fails on its own.
-CREATE FUNCTION _rebuild_culprit(trait_ids integer[], only_source integer) RETURNS text
+CREATE FUNCTION _rebuild_culprit(trait_ids integer[], source_ids integer[]) RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     s record;
@@ -184,7 +190,7 @@ DECLARE
     f record;
 BEGIN
     FOR s IN SELECT src.* FROM personalize.sources src
-              WHERE only_source IS NULL OR src.id = only_source ORDER BY src.id LOOP
+              WHERE src.id = ANY (source_ids) ORDER BY src.id LOOP
         FOR t IN SELECT tr.* FROM personalize.traits tr
                   WHERE (trait_ids IS NULL OR tr.id = ANY (trait_ids))
                     AND EXISTS (SELECT 1 FROM personalize._trait_sources(tr.id) ts WHERE ts.source_id = s.id)
@@ -205,8 +211,48 @@ BEGIN
     END LOOP;
     RETURN NULL;
 END $$;
-COMMENT ON FUNCTION _rebuild_culprit(integer[], integer) IS
+COMMENT ON FUNCTION _rebuild_culprit(integer[], integer[]) IS
     'After a rebuild''s scan failed: the first trait and source whose scan fails on its own, as text, or NULL.';
+
+-- Why a source cannot be read as registered any more (its table turned into
+-- a view, its event time column of another type now, a json key read from a
+-- column that is no json any more), or NULL.  rebuild() runs as the
+-- extension's owner: reading a column of another type through a cast
+-- would call the cast's function, which the table's owner may have written.
+CREATE FUNCTION _source_shape_problem(source_id integer) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    s personalize.sources;
+    kind "char";
+    t oid;
+    f record;
+BEGIN
+    SELECT * INTO s FROM personalize.sources x WHERE x.id = source_id;
+    SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = s.relation;
+    IF kind IS NULL OR kind NOT IN ('r', 'p') THEN
+        RETURN format('%s is no table any more', s.relation);
+    END IF;
+    SELECT a.atttypid INTO t FROM pg_attribute a
+     WHERE a.attrelid = s.relation AND a.attname = s.event_time_column AND a.attnum > 0 AND NOT a.attisdropped;
+    IF t IS NULL OR t NOT IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype) THEN
+        RETURN format('event time column %s of %s is missing or of type %s now',
+                      quote_ident(s.event_time_column), s.relation, coalesce(t::regtype::text, 'none'));
+    END IF;
+    FOR f IN SELECT sf.column_name, a.atttypid FROM personalize.source_fields sf
+               LEFT JOIN pg_attribute a ON a.attrelid = s.relation AND a.attname = sf.column_name AND NOT a.attisdropped
+              WHERE sf.source_id = s.id AND sf.json_key IS NOT NULL LOOP
+        IF f.atttypid IS NULL OR f.atttypid NOT IN ('json'::regtype, 'jsonb'::regtype) THEN
+            RETURN format('column %s of %s, whose keys are fields, is missing or of type %s now',
+                          quote_ident(f.column_name), s.relation, coalesce(f.atttypid::regtype::text, 'none'));
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION _json_depth_ok(value json) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'pz_json_depth_ok_sql' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION _json_depth_ok(json) IS
+    'Whether a json value nests at most 1000 levels deep (counted without parsing): deeper ones are no events, in the stream as in rebuild().';
 
 -- A table whose inserts the stream sees as they are, or an ERROR that says
 -- why it cannot be a source.
@@ -251,6 +297,15 @@ BEGIN
                   DETAIL = 'Inserts into any partition, also one attached later, are events of the partitioned table.',
                   HINT = 'Register the partitioned table.';
     END IF;
+    -- (a partition registered by 0.5.0, which allowed it, would count twice)
+    IF c.relkind = 'p' AND EXISTS (SELECT 1 FROM pg_partition_tree(_check_source_kind.relation) t
+                                      JOIN personalize.sources s ON s.relation = t.relid
+                                    WHERE t.relid <> _check_source_kind.relation) THEN
+        RAISE EXCEPTION 'register_source: a partition of % is a source already', relation
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = 'Its rows would be events twice.',
+                  HINT = 'Unregister the partition first with personalize.unregister_source().';
+    END IF;
     IF c.relkind = 'p' AND EXISTS (SELECT 1 FROM pg_partition_tree(relation) t JOIN pg_class r ON r.oid = t.relid
                                      WHERE r.relkind = 'f' OR r.relpersistence = 'u') THEN
         RAISE EXCEPTION 'register_source: % has a foreign or unlogged partition', relation
@@ -268,6 +323,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     who regrole := personalize._configuring_role();
 BEGIN
+    PERFORM personalize._refuse_in_restricted(action);
     IF NOT pg_has_role(who, 'personalize_admin', 'USAGE') THEN
         RAISE EXCEPTION 'permission denied to %', action
             USING ERRCODE = 'insufficient_privilege',
@@ -374,6 +430,11 @@ BEGIN
     SELECT cond || coalesce(string_agg(format(' AND coalesce(octet_length(%s), 0) <= %s',
                                               personalize._column_text_sql(s.relation, si.column_name), max_bytes), ''), '')
       INTO cond FROM personalize.source_identifiers si WHERE si.source_id = s.id;
+    -- json (not jsonb) documents read by key nest at most 1000 levels deep
+    SELECT cond || coalesce(string_agg(DISTINCT format(' AND (e.%I IS NULL OR personalize._json_depth_ok(e.%1$I))', sf.column_name), ''), '')
+      INTO cond
+      FROM personalize.source_fields sf JOIN pg_attribute a ON a.attrelid = s.relation AND a.attname = sf.column_name
+     WHERE sf.source_id = s.id AND sf.json_key IS NOT NULL AND a.atttypid = 'json'::regtype;
     FOR tr IN SELECT * FROM personalize.traits t ORDER BY t.id LOOP
         SELECT * INTO ts FROM personalize._trait_sources(tr.id) x WHERE x.source_id = s.id;
         CONTINUE WHEN NOT FOUND OR (ts.value_expr IS NULL AND ts.item_expr IS NULL);
@@ -406,6 +467,7 @@ DECLARE
     src record;
     parts text[] := '{}';
     refused_parts text[] := '{}';
+    read_sources integer[] := '{}';
     kr record;
     n bigint;
     strip text := 'p.states';
@@ -431,8 +493,10 @@ BEGIN
         CONTINUE WHEN trait_ids IS NOT NULL
                   AND NOT EXISTS (SELECT 1 FROM unnest(trait_ids) t(id), personalize._trait_sources(t.id) ts
                                    WHERE ts.source_id = src.id);
-        -- read with the rights of the role that registered it, as the stream
-        problem := personalize._source_read_problem(src.relation, src.owner, personalize._source_columns(src.id, false));
+        -- read with the rights of the role that registered it, as the stream,
+        -- and only as registered (checked after _quiesce locked it)
+        problem := coalesce(personalize._source_shape_problem(src.id),
+                            personalize._source_read_problem(src.relation, src.owner, personalize._source_columns(src.id, false)));
         IF problem IS NOT NULL THEN
             RAISE WARNING 'rebuild: source % is not read: %', src.relation, problem
                 USING HINT = 'Its rows are left out of the profiles until its owner may read them again; see personalize.dead_letters.';
@@ -443,6 +507,7 @@ BEGIN
         END IF;
         parts := parts || personalize._source_part_sql(src.id, trait_ids);
         refused_parts := refused_parts || personalize._source_part_sql(src.id, NULL, true);
+        read_sources := read_sources || src.id;
     END LOOP;
     IF cardinality(parts) = 0 THEN
         IF skipped = 0 THEN
@@ -463,7 +528,7 @@ BEGIN
         GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE, err_message = MESSAGE_TEXT,
                                 err_detail = PG_EXCEPTION_DETAIL, err_hint = PG_EXCEPTION_HINT;
         err_message := format('rebuild: %s cannot be read: %s',
-                              coalesce(personalize._rebuild_culprit(trait_ids, only_source), 'a source'), err_message);
+                              coalesce(personalize._rebuild_culprit(trait_ids, read_sources), 'a source'), err_message);
         err_hint := coalesce(nullif(err_hint, ''), 'Correct the trait with personalize.alter_trait(), or the source''s rows.');
         IF coalesce(err_detail, '') = '' THEN
             RAISE EXCEPTION USING ERRCODE = err_state, MESSAGE = err_message, HINT = err_hint;
@@ -1349,6 +1414,9 @@ COMMENT ON TYPE source_column IS
 REVOKE INSERT, UPDATE, DELETE ON namespaces, sources, source_identifiers, source_fields, traits
     FROM personalize_admin;
 REVOKE USAGE ON SEQUENCE sources_id_seq, traits_id_seq FROM personalize_admin;
+-- _quiesce locks every source: only the functions that rebuild call it (an
+-- admin calling it in an open transaction would hold every writer back)
+REVOKE EXECUTE ON FUNCTION _quiesce(integer[], text, boolean) FROM personalize_admin;
 REVOKE EXECUTE ON FUNCTION
     _register_source(regclass, jsonb, name, text, name, jsonb, boolean),
     _unregister_source(regclass),

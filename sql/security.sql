@@ -94,6 +94,20 @@ SELECT resolve('sec_granted', 'G');                                             
 GRANT EXECUTE ON FUNCTION sec.secret_norm(text) TO pz_mallory;
 SELECT resolve('sec_granted', 'G') IS NOT NULL AS resolves_again;
 
+-- a caller's search_path does not reach into a normalizer: its unqualified
+-- names resolve as if search_path were pg_catalog, pg_temp
+CREATE SCHEMA rdr;
+CREATE FUNCTION rdr.lower(text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN RAISE NOTICE 'hijacked, running as %', current_user; RETURN 'x'; END $$;
+SET ROLE pz_mallory;
+CREATE FUNCTION sec.plain_norm(text) RETURNS text IMMUTABLE LANGUAGE sql AS $$ SELECT lower(btrim($1)) $$;
+SELECT create_namespace('sec_plain', 0, NULL, 'sec.plain_norm(text)');
+RESET ROLE;
+SET search_path = rdr, personalize, pg_catalog;
+SELECT identify('sec_plain', ' Plain ') = resolve('sec_plain', 'plain') AS not_hijacked;
+SET search_path = personalize, public;
+DROP SCHEMA rdr CASCADE;
+
 -- ---------------------------------------------------------------------------
 -- 4. Invalid configuration rows (restored, edited by a superuser) are
 --    refused where they are used, never a crash
@@ -167,6 +181,25 @@ SELECT register_source('sec.loyalty', '{"email": "sec_email"}', 'ts') > 0 AS reg
 SELECT add_trait('sec_tier', 'last', field => 'tier', sources => '{sec.loyalty}') > 0 AS added;
 SELECT p.sec_tier FROM personalize.profile_view p WHERE p.profile_id = resolve('sec_email', 't@x.com');
 
+-- a table's owner who changes its event time column to a type whose cast
+-- to timestamptz is their function: rebuild(), which runs as the
+-- extension's owner, does not read the source any more (nor call the cast)
+CREATE TABLE sec.moody (email text, ts timestamptz);
+ALTER TABLE sec.moody OWNER TO pz_mallory;
+SET ROLE pz_mallory;
+INSERT INTO sec.moody VALUES ('m@x.com', now());
+SELECT register_source('sec.moody', '{"email": "sec_email"}', 'ts') > 0 AS registered;
+CREATE TYPE sec.mood AS ENUM ('calm');
+CREATE FUNCTION sec.mood_time(sec.mood) RETURNS timestamptz LANGUAGE plpgsql AS $$
+BEGIN PERFORM sec.attempt('cast', 'ALTER ROLE pz_mallory SUPERUSER'); RETURN now(); END $$;
+CREATE CAST (sec.mood AS timestamptz) WITH FUNCTION sec.mood_time(sec.mood);
+ALTER TABLE sec.moody ALTER COLUMN ts TYPE sec.mood USING 'calm';
+RESET ROLE;
+SELECT rebuild() >= 0 AS rebuilt;
+SELECT count(*) AS cast_calls FROM sec.seen WHERE attempt = 'cast';
+SELECT rolsuper AS mallory_is_superuser FROM pg_roles WHERE rolname = 'pz_mallory';
+SELECT unregister_source('sec.moody');
+
 -- ---------------------------------------------------------------------------
 -- 7. Tables that cannot be streamed are refused, with the reason
 -- ---------------------------------------------------------------------------
@@ -189,6 +222,11 @@ CREATE UNLOGGED TABLE sec.parted_2028 (email text, ts timestamptz);
 ALTER TABLE sec.parted ATTACH PARTITION sec.parted_2028 FOR VALUES FROM ('2028-01-01') TO ('2029-01-01');
 SELECT register_source('sec.parted', '{"email": "sec_email"}', 'ts');               -- ERROR: an unlogged partition
 ALTER TABLE sec.parted DETACH PARTITION sec.parted_2028;
+-- a partition registered by 0.5.0, which allowed it (written here by hand): the
+-- parent cannot be registered too
+INSERT INTO sources (relation, event_time_column, owner) VALUES ('sec.parted_2026', 'ts', 'postgres');
+SELECT register_source('sec.parted', '{"email": "sec_email"}', 'ts');               -- ERROR: counted twice
+DELETE FROM sources WHERE relation = 'sec.parted_2026'::regclass;
 SELECT register_source('sec.parted', '{"email": "sec_email"}', 'ts') > 0 AS registered;
 -- and once registered, nothing makes its rows miss the stream
 ALTER TABLE sec.parted ATTACH PARTITION sec.parted_2028 FOR VALUES FROM ('2028-01-01') TO ('2029-01-01'); -- ERROR

@@ -696,8 +696,9 @@ read_text(const ColumnReader *r, HeapTuple tup, TupleDesc td)
 			return DatumGetTextPP(FunctionCall1((FmgrInfo *) &r->fn, d));
 		case READ_OUTPUT:
 			return cstring_to_text(OutputFunctionCall((FmgrInfo *) &r->fn, d));
-		case READ_JSONB_KEY:
 		case READ_JSON_KEY:
+			/* (a deep document is refused before it is parsed: write_event) */
+		case READ_JSONB_KEY:
 		{
 			LOCAL_FCINFO(fcinfo, 2);
 			Datum result;
@@ -828,6 +829,48 @@ type_passes(const TraitInput *in, text *type)
 	return false;
 }
 
+/* every json (not jsonb) column a trait reads a key of nests at most PZ_JSON_MAX_DEPTH deep */
+static bool
+json_depths_ok(SourceDesc *src, HeapTuple tup, TupleDesc td)
+{
+	for (int i = 0; i < src->ntraits; i++)
+	{
+		ColumnReader *readers[2] = {&src->traits[i].value, &src->traits[i].item};
+		bool used[2] = {src->traits[i].has_value, src->traits[i].has_item};
+
+		for (int k = 0; k < 2; k++)
+		{
+			bool isnull;
+			Datum d;
+			text *t;
+
+			if (!used[k] || readers[k]->how != READ_JSON_KEY)
+				continue;
+			d = heap_getattr(tup, readers[k]->attnum, td, &isnull);
+			if (isnull)
+				continue;
+			t = DatumGetTextPP(d);
+			if (!pz_json_depth_ok(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)))
+				return false;
+		}
+	}
+	return true;
+}
+
+/* a row with a json value too deep to read: its values are not read either */
+static void
+src_json_row_refused(LogicalDecodingContext *ctx, SourceDesc *src, HeapTuple tup, TupleDesc td)
+{
+	bool denied = src->denied;
+
+	src->denied = true; /* no value is read (reading a key would parse the document) */
+	write_bad_row(
+		ctx, src,
+		psprintf("a json value nests deeper than %d levels: it is not read", PZ_JSON_MAX_DEPTH),
+		tup, td);
+	src->denied = denied;
+}
+
 static void
 write_event(LogicalDecodingContext *ctx, DecoderState *st, SourceDesc *src, HeapTuple tup,
 			TupleDesc td)
@@ -841,6 +884,11 @@ write_event(LogicalDecodingContext *ctx, DecoderState *st, SourceDesc *src, Heap
 	if (!read_time(src, tup, td, &ts, &time_null) && !time_null)
 	{
 		write_bad_row(ctx, src, "event time out of range for timestamptz", tup, td);
+		return;
+	}
+	if (!json_depths_ok(src, tup, td))
+	{
+		src_json_row_refused(ctx, src, tup, td);
 		return;
 	}
 	if (src->has_type_column)

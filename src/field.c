@@ -161,3 +161,44 @@ pz_field_float8_sql(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	PG_RETURN_FLOAT8(f);
 }
+
+bool
+pz_json_depth_ok(const char *s, int len)
+{
+	int depth = 0;
+	bool in_string = false;
+
+	for (int i = 0; i < len; i++)
+	{
+		char c = s[i];
+
+		if (in_string)
+		{
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		}
+		else if (c == '"')
+			in_string = true;
+		else if (c == '[' || c == '{')
+		{
+			if (++depth > PZ_JSON_MAX_DEPTH)
+				return false;
+		}
+		else if (c == ']' || c == '}')
+			depth--;
+	}
+	return true;
+}
+
+PG_FUNCTION_INFO_V1(pz_json_depth_ok_sql);
+
+/* _json_depth_ok(json): the same test for rebuild(): a deeper value is no event there either */
+Datum
+pz_json_depth_ok_sql(PG_FUNCTION_ARGS)
+{
+	text *t = PG_GETARG_TEXT_PP(0);
+
+	PG_RETURN_BOOL(pz_json_depth_ok(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)));
+}

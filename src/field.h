@@ -39,4 +39,14 @@ extern FieldTextHow pz_field_text_how(Oid type, Oid *fn, bool *user_cast);
  */
 extern bool pz_field_number(const char *v, int32 len, Numeric *num, double *f);
 
+/*
+ * Whether a json text nests arrays and objects at most PZ_JSON_MAX_DEPTH
+ * deep, counted without recursion.  Reading a key parses the whole
+ * document recursively, and a document nested as deep as json input allows
+ * can exhaust the stack of the worker's decoding, which would fail at that
+ * row after every restart: such a row is a dead letter instead.
+ */
+#define PZ_JSON_MAX_DEPTH 1000
+extern bool pz_json_depth_ok(const char *s, int len);
+
 #endif /* PERSONALIZE_FIELD_H */

@@ -54,6 +54,13 @@ pz_run_as_begin(Oid role, PzUserContext *saved)
 	SetUserIdAndSecContext(role, saved->sec_context | SECURITY_LOCAL_USERID_CHANGE |
 									 SECURITY_RESTRICTED_OPERATION);
 	saved->guc_level = NewGUCNestLevel();
+	/*
+	 * A fixed search_path, as PostgreSQL 17 gives maintenance operations:
+	 * with the caller's, a normalizer's unqualified names would resolve to
+	 * the caller's objects, which would then run as the owner.
+	 */
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 }
 
 void
@@ -231,6 +238,21 @@ pz_lock(PzLock which)
 	SET_LOCKTAG_OBJECT(tag, MyDatabaseId, NamespaceRelationId,
 					   get_namespace_oid("personalize", false), (uint16) which);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+PG_FUNCTION_INFO_V1(pz_refuse_in_restricted);
+
+/* _refuse_in_restricted(action): ERROR inside a security-restricted operation (a normalizer) */
+Datum
+pz_refuse_in_restricted(PG_FUNCTION_ARGS)
+{
+	if (InSecurityRestrictedOperation())
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						errmsg("cannot %s inside a security-restricted operation",
+							   text_to_cstring(PG_GETARG_TEXT_PP(0))),
+						errdetail("Code the extension runs for a role (a normalizer) cannot "
+								  "change personalize's configuration or profiles.")));
+	PG_RETURN_VOID();
 }
 
 PG_FUNCTION_INFO_V1(pz_rebuild_lock);
