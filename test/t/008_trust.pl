@@ -8,6 +8,7 @@
 #   - a right revoked from a source's owner (a column grant, row-level
 #     security) turns the events committed afterwards into dead letters that
 #     hold none of the row's values; granted again, the stream goes on;
+#   - a json document nested too deep to read is one dead letter;
 #   - a role with no grants cannot stall the worker or a rebuild by holding
 #     the advisory locks the extension used to take; a personalize_admin's
 #     long transaction that holds the identity graph delays the stream
@@ -150,6 +151,25 @@ is(sql(q{SELECT count(*) FROM personalize.dead_letters
          WHERE source = 's.tickets'::regclass AND reason LIKE 'row-level security of table s.tickets applies to role mallory%'
            AND event IS NULL}),
 	'1', 'the row is a dead letter that says why, without its values');
+
+# --- 3b. a json document too deep to read is one dead letter, not a stop ------
+sql(q{
+CREATE TABLE s.clicks (email text, ts timestamptz NOT NULL DEFAULT now(), props json);
+SELECT personalize.register_source('s.clicks', '{"email": "email"}', 'ts',
+                                   fields => '{"size": {"column": "props", "key": "size"}}');
+SELECT personalize.add_trait('last_size', 'last', field => 'size', sources => '{s.clicks}');
+});
+# as deep as json input takes: parsing it again inside decoding ran out of stack
+sql(q{INSERT INTO s.clicks (email, props)
+      VALUES ('deep@x.com', ('{"a": ' || repeat('[', 14000) || repeat(']', 14000) || ', "size": "44"}')::json)});
+sql(q{INSERT INTO s.clicks (email, props) VALUES ('deep@x.com', '{"size": "42"}')});
+applied('a json document nested too deep does not stop the stream');
+is(sql(q{SELECT last_size FROM personalize.profile_view WHERE profile_id = personalize.resolve('email', 'deep@x.com')}),
+	'42', 'the next event applies');
+is(sql(q{SELECT count(*) || ' ' || bool_and(event IS NULL) FROM personalize.dead_letters
+         WHERE source = 's.clicks'::regclass AND reason LIKE 'a json value nests deeper than 1000 levels%'}),
+	'1 true', 'the deep one is one dead letter, without its values');
+is(sql(q{SELECT personalize.rebuild() > 0}), 't', 'rebuild() leaves it out too, and does not fail');
 
 # --- 4. nobody outside the extension's roles can block the worker ------------
 sql(q{CREATE ROLE nobody LOGIN});
