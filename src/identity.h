@@ -58,6 +58,13 @@ extern void pz_namespace_invalidate(void);
  */
 extern char *pz_namespace_normalize(const PzNamespace *ns, const char *value, int32 len,
 									int32 *outlen);
+/*
+ * Set when an ERROR came out of a user's normalizer (namespace.c), so that
+ * the worker does not take a normalizer raising "lock not available" for a
+ * lock wait of its own, retried forever.
+ */
+extern bool pz_error_in_user_code;
+
 /* why the namespace cannot normalize values (palloc'd), or NULL */
 extern char *pz_namespace_problem(const PzNamespace *ns);
 extern bool pz_namespace_is_blocked(const PzNamespace *ns, const char *value, int32 len);

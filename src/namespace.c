@@ -39,6 +39,9 @@
 #include "security.h"
 #include "state.h"
 
+/* set when an ERROR came out of a user's normalizer; the worker resets it */
+bool pz_error_in_user_code = false;
+
 static MemoryContext ns_cxt = NULL;
 static MemoryContext ns_retired = NULL; /* lists replaced in this transaction */
 static PzNamespace *ns_list = NULL;
@@ -350,7 +353,17 @@ pz_namespace_normalize(const PzNamespace *ns, const char *value, int32 len, int3
 		PzUserContext saved;
 
 		pz_run_as_begin(ns->owner, &saved);
-		result = FunctionCallInvoke(fcinfo);
+		PG_TRY();
+		{
+			result = FunctionCallInvoke(fcinfo);
+		}
+		PG_CATCH();
+		{
+			/* the worker tells a normalizer's own errors from its lock waits */
+			pz_error_in_user_code = true;
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
 		pz_run_as_end(&saved);
 	}
 	if (fcinfo->isnull)
@@ -762,6 +775,7 @@ pz_normalize_checked(PG_FUNCTION_ARGS)
 			RollbackAndReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
 			CurrentResourceOwner = owner;
+			pz_error_in_user_code = false;
 			problem = err->message;
 			norm = NULL;
 		}

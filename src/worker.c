@@ -1153,6 +1153,7 @@ apply_batch_tx(bool careful, uint64 *written)
 
 			BeginInternalSubTransaction(NULL);
 			MemoryContextSwitchTo(cxt);
+			pz_error_in_user_code = false;
 			PG_TRY();
 			{
 				ok = apply_key(e);
@@ -1170,9 +1171,14 @@ apply_batch_tx(bool careful, uint64 *written)
 				RollbackAndReleaseCurrentSubTransaction();
 				MemoryContextSwitchTo(cxt);
 				CurrentResourceOwner = owner;
-				/* a lock another holds is no fault of the key: the batch waits and retries */
-				if (err->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+				/*
+				 * A lock another holds is no fault of the key: the batch waits
+				 * and retries.  The same error out of a user's normalizer is the
+				 * normalizer's: a dead letter, as any of its errors.
+				 */
+				if (err->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE && !pz_error_in_user_code)
 					ReThrowError(err);
+				pz_error_in_user_code = false;
 				batch.txn_commit_lsn = e->commit_lsn;
 				batch.txn_commit_time = e->commit_time;
 				dead_letter(e->source_id, false, e->events,
@@ -1261,6 +1267,7 @@ apply_batch(void)
 			SetCurrentStatementStartTimestamp();
 			StartTransactionCommand();
 			old = MemoryContextSwitchTo(apply_cxt);
+			pz_error_in_user_code = false;
 			PG_TRY();
 			{
 				if (SPI_connect() != SPI_OK_CONNECT)
@@ -1283,7 +1290,8 @@ apply_batch(void)
 
 				MemoryContextSwitchTo(apply_cxt);
 				err = CopyErrorData();
-				lock_wait = err->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
+				lock_wait = err->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE && !pz_error_in_user_code;
+				pz_error_in_user_code = false;
 				if (careful && !lock_wait)
 					PG_RE_THROW();
 				FlushErrorState();

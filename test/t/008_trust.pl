@@ -152,6 +152,26 @@ is(sql(q{SELECT count(*) FROM personalize.dead_letters
            AND event IS NULL}),
 	'1', 'the row is a dead letter that says why, without its values');
 
+# --- 3a. a normalizer that raises "lock not available" is no lock wait -------
+as_role('mallory', q{
+CREATE FUNCTION m.lock_norm(value text) RETURNS text IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN
+    IF value LIKE 'locked%' THEN
+        RAISE EXCEPTION 'pretending to wait' USING ERRCODE = 'lock_not_available';
+    END IF;
+    RETURN lower(value);
+END $$;
+SELECT personalize.create_namespace('device', 0, NULL, 'm.lock_norm(text)');
+CREATE TABLE m.devices (device text, ts timestamptz NOT NULL DEFAULT now());
+SELECT personalize.register_source('m.devices', '{"device": "device"}', 'ts');
+INSERT INTO m.devices (device) VALUES ('locked-1'), ('fine-1');
+});
+applied('a normalizer raising lock_not_available does not stall the stream');
+is(sql(q{SELECT count(*) FROM personalize.dead_letters
+         WHERE source = 'm.devices'::regclass AND reason LIKE 'resolving its identifiers failed: pretending to wait%'}),
+	'1', 'its event is one dead letter');
+ok(sql(q{SELECT personalize.resolve('device', 'fine-1')}) > 0, 'the other event is applied');
+
 # --- 3b. a json document too deep to read is one dead letter, not a stop ------
 sql(q{
 CREATE TABLE s.clicks (email text, ts timestamptz NOT NULL DEFAULT now(), props json);
