@@ -768,12 +768,13 @@ row_json(SourceDesc *src, HeapTuple tup, TupleDesc td)
 	return buf.data;
 }
 
+/* an 'X' message; with_values: the mapped columns' values go with it */
 static void
 write_bad_row(LogicalDecodingContext *ctx, SourceDesc *src, const char *reason, HeapTuple tup,
-			  TupleDesc td)
+			  TupleDesc td, bool with_values)
 {
 	/* a row its owner may not read leaves no value behind */
-	char *json = src->denied ? "" : row_json(src, tup, td);
+	char *json = src->denied || !with_values ? "" : row_json(src, tup, td);
 
 	OutputPluginPrepareWrite(ctx, true);
 	pz_write_u8(ctx->out, 'X');
@@ -857,20 +858,6 @@ json_depths_ok(SourceDesc *src, HeapTuple tup, TupleDesc td)
 	return true;
 }
 
-/* a row with a json value too deep to read: its values are not read either */
-static void
-src_json_row_refused(LogicalDecodingContext *ctx, SourceDesc *src, HeapTuple tup, TupleDesc td)
-{
-	bool denied = src->denied;
-
-	src->denied = true; /* no value is read (reading a key would parse the document) */
-	write_bad_row(
-		ctx, src,
-		psprintf("a json value nests deeper than %d levels: it is not read", PZ_JSON_MAX_DEPTH),
-		tup, td);
-	src->denied = denied;
-}
-
 static void
 write_event(LogicalDecodingContext *ctx, DecoderState *st, SourceDesc *src, HeapTuple tup,
 			TupleDesc td)
@@ -883,12 +870,16 @@ write_event(LogicalDecodingContext *ctx, DecoderState *st, SourceDesc *src, Heap
 
 	if (!read_time(src, tup, td, &ts, &time_null) && !time_null)
 	{
-		write_bad_row(ctx, src, "event time out of range for timestamptz", tup, td);
+		write_bad_row(ctx, src, "event time out of range for timestamptz", tup, td, true);
 		return;
 	}
 	if (!json_depths_ok(src, tup, td))
 	{
-		src_json_row_refused(ctx, src, tup, td);
+		/* the row is not read: no value of it goes out */
+		write_bad_row(
+			ctx, src,
+			psprintf("a json value nests deeper than %d levels: it is not read", PZ_JSON_MAX_DEPTH),
+			tup, td, false);
 		return;
 	}
 	if (src->has_type_column)
@@ -1052,7 +1043,7 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation rela
 			HeapTuple tup = &change->data.tp.newtuple->tuple;
 
 			if (src->bad)
-				write_bad_row(ctx, src, src->bad, tup, RelationGetDescr(relation));
+				write_bad_row(ctx, src, src->bad, tup, RelationGetDescr(relation), true);
 			else
 				write_event(ctx, st, src, tup, RelationGetDescr(relation));
 		}

@@ -278,6 +278,7 @@ typedef struct ConfigureCall
 {
 	FmgrInfo impl;
 	int nargs;
+	char *action; /* "call register_source", for the permission error */
 } ConfigureCall;
 
 PG_FUNCTION_INFO_V1(pz_configure);
@@ -296,7 +297,6 @@ pz_configure(PG_FUNCTION_ARGS)
 	FunctionCallInfo impl_fcinfo;
 	Oid saved = configuring_role;
 	Datum result;
-	char *fname = get_func_name(fcinfo->flinfo->fn_oid);
 
 	if (call == NULL)
 	{
@@ -314,10 +314,12 @@ pz_configure(PG_FUNCTION_ARGS)
 		call = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(ConfigureCall));
 		fmgr_info_cxt(impl, &call->impl, fcinfo->flinfo->fn_mcxt);
 		call->nargs = proc->pronargs;
+		call->action = MemoryContextStrdup(fcinfo->flinfo->fn_mcxt,
+										   psprintf("call %s", NameStr(proc->proname)));
 		ReleaseSysCache(tup);
 		fcinfo->flinfo->fn_extra = call;
 	}
-	pz_require_admin(psprintf("call %s", fname));
+	pz_require_admin(call->action);
 
 	impl_fcinfo = palloc0(SizeForFunctionCallInfo(call->nargs));
 	InitFunctionCallInfoData(*impl_fcinfo, &call->impl, call->nargs, fcinfo->fncollation, NULL,
