@@ -37,11 +37,11 @@ SELECT count(*) > 100 AS profiles, count(*) FILTER (WHERE orders_in_30d > 0) > 0
 CREATE FUNCTION pg_temp.differences() RETURNS TABLE (profiles bigint, differ bigint, differ_as_text bigint, keys_differ bigint)
 LANGUAGE sql AS $$
 SELECT count(*),
-       count(*) FILTER (WHERE personalize.get_profile(v.profile_id) IS DISTINCT FROM to_jsonb(v)),
-       count(*) FILTER (WHERE personalize.get_profile(v.profile_id)::text IS DISTINCT FROM to_jsonb(v)::text),
+       count(*) FILTER (WHERE personalize.get_profile(v.profile_id) - 'audiences' IS DISTINCT FROM to_jsonb(v)),
+       count(*) FILTER (WHERE (personalize.get_profile(v.profile_id) - 'audiences')::text IS DISTINCT FROM to_jsonb(v)::text),
        count(*) FILTER (WHERE EXISTS (SELECT FROM jsonb_each(to_jsonb(v)) e
                                        WHERE personalize.get_profile(v.profile_id) -> e.key IS DISTINCT FROM e.value)
-                           OR (SELECT count(*) FROM jsonb_object_keys(personalize.get_profile(v.profile_id)))
+                           OR (SELECT count(*) FROM jsonb_object_keys(personalize.get_profile(v.profile_id) - 'audiences'))
                               <> (SELECT count(*) FROM jsonb_object_keys(to_jsonb(v))))
   FROM personalize.profile_view v
 $$;
@@ -50,7 +50,7 @@ SELECT profiles > 100 AS profiles, differ, differ_as_text, keys_differ FROM pg_t
 -- every customer by identifier, through resolve(): the same as the view's row
 SELECT count(*) AS customers,
        count(*) FILTER (WHERE get_profile('customer_id', c::text) IS NOT NULL) > 50 AS found,
-       count(*) FILTER (WHERE get_profile('customer_id', c::text) IS DISTINCT FROM
+       count(*) FILTER (WHERE get_profile('customer_id', c::text) - 'audiences' IS DISTINCT FROM
                         (SELECT to_jsonb(v) FROM profile_view v WHERE v.profile_id = resolve('customer_id', c::text))) AS differ,
        count(*) FILTER (WHERE get_profile('customer_id', c::text) IS DISTINCT FROM
                         get_profile(resolve('customer_id', c::text))) AS differ_from_by_id
@@ -124,9 +124,22 @@ SELECT add_trait('orders_total', 'count', sources => '{shop.orders}') > 0 AS add
 GRANT SELECT ON profile_view TO pz_gp_view_only;
 SET ROLE pz_gp_view_only;
 SELECT get_profile(:pid) ->> 'key_value' AS view_only_reads,
-       (get_profile(:pid) ->> 'orders_total')::bigint > 0 AS has_orders;
+       (get_profile(:pid) ->> 'orders_total')::bigint > 0 AS has_orders,
+       get_profile(:pid) ? 'audiences' AS told_audiences;
 SELECT get_profile('customer_id', '5');
 RESET ROLE;
+SELECT profiles > 100 AS profiles, differ, differ_as_text, keys_differ FROM pg_temp.differences();
+
+-- ===== audiences: the names of the profile's, sorted; [] when none ==========
+SELECT create_audience('zz_customers', 'orders_total > 0') > 0 AS some_customers,
+       create_audience('aa_big', 'orders_total > 2') >= 0 AS created;
+SELECT count(*) AS profiles,
+       count(*) FILTER (WHERE get_profile(v.profile_id) -> 'audiences' IS DISTINCT FROM
+                        coalesce((SELECT jsonb_agg(m.audience ORDER BY m.audience) FROM audience_members m
+                                   WHERE m.profile_id = v.profile_id), '[]')) AS differ,
+       count(*) FILTER (WHERE jsonb_array_length(get_profile(v.profile_id) -> 'audiences') = 2) > 0 AS some_in_both
+  FROM profile_view v;
+SELECT get_profile(:pid) -> 'audiences' AS audiences_of_customer_5;
 SELECT profiles > 100 AS profiles, differ, differ_as_text, keys_differ FROM pg_temp.differences();
 
 \c :regress_db

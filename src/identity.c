@@ -73,6 +73,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
+#include "audience.h"
 #include "identity.h"
 #include "security.h"
 #include "profile.h"
@@ -1072,6 +1073,8 @@ store_merge_profiles(int64 from, int64 into)
 	heap_freetuple(newtup);
 	simple_heap_delete(store.profiles, &from_tid);
 	profile_place_forget(from);
+	/* from leaves its audiences; into's are evaluated again */
+	pz_audiences_profile_merged(from, into);
 }
 
 /*
@@ -1086,7 +1089,8 @@ store_merge_profiles(int64 from, int64 into)
  */
 void
 pz_profiles_merge_deltas(int n, const int64 *ids, Profile *const *deltas,
-						 const TimestampTz *first_seen, const TimestampTz *last_seen)
+						 const TimestampTz *first_seen, const TimestampTz *last_seen,
+						 PzAudienceRun *audiences)
 {
 	Datum values[8];
 	bool nulls[8];
@@ -1155,6 +1159,8 @@ pz_profiles_merge_deltas(int n, const int64 *ids, Profile *const *deltas,
 		newtup = heap_form_tuple(desc, values, nulls);
 		CatalogTupleUpdateWithInfo(store.profiles, &tid, newtup, store.profiles_ind);
 		MemoryContextSwitchTo(old);
+		if (audiences != NULL)
+			pz_audience_run_add(audiences, newtup, desc);
 		profile_place_remember(ids[i], &newtup->t_self);
 		if (BufferIsValid(buf))
 			ReleaseBuffer(buf);
@@ -1952,22 +1958,23 @@ pz_split(PG_FUNCTION_ARGS)
  * identifier it hashes from a profile of its own again, so one life of an
  * id runs from the last split into it to the merge or re-key that ended it.
  */
-static const char *const forget_merge_log_sql =
-	"WITH RECURSIVE chain(id, after, until) AS ("
-	"  SELECT $1::bigint,"
-	"         coalesce((SELECT max(s.id) FROM personalize.merge_log s"
-	"                    WHERE s.action = 'split' AND s.into_profile = $1), 0),"
-	"         9223372036854775807::bigint"
-	"  UNION"
-	"  SELECT m.from_profile,"
-	"         coalesce((SELECT max(s.id) FROM personalize.merge_log s"
-	"                    WHERE s.action = 'split' AND s.into_profile = m.from_profile"
-	"                      AND s.id < m.id), 0),"
-	"         m.id"
-	"  FROM personalize.merge_log m JOIN chain c"
-	"    ON m.into_profile = c.id AND m.action <> 'split'"
-	"   AND m.id >= c.after AND m.id < c.until),"
-	" ids(ns, value) AS (SELECT * FROM unnest($2::text[], $3::text[]))"
+#define FORGET_CHAIN_SQL                                                                           \
+	"WITH RECURSIVE chain(id, after, until) AS ("                                                  \
+	"  SELECT $1::bigint,"                                                                         \
+	"         coalesce((SELECT max(s.id) FROM personalize.merge_log s"                             \
+	"                    WHERE s.action = 'split' AND s.into_profile = $1), 0),"                   \
+	"         9223372036854775807::bigint"                                                         \
+	"  UNION"                                                                                      \
+	"  SELECT m.from_profile,"                                                                     \
+	"         coalesce((SELECT max(s.id) FROM personalize.merge_log s"                             \
+	"                    WHERE s.action = 'split' AND s.into_profile = m.from_profile"             \
+	"                      AND s.id < m.id), 0),"                                                  \
+	"         m.id"                                                                                \
+	"  FROM personalize.merge_log m JOIN chain c"                                                  \
+	"    ON m.into_profile = c.id AND m.action <> 'split'"                                         \
+	"   AND m.id >= c.after AND m.id < c.until)"
+static const char *const forget_merge_log_sql = FORGET_CHAIN_SQL
+	", ids(ns, value) AS (SELECT * FROM unnest($2::text[], $3::text[]))"
 	"DELETE FROM personalize.merge_log m"
 	" WHERE EXISTS (SELECT FROM chain c WHERE (m.from_profile = c.id OR m.into_profile = c.id)"
 	"                 AND m.id >= c.after AND m.id <= c.until)"
@@ -2017,6 +2024,7 @@ pz_forget(PG_FUNCTION_ARGS)
 	Datum args[3];
 	Oid types3[3] = {INT8OID, TEXTARRAYOID, TEXTARRAYOID};
 	ArrayType *cols = PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2);
+	uint64 audience_events = 0;
 
 	InitMaterializedSRF(fcinfo, 0);
 	identifier_arg(fcinfo, 0, &id, &blocked, "forget");
@@ -2068,6 +2076,26 @@ pz_forget(PG_FUNCTION_ARGS)
 	forget_row(rsinfo, "personalize.profiles",
 			   forget_exec("DELETE FROM personalize.profiles WHERE id = $1", 1, types3, args));
 	/* every id the profile had: it and, back through merges and re-keys, its predecessors */
+	if (p != 0)
+	{
+		int64 *chain;
+		int nchain;
+
+		if (SPI_execute_with_args(FORGET_CHAIN_SQL " SELECT DISTINCT id FROM chain", 1, types3,
+								  args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "forget: could not read the ids of profile %lld", (long long) p);
+		nchain = (int) SPI_processed;
+		chain = palloc(sizeof(int64) * Max(nchain, 1));
+		for (int i = 0; i < nchain; i++)
+		{
+			bool isnull;
+
+			chain[i] = DatumGetInt64(
+				SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		}
+		/* its audience events go; its memberships end, so that consumers drop it */
+		audience_events = pz_audiences_forget(p, nchain, chain);
+	}
 	forget_row(rsinfo, "personalize.merge_log", forget_exec(forget_merge_log_sql, 3, types3, args));
 	forget_row(rsinfo, "personalize.refused_links",
 			   forget_exec("WITH ids(ns, value) AS (SELECT * FROM unnest($2::text[], $3::text[]))"
@@ -2076,6 +2104,7 @@ pz_forget(PG_FUNCTION_ARGS)
 						   "    OR (r.namespace_b, r.value_b) IN (SELECT ns, value FROM ids)"
 						   "    OR r.profile_a = $1 OR r.profile_b = $1",
 						   3, types3, args));
+	forget_row(rsinfo, "personalize.audience_events", audience_events);
 
 	/* the source rows */
 	if (cols != NULL)

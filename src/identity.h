@@ -138,7 +138,9 @@ extern int64 pz_identity_resolve(text *nsname, text *value, const char *fname);
  */
 extern bool pz_profile_places;
 struct Profile;
+struct PzAudienceRun;
 extern void pz_profiles_merge_deltas(int n, const int64 *ids, struct Profile *const *deltas,
-									 const TimestampTz *first_seen, const TimestampTz *last_seen);
+									 const TimestampTz *first_seen, const TimestampTz *last_seen,
+									 struct PzAudienceRun *audiences);
 
 #endif /* PERSONALIZE_IDENTITY_H */

@@ -17,6 +17,7 @@
 #include "storage/ipc.h"
 #include "utils/guc.h"
 
+#include "audience.h"
 #include "identity.h"
 #include "state.h"
 #include "stream.h"
@@ -76,6 +77,7 @@ _PG_init(void)
 		NULL, NULL, NULL);
 	/* the streaming worker's GUCs; its registration when preloaded */
 	pz_worker_init();
+	pz_audience_init();
 	MarkGUCPrefixReserved("personalize");
 
 	/*

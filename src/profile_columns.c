@@ -365,10 +365,16 @@ static pg_attribute_noreturn() void pc_wrong_kind(const PcSpec *c, const PcTrait
 void
 pc_spec_read(const PcSpec *c, Profile *p, PzState **states)
 {
+	pc_spec_read_wanted(c, p, states, NULL);
+}
+
+void
+pc_spec_read_wanted(const PcSpec *c, Profile *p, PzState **states, const bool *wanted)
+{
 	for (int i = 0; i < c->ntraits; i++)
 	{
 		const PcTrait *t = &c->traits[i];
-		int e = p != NULL ? profile_find(p, t->trait) : -1;
+		int e = p != NULL && (wanted == NULL || wanted[i]) ? profile_find(p, t->trait) : -1;
 
 		states[i] = NULL;
 		if (e < 0)

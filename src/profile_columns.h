@@ -74,6 +74,9 @@ extern const char *pc_accessor_name(PcAccessor acc);
  * holds a trait as a kind its columns cannot read.  The states belong to p.
  */
 extern void pc_spec_read(const PcSpec *spec, Profile *p, PzState **states);
+/* the same for the traits i with wanted[i] only (the others NULL) */
+extern void pc_spec_read_wanted(const PcSpec *spec, Profile *p, PzState **states,
+								const bool *wanted);
 
 /*
  * One column's value from the state its trait holds (NULL: none), windows
@@ -83,5 +86,13 @@ extern void pc_spec_read(const PcSpec *spec, Profile *p, PzState **states);
  */
 extern Datum pc_column_value(const PcColumn *col, PzState *s, TimestampTz now, bool *isnull,
 							 JsonbValue **tree);
+
+/*
+ * The spec of personalize.profile_view's trait columns (profile_read.c),
+ * loaded when the view changed; NULL if the view has no trait column or
+ * does not exist (*view InvalidOid).  Locks the view as a SELECT does; no
+ * privilege is checked.
+ */
+extern const PcSpec *pz_profile_view_spec(Oid *view, TransactionId *xmin);
 
 #endif /* PERSONALIZE_PROFILE_COLUMNS_H */

@@ -66,6 +66,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
+#include "audience.h"
 #include "identity.h"
 #include "profile.h"
 #include "profile_columns.h"
@@ -390,20 +391,11 @@ gp_load(Oid view, TransactionId xmin, Oid owner)
  * owner.  ERROR if it does not exist yet.
  */
 static const GpColumns *
-gp_view(Oid *owner)
+gp_view_of(Oid view, Oid *owner)
 {
-	Oid view = RangeVarGetRelidExtended(makeRangeVar("personalize", "profile_view", -1),
-										AccessShareLock, RVR_MISSING_OK, NULL, NULL);
 	HeapTuple tup;
 	TransactionId xmin;
 
-	if (!OidIsValid(view))
-		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
-						errmsg("get_profile: personalize.profile_view does not exist yet"),
-						errhint("It is made by the first personalize.register_source() or "
-								"personalize.add_trait().")));
-	if (pg_class_aclcheck(view, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, "profile_view");
 	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(view));
 	if (!HeapTupleIsValid(tup))
 		elog(ERROR, "cache lookup failed for relation %u", view);
@@ -420,6 +412,40 @@ gp_view(Oid *owner)
 		gp_columns = fresh;
 	}
 	return gp_columns;
+}
+
+static const GpColumns *
+gp_view(Oid *owner)
+{
+	Oid view = RangeVarGetRelidExtended(makeRangeVar("personalize", "profile_view", -1),
+										AccessShareLock, RVR_MISSING_OK, NULL, NULL);
+
+	if (!OidIsValid(view))
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+						errmsg("get_profile: personalize.profile_view does not exist yet"),
+						errhint("It is made by the first personalize.register_source() or "
+								"personalize.add_trait().")));
+	if (pg_class_aclcheck(view, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, "profile_view");
+	return gp_view_of(view, owner);
+}
+
+const PcSpec *
+pz_profile_view_spec(Oid *view, TransactionId *xmin)
+{
+	Oid owner;
+	const GpColumns *c;
+
+	*view = RangeVarGetRelidExtended(makeRangeVar("personalize", "profile_view", -1),
+									 AccessShareLock, RVR_MISSING_OK, NULL, NULL);
+	if (!OidIsValid(*view))
+	{
+		*xmin = InvalidTransactionId;
+		return NULL;
+	}
+	c = gp_view_of(*view, &owner);
+	*xmin = c->xmin;
+	return c->spec;
 }
 
 /* ---- jsonb, as to_jsonb() renders each column type ----
@@ -577,6 +603,52 @@ gp_value(JsonbValue *v, Oid type, Datum d, bool isnull)
 	}
 }
 
+/*
+ * "audiences": the names of the audiences the profile is in, sorted, put
+ * among the object's pairs in jsonb's order of keys (no trait column may
+ * be named so).  Absent where the database has no audiences yet (an
+ * extension not updated to 0.7.0) and for a caller who may not read
+ * personalize.audience_memberships (SELECT on the view alone).
+ */
+static void
+gp_audiences(JsonbValue *top, int64 profile_id)
+{
+	static const char key[] = "audiences";
+	const int key_len = sizeof(key) - 1;
+	bool exists;
+	List *names = pz_audience_names_of(profile_id, &exists);
+	JsonbPair *pairs = top->val.object.pairs;
+	int n = top->val.object.nPairs, at;
+	JsonbValue arr;
+	ListCell *lc;
+	int i = 0;
+
+	if (!exists)
+		return;
+	arr.type = jbvArray;
+	arr.val.array.rawScalar = false;
+	arr.val.array.nElems = list_length(names);
+	arr.val.array.elems = palloc(sizeof(JsonbValue) * Max(list_length(names), 1));
+	foreach (lc, names)
+	{
+		char *name = lfirst(lc);
+
+		gp_string(&arr.val.array.elems[i++], name, strlen(name));
+	}
+	for (at = 0; at < n; at++)
+	{
+		int len = pairs[at].key.val.string.len;
+
+		if (len > key_len ||
+			(len == key_len && memcmp(pairs[at].key.val.string.val, key, key_len) > 0))
+			break;
+	}
+	memmove(&pairs[at + 1], &pairs[at], sizeof(JsonbPair) * (n - at));
+	gp_string(&pairs[at].key, (char *) key, key_len);
+	pairs[at].value = arr;
+	top->val.object.nPairs = n + 1;
+}
+
 /* ---- get_profile ---- */
 
 /*
@@ -708,14 +780,13 @@ gp_read(int64 profile_id, const GpColumns *cols, Oid owner, bool ns_listed, bool
 		}
 	}
 	top.type = jbvObject;
-	top.val.object.nPairs = ncols;
-	top.val.object.pairs = palloc(sizeof(JsonbPair) * ncols);
+	top.val.object.nPairs = 0;
+	top.val.object.pairs = palloc(sizeof(JsonbPair) * (ncols + 1));
 	for (int k = 0; k < ncols; k++)
 	{
 		int i = cols->key_order[k];
-		JsonbPair *pair = &top.val.object.pairs[k];
+		JsonbPair *pair = &top.val.object.pairs[top.val.object.nPairs++];
 
-		pair->order = k;
 		if (i < GP_NBASE)
 			gp_string(&pair->key, (char *) gp_base_names[i], strlen(gp_base_names[i]));
 		else
@@ -723,6 +794,9 @@ gp_read(int64 profile_id, const GpColumns *cols, Oid owner, bool ns_listed, bool
 					  cols->name_len[i - GP_NBASE]);
 		pair->value = jv[i];
 	}
+	gp_audiences(&top, profile_id);
+	for (int k = 0; k < top.val.object.nPairs; k++)
+		top.val.object.pairs[k].order = k;
 	out = JsonbValueToJsonb(&top);
 
 	ExecDropSingleTupleTableSlot(slot);

@@ -75,7 +75,8 @@ extern char *pz_source_read_problem(Oid relid, Oid owner, const int16 *attnums, 
 typedef enum PzLock
 {
 	PZ_LOCK_IDENTITY_GRAPH = 1, /* writers of the identity graph */
-	PZ_LOCK_REBUILD = 2         /* rebuilds, which each write every profile */
+	PZ_LOCK_REBUILD = 2,        /* rebuilds, which each write every profile */
+	PZ_LOCK_AUDIENCES = 3       /* writers of audience memberships */
 } PzLock;
 
 extern void pz_lock(PzLock which);

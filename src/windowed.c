@@ -271,6 +271,50 @@ windowed_read(const WindowedState *s, TimestampTz at, int64 window_us, int64 *co
 	}
 }
 
+static int
+timestamp_cmp_asc(const void *a, const void *b)
+{
+	TimestampTz x = *(const TimestampTz *) a, y = *(const TimestampTz *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * windowed_read(s, t, window) counts the buckets with start in
+ * [t - window, t]: bucket b enters at t = b.start and leaves at
+ * t = b.start + window + 1 microsecond.
+ */
+int
+windowed_changes(const WindowedState *s, int64 window_us, TimestampTz after, TimestampTz *out,
+				 int max, bool *more)
+{
+	TimestampTz *all = palloc(sizeof(TimestampTz) * (2 * s->nbuckets + 1));
+	int n = 0, k = 0;
+
+	for (int i = 0; i < s->nbuckets; i++)
+	{
+		TimestampTz start = s->buckets[i].start;
+
+		if (start > after)
+			all[n++] = start;
+		if (start <= END_TIMESTAMP - window_us - 1 && start + window_us + 1 > after)
+			all[n++] = start + window_us + 1;
+	}
+	qsort(all, n, sizeof(TimestampTz), timestamp_cmp_asc);
+	for (int i = 0; i < n && k < max; i++)
+		if (k == 0 || all[i] != out[k - 1])
+			out[k++] = all[i];
+	*more = false;
+	for (int i = 0; i < n; i++)
+		if (all[i] > (k > 0 ? out[k - 1] : after) && k == max)
+		{
+			*more = true;
+			break;
+		}
+	pfree(all);
+	return k;
+}
+
 /*
  * Build a state from its parts (text or binary input), checking what an
  * aggregate could have produced and re-bucketing into canonical form.

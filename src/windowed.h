@@ -65,6 +65,14 @@ extern void windowed_read(const WindowedState *s, TimestampTz at, int64 window_u
 						  double *sum);
 
 /*
+ * The moments after `after` at which a read over window_us changes (a
+ * bucket enters the window or leaves it), ascending, at most max of them
+ * into out; returns how many, *more whether there are later ones.
+ */
+extern int windowed_changes(const WindowedState *s, int64 window_us, TimestampTz after,
+							TimestampTz *out, int max, bool *more);
+
+/*
  * windowed_count(s, span, at) as bigint and windowed_sum(s, span, at) as
  * float8: window_us is the span in microseconds (> 0), at is finite.
  */

@@ -95,6 +95,7 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "audience.h"
 #include "distinct.h"
 #include "firstlast.h"
 #include "field.h"
@@ -910,6 +911,7 @@ typedef struct ProfileDelta
 
 static HTAB *profile_deltas = NULL;
 static uint64 batch_merges = 0;
+static uint64 batch_audience_changes = 0;
 
 static ProfileDelta *
 profile_delta(int64 id)
@@ -1090,6 +1092,7 @@ write_profiles(void)
 	TimestampTz *firsts, *lasts;
 	HASH_SEQ_STATUS seq;
 	ProfileDelta *d;
+	PzAudienceRun *audiences;
 	int i = 0;
 
 	if (n == 0)
@@ -1107,7 +1110,11 @@ write_profiles(void)
 		lasts[i] = d->last_seen;
 		i++;
 	}
-	pz_profiles_merge_deltas(n, ids, deltas, firsts, lasts);
+	/* audiences are evaluated on the rows written, in this transaction */
+	audiences = pz_audience_run_begin("event", 0);
+	pz_profiles_merge_deltas(n, ids, deltas, firsts, lasts, audiences);
+	if (audiences != NULL)
+		batch_audience_changes += pz_audience_run_end(audiences);
 	return n;
 }
 
@@ -1132,6 +1139,7 @@ apply_batch_tx(bool careful, uint64 *written)
 		order[i++] = e;
 	qsort(order, batch.nkeys, sizeof(KeyEntry *), key_order_cmp);
 
+	batch_audience_changes = 0;
 	info.keysize = sizeof(int64);
 	info.entrysize = sizeof(ProfileDelta);
 	info.hcxt = CurrentMemoryContext;
@@ -1256,6 +1264,7 @@ apply_batch(void)
 	volatile bool careful = false;
 
 	batch_merges = 0;
+	batch_audience_changes = 0;
 	if (wrote)
 	{
 		set_in_logical_decoding(false);
@@ -1333,6 +1342,7 @@ apply_batch(void)
 	me->batches += wrote;
 	me->profiles_written += written;
 	me->merges += batch_merges;
+	me->audience_changes += batch_audience_changes;
 	me->refused += pz_identity_refusals - refused_before;
 	me->dead_letters += list_length(batch.dead);
 	me->updates += batch.updates;
@@ -1736,6 +1746,68 @@ update_rate(uint64 *last_events, TimestampTz *last_at)
 	}
 }
 
+/* ---- audiences: the passing of time ---- */
+
+static TimestampTz last_expiry = 0;
+
+/*
+ * Profiles whose audiences' moment has come with no new event
+ * (pz_audiences_due), and audience events past their retention once a
+ * minute: in a transaction of their own, between batches.  A lock held by
+ * another writer of memberships is waited for as the apply waits; the
+ * next loop tries again.
+ */
+static void
+apply_time_transitions(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool due = pz_audiences_due(now);
+	bool expire = TimestampDifferenceExceeds(last_expiry, now, 60 * 1000);
+	MemoryContext cxt, old;
+
+	if (!due && !expire)
+		return;
+	cxt = AllocSetContextCreate(TopMemoryContext, "personalize time", ALLOCSET_SMALL_SIZES);
+	old = CurrentMemoryContext;
+	set_in_logical_decoding(false);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		uint64 changes = 0;
+
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (due)
+			changes = pz_audiences_apply_due(pz_batch_size);
+		if (expire)
+			(void) pz_audiences_expire_events(10000);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		last_expiry = expire ? now : last_expiry;
+		SpinLockAcquire(&me->mutex);
+		me->audience_changes += changes;
+		SpinLockRelease(&me->mutex);
+	}
+	PG_CATCH();
+	{
+		ErrorData *err;
+
+		MemoryContextSwitchTo(cxt);
+		err = CopyErrorData();
+		if (err->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			PG_RE_THROW();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		wait_for_lock_holder(err->message);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+	set_in_logical_decoding(true);
+	applied_since_decoding = true;
+}
+
 static void
 worker_stream(void)
 {
@@ -1883,6 +1955,8 @@ worker_stream(void)
 		}
 		batch_reset();
 		update_rate(&rate_events, &rate_at);
+		/* 4. audiences whose moment has come */
+		apply_time_transitions();
 		/* everything flushed was read (to the end, or up to a record not flushed to its end) */
 		read_all_flushed = caught_up;
 

@@ -44,6 +44,7 @@ typedef struct PzWorkerShared
 	uint64 batches;
 	uint64 profiles_written;
 	uint64 merges;
+	uint64 audience_changes; /* entries and exits written */
 	uint64 refused;
 	uint64 dead_letters;
 	uint64 updates;
