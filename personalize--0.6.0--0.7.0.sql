@@ -311,3 +311,45 @@ END $$;
 
 GRANT SELECT ON audiences, audience_memberships, audience_events, audience_due, audience_members
     TO personalize_reader;
+
+-- ===========================================================================
+-- The worker's status: the entries and exits it wrote
+-- ===========================================================================
+
+DROP VIEW worker_status;
+DROP FUNCTION _worker_status();
+CREATE FUNCTION _worker_status(
+    OUT database name, OUT pid integer, OUT state text, OUT paused boolean,
+    OUT started_at timestamptz, OUT events_applied bigint, OUT events_per_second double precision,
+    OUT transactions bigint, OUT batches bigint, OUT profiles_written bigint,
+    OUT merges bigint, OUT refused_links bigint, OUT dead_letters bigint,
+    OUT updates_ignored bigint, OUT deletes_ignored bigint, OUT truncates_ignored bigint,
+    OUT applied_lsn pg_lsn, OUT decoded_lsn pg_lsn, OUT last_commit_at timestamptz,
+    OUT last_applied_at timestamptz, OUT commit_to_apply_ms double precision,
+    OUT memory_bytes bigint, OUT last_error text, OUT last_error_at timestamptz,
+    OUT restarts bigint, OUT retry_at timestamptz, OUT audience_changes bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'pz_worker_status'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION _worker_status() IS
+    'The streaming workers'' shared-memory figures; personalize.worker_status shows them.';
+
+CREATE VIEW worker_status AS
+SELECT w.database, w.pid, w.state, w.paused, w.started_at,
+       w.events_applied, round(w.events_per_second::numeric, 1) AS events_per_second,
+       w.transactions, w.batches, w.profiles_written, w.merges, w.refused_links, w.dead_letters,
+       w.updates_ignored, w.deletes_ignored, w.truncates_ignored,
+       w.applied_lsn, w.decoded_lsn,
+       CASE WHEN w.decoded_lsn IS NOT NULL
+            THEN greatest(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_flush_lsn(), w.decoded_lsn), 0)::bigint
+       END AS lag_bytes,
+       round(w.commit_to_apply_ms::numeric, 3) AS lag_ms,
+       w.last_commit_at, w.last_applied_at, w.memory_bytes, w.last_error, w.last_error_at,
+       w.restarts, w.retry_at, w.audience_changes
+  FROM personalize._worker_status() w;
+COMMENT ON VIEW worker_status IS
+    'One row per streaming worker: state, events applied and per second, applied and decoded LSN, lag in bytes (WAL flushed but not yet decoded and applied) and in ms (commit to apply, last batch), profiles written, merges, refused links, dead letters, changes that are not events, the last error and when, how often an error stopped the worker (restarts), when a worker waiting to retry tries again, and the audience entries and exits it wrote (audience_changes).';
+REVOKE ALL ON worker_status FROM PUBLIC;
+GRANT SELECT ON worker_status TO personalize_reader, personalize_admin;
+REVOKE EXECUTE ON FUNCTION _worker_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _worker_status() TO personalize_reader, personalize_admin;

@@ -1,8 +1,10 @@
 -- The demo, live: while two writers stream shop traffic into the tables,
 -- one shopper's story, each step a plain INSERT by the system it comes from
 -- and the profile read back the moment it is visible, with how many
--- milliseconds after the insert (its commit included) that was; then freshness under load, the
--- profile view, and the worker's own figures.  Run by demo/run.
+-- milliseconds after the insert (its commit included) that was; audience
+-- entries and a consumer's reaction to them, one of them driven by time
+-- alone; then freshness under load, the profile view, and the worker's own
+-- figures.  Run by demo/run.
 \set ON_ERROR_STOP 1
 \pset footer off
 SET search_path = personalize, public;
@@ -68,12 +70,41 @@ SELECT clock_timestamp() AS committed FROM e LIMIT 1 \gset
 SELECT demo.ms_until(:'committed', $$SELECT get_profile('customer_id', '42') ->> 'ticket_sentiment' = 'negative'
                                       AND (get_profile('customer_id', '42') ->> 'ticket_sentiment_at')::timestamptz > now() - interval '1 minute'$$)
        AS visible_after_ms;
-\echo 'scenario 3, suppress promotions after a negative ticket in the last 24 hours:'
-SELECT ticket_sentiment = 'negative' AND ticket_sentiment_at > now() - interval '24 hours' AS suppress_promotions
-  FROM profile_view WHERE profile_id = resolve('customer_id', '42');
+\echo 'scenario 3, suppress promotions after a negative ticket in the last 24 hours: an audience entry,'
+\echo 'written by the worker with the profile, and the consumer''s reaction to it:'
+SELECT demo.ms_until(:'committed', $$SELECT in_audience(resolve('customer_id', '42'), 'suppress_promotions')$$)
+       AS entered_after_ms;
+SELECT demo.ms_until(:'committed', $$SELECT EXISTS (SELECT 1 FROM demo.reactions
+                                      WHERE profile_id = resolve('customer_id', '42'))$$)
+       AS reaction_after_ms;
+SELECT e.audience, e.entered, e.why, r.action,
+       round((extract(epoch FROM r.reacted_at - r.entered_at) * 1000)::numeric, 1) AS consumer_ms
+  FROM audience_events e JOIN demo.reactions r ON r.event_id = e.id
+ WHERE e.profile_id = resolve('customer_id', '42');
 
 \echo
-\echo '== 5. Freshness under load: 200 probes, each from its commit until its profile is visible =='
+\echo '== 5. Another visitor looks at a tent and leaves: no event comes, time passes =='
+WITH e AS (INSERT INTO shop.web_events (anonymous_id, event_type, sku, category, ts)
+  VALUES ('visitor-88', 'product_view', 'tent-ultralight-2', 'tents', now()) RETURNING 1)
+SELECT clock_timestamp() AS committed FROM e LIMIT 1 \gset
+SELECT demo.ms_until(:'committed', $$SELECT resolve('anonymous_id', 'visitor-88') IS NOT NULL$$) AS profile_after_ms;
+SELECT due - last_seen AS scheduled_after_last_event FROM audience_due d JOIN profiles p ON p.id = d.profile_id
+ WHERE d.profile_id = resolve('anonymous_id', 'visitor-88');
+\echo 'browse abandonment, 3 seconds after the last event, with no new event:'
+SELECT round(demo.ms_until(:'committed', $$SELECT in_audience(resolve('anonymous_id', 'visitor-88'), 'browse_abandoned')$$)
+       / 1000, 2) AS entered_after_s;
+SELECT demo.ms_until(:'committed', $$SELECT EXISTS (SELECT 1 FROM demo.reactions
+                                      WHERE profile_id = resolve('anonymous_id', 'visitor-88'))$$) > 0 AS reacted;
+SELECT e.audience, e.why, p.last_viewed,
+       round((extract(epoch FROM e.at - (p.last_seen + interval '3 seconds')) * 1000)::numeric, 1) AS ms_after_its_moment,
+       (SELECT action FROM demo.reactions r WHERE r.event_id = e.id) AS reaction
+  FROM audience_events e JOIN profile_view p ON p.profile_id = e.profile_id
+ WHERE e.profile_id = resolve('anonymous_id', 'visitor-88') AND e.entered;
+\echo 'time-driven entries and exits under the writers'' traffic so far:'
+SELECT audience, entered, count(*) AS events FROM audience_events WHERE why = 'time' GROUP BY 1, 2 ORDER BY 1, 2;
+
+\echo
+\echo '== 6. Freshness under load: 200 probes, each from its commit until its profile is visible =='
 CALL demo.freshness(200);
 SELECT count(*) AS probes,
        round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1) AS p50_ms,
@@ -82,7 +113,7 @@ SELECT count(*) AS probes,
   FROM demo.probes;
 
 \echo
-\echo '== 6. One row per shopper, one typed column per trait: what a BI tool reads =='
+\echo '== 7. One row per shopper, one typed column per trait: what a BI tool reads =='
 SELECT count(*) AS shoppers, count(*) FILTER (WHERE key_namespace = 'customer_id') AS customers,
        count(*) FILTER (WHERE key_namespace = 'anonymous_id') AS anonymous, sum(orders) AS orders,
        sum(lifetime_value) AS revenue
@@ -93,9 +124,18 @@ SELECT key_value AS customer, orders, lifetime_value, orders_in_24h, campaigns_o
   FROM profile_view WHERE key_namespace = 'customer_id' ORDER BY lifetime_value DESC NULLS LAST LIMIT 5;
 
 \echo
-\echo '== 7. The worker =='
+\echo '== 8. The worker =='
 SELECT state, events_applied, transactions, batches, profiles_written, merges, refused_links,
-       dead_letters, lag_bytes, lag_ms, last_error
+       dead_letters, audience_changes, lag_bytes, lag_ms, last_error
   FROM worker_status;
+\echo 'audiences: members now, entries and exits so far, reactions by the consumer:'
+SELECT a.name, (SELECT count(*) FROM audience_members m WHERE m.audience = a.name) AS members,
+       (SELECT count(*) FROM audience_events e WHERE e.audience = a.name AND e.entered) AS entries,
+       (SELECT count(*) FROM audience_events e WHERE e.audience = a.name AND NOT e.entered) AS exits,
+       a.errors
+  FROM audiences a ORDER BY a.id;
+SELECT count(*) AS reactions,
+       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM reacted_at - entered_at) * 1000)::numeric, 1) AS p50_entry_to_reaction_ms
+  FROM demo.reactions;
 \echo 'dead letters (events that could not be applied), by reason:'
 SELECT left(reason, 60) AS reason, count(*) FROM dead_letters GROUP BY 1 ORDER BY 2 DESC;

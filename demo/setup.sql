@@ -68,3 +68,46 @@ BEGIN
                        FROM personalize.worker_status w;
     END LOOP;
 END $$;
+
+-- Audiences (docs/audiences.md): kept by the worker in the transaction that
+-- writes the profile; the second one changes with time alone.
+SELECT personalize.create_audience('suppress_promotions',
+    $$ticket_sentiment = 'negative' AND ticket_sentiment_at > now() - interval '24 hours'$$);
+SELECT personalize.create_audience('browse_abandoned',
+    $$last_viewed IS NOT NULL AND coalesce(orders, 0) = 0 AND last_seen < now() - interval '3 seconds'
+      AND last_seen > now() - interval '1 hour'$$);
+
+-- A small consumer of entries, as an application would write one: it
+-- copies new events into its own queue, and claims them with SKIP LOCKED
+-- (so that several consumers could share the queue), reacting to each
+-- entry: no promotions for an unhappy shopper, a follow-up email for an
+-- abandoned browse.  demo/run runs it in the background.
+CREATE TABLE demo.audience_queue (event_id bigint PRIMARY KEY, audience text, profile_id bigint,
+                                  entered boolean, at timestamptz);
+CREATE TABLE demo.reactions (event_id bigint, profile_id bigint, action text,
+                             entered_at timestamptz, reacted_at timestamptz);
+CREATE PROCEDURE demo.consumer(seconds integer) LANGUAGE plpgsql AS $$
+DECLARE
+    stop timestamptz := clock_timestamp() + make_interval(secs => seconds);
+BEGIN
+    WHILE clock_timestamp() < stop LOOP
+        INSERT INTO demo.audience_queue
+        SELECT e.id, e.audience, e.profile_id, e.entered, e.at FROM personalize.audience_events e
+         WHERE e.id > (SELECT coalesce(max(event_id), 0) FROM demo.audience_queue)
+           AND e.id > (SELECT coalesce(max(event_id), 0) FROM demo.reactions)
+        ON CONFLICT DO NOTHING;
+        WITH claimed AS (
+            DELETE FROM demo.audience_queue q
+             WHERE q.event_id IN (SELECT event_id FROM demo.audience_queue ORDER BY event_id
+                                   FOR UPDATE SKIP LOCKED LIMIT 1000)
+            RETURNING q.*)
+        INSERT INTO demo.reactions
+        SELECT c.event_id, c.profile_id,
+               CASE c.audience WHEN 'suppress_promotions' THEN 'hide promotional banners'
+                               ELSE 'send the follow-up email' END,
+               c.at, clock_timestamp()
+          FROM claimed c WHERE c.entered;
+        COMMIT;
+        PERFORM pg_sleep(0.005);
+    END LOOP;
+END $$;

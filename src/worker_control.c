@@ -55,8 +55,8 @@ pz_worker_status(PG_FUNCTION_ARGS)
 	for (int i = 0; i < pz_worker_control->nworkers; i++)
 	{
 		PzWorkerShared copy;
-		Datum v[26];
-		bool n[26] = {0};
+		Datum v[27];
+		bool n[27] = {0};
 		int k = 0;
 
 		SpinLockAcquire(&pz_worker_control->workers[i].mutex);
@@ -99,6 +99,9 @@ pz_worker_status(PG_FUNCTION_ARGS)
 		v[k++] = Int64GetDatum(copy.restarts);
 		n[k] = copy.retry_at == 0 || copy.state != WS_BACKING_OFF;
 		v[k++] = TimestampTzGetDatum(copy.retry_at);
+		/* since 0.7.0 (an older _worker_status() declares fewer columns) */
+		if (rsinfo->setDesc->natts > k)
+			v[k++] = Int64GetDatum(copy.audience_changes);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
 	}
 	PG_RETURN_VOID();
