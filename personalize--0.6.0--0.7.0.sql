@@ -100,7 +100,10 @@ CREATE FUNCTION _audiences_check_all() RETURNS void
 COMMENT ON FUNCTION _audiences_check_all() IS
     'ERROR unless every audience''s condition still compiles against personalize.profile_view (a trait it reads was dropped or changed).';
 
-REVOKE EXECUTE ON FUNCTION _audiences_changed(), _audiences_evaluate(bigint[], text, integer) FROM PUBLIC;
+-- _audience_check compiles as the role it is given (which folds the
+-- condition's immutable functions): only the configuration functions call it
+REVOKE EXECUTE ON FUNCTION _audience_check(text, regrole), _audiences_changed(),
+    _audiences_evaluate(bigint[], text, integer), _audiences_check_all() FROM PUBLIC;
 
 -- ===========================================================================
 -- Configuration: SECURITY DEFINER implementations behind pz_configure

@@ -180,6 +180,8 @@ SELECT create_audience('mine', 'true');
 SELECT refresh_audience('unhappy');
 INSERT INTO audience_memberships VALUES (1, 1, now());
 SET ROLE pz_aud_admin;
+-- checking runs the condition's immutable functions as the given role: not callable
+SELECT _audience_check('true', 'postgres');
 SELECT create_audience('mine', 'public.pz_secret_rule(orders)');
 SELECT create_audience('mine', 'orders > 0') AS members;
 SELECT owner FROM audiences WHERE name = 'mine';

@@ -1546,6 +1546,10 @@ pz_audience_check(PG_FUNCTION_ARGS)
 	const PcSpec *spec = pz_profile_view_spec(&view, &xmin);
 	PzCondition *c;
 
+	/* it runs user code as owner: only as oneself, or as the extension's functions do */
+	if (owner != GetUserId() && !superuser())
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						errmsg("permission denied to check a condition as another role")));
 	if (!OidIsValid(view))
 		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
 						errmsg("personalize.profile_view does not exist yet"),
