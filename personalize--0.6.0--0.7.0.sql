@@ -67,6 +67,8 @@ SELECT pg_catalog.pg_extension_config_dump('audiences', '');
 SELECT pg_catalog.pg_extension_config_dump('audience_memberships', '');
 SELECT pg_catalog.pg_extension_config_dump('audience_events', '');
 SELECT pg_catalog.pg_extension_config_dump('audience_due', '');
+SELECT pg_catalog.pg_extension_config_dump('audiences_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('audience_events_id_seq', '');
 
 CREATE VIEW audience_members AS
 SELECT a.name AS audience, m.profile_id, m.since

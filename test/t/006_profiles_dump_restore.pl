@@ -5,7 +5,9 @@
 # profiles, the generated profile_view (columns, comments, rows) and
 # get_profile() come back equal, and the restored configuration still works:
 # rebuild() gives the same profiles, add_trait() extends the view, and the
-# trait id sequence continues after the restored ids.
+# trait id sequence continues after the restored ids.  Audiences (0.7.0),
+# their memberships, events and schedule come back too, refresh finds
+# nothing to change, and new audiences and events take new ids.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -65,6 +67,13 @@ ok($rebuilt > 0, "source: rebuild() built $rebuilt profiles");
 is($src->safe_psql('postgres', 'SELECT count(*) FROM personalize.profiles WHERE rebuild_pending'), '0',
 	'source: no profile is left pending a rebuild');
 
+# two audiences, one of them scheduled (its members leave 1 000 days after their last event)
+$src->safe_psql('postgres', q{
+	SELECT personalize.create_audience('buyers', 'orders > 1');
+	SELECT personalize.create_audience('seen', $$last_seen > now() - interval '1000 days'$$);});
+ok($src->safe_psql('postgres', 'SELECT count(*) FROM personalize.audience_due') > 0,
+	'source: the timed audience scheduled its moments');
+
 # --- the digests compared on both sides ---------------------------------------
 my %digest = (
 	'sources' => q{SELECT md5(string_agg(concat_ws('|', id, relation::text, event_time_column, event_type_column,
@@ -92,6 +101,12 @@ my %digest = (
 		 WHERE a.attrelid = 'personalize.profile_view'::regclass AND a.attnum > 0 AND NOT a.attisdropped},
 	'get_profile(customer_id, 1)' => q{SELECT personalize.get_profile('customer_id', '1')},
 	'source relations' => q{SELECT string_agg(relation::text, ',' ORDER BY id) FROM personalize.sources},
+	'audiences' => q{SELECT md5(string_agg(concat_ws('|', id, name, condition, owner, timed), E'\n' ORDER BY id))
+	                 FROM personalize.audiences},
+	'audience memberships' => q{SELECT md5(string_agg(m::text, E'\n' ORDER BY audience_id, profile_id))
+	                            FROM personalize.audience_memberships m},
+	'audience events' => q{SELECT md5(string_agg(e::text, E'\n' ORDER BY id)) FROM personalize.audience_events e},
+	'audience schedule' => q{SELECT md5(string_agg(d::text, E'\n' ORDER BY profile_id)) FROM personalize.audience_due d},
 );
 my %expected = map { $_ => $src->safe_psql('postgres', $digest{$_}) } keys %digest;
 is($expected{'source relations'},
@@ -177,6 +192,18 @@ is($dst->safe_psql('restored', q{
 	SELECT (SELECT restored_trait FROM personalize.profile_view WHERE profile_id = personalize.resolve('customer_id', '1'))
 	     = (SELECT orders FROM personalize.profile_view WHERE profile_id = personalize.resolve('customer_id', '1'))}),
 	't', 'restored: the new trait is backfilled (equals orders for customer 1)');
+
+# audiences: what was restored is what the profiles say; ids continue
+is($dst->safe_psql('restored', q{
+	SELECT personalize.refresh_audience('buyers') + personalize.refresh_audience('seen')}),
+	'0', 'restored: refresh_audience finds nothing to change');
+my $max_event = $dst->safe_psql('restored', 'SELECT max(id) FROM personalize.audience_events');
+ok($dst->safe_psql('restored', q{SELECT personalize.create_audience('big', 'orders > 2')}) > 0,
+	'restored: a new audience has members');
+is($dst->safe_psql('restored', q{
+	SELECT (SELECT id FROM personalize.audiences WHERE name = 'big') > (SELECT max(id) FROM personalize.audiences WHERE name <> 'big')
+	   AND (SELECT min(id) FROM personalize.audience_events WHERE audience = 'big') > } . $max_event),
+	't', 'restored: a new audience and its events take ids after the restored ones');
 
 $src->stop;
 $dst->stop;
