@@ -356,7 +356,8 @@ SELECT results_eq(
   $$SELECT relation, removed FROM forget('d_dev', 'xdev-2',
       ARRAY[('idtap.events', 'email', 'd_mail'), ('idtap.events', 'device', 'd_dev')]::source_column[])$$,
   $$VALUES ('personalize.identities', 4::bigint), ('personalize.profiles', 1), ('personalize.merge_log', 8),
-           ('personalize.refused_links', 3), ('idtap.events.email', 3), ('idtap.events.device', 1)$$,
+           ('personalize.refused_links', 3), ('personalize.audience_events', 0),
+           ('idtap.events.email', 3), ('idtap.events.device', 1)$$,
   'forget: per-table counts');
 
 -- Every table of the extension (and the source table): no row holds any of
