@@ -586,7 +586,81 @@ pz_audience_run_begin(const char *why, int32 only_audience)
 	return run;
 }
 
-/* ExprStates for this transaction, as each owner (ExecInitExpr checks EXECUTE) */
+/* audience k's ExprStates, as its owner (ExecInitExpr checks EXECUTE); may ERROR */
+static void
+prepare_one(PzAudienceRun *run, int k)
+{
+	RunAudience *a = &run->aud[k];
+	PzCondition *c = a->def->cond;
+	PzUserContext saved;
+	ListCell *lc;
+	int i = 0;
+
+	if (c == NULL)
+		return;
+	pz_run_as_begin(a->def->owner, &saved);
+	if (pg_class_aclcheck(aset->view, a->def->owner, ACL_SELECT) != ACLCHECK_OK)
+	{
+		int attr = -1;
+
+		while ((attr = bms_next_member(c->attrs, attr)) >= 0)
+			if (pg_attribute_aclcheck(aset->view, (AttrNumber) attr, a->def->owner, ACL_SELECT) !=
+				ACLCHECK_OK)
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("its owner may not read column %s of personalize.profile_view",
+								get_attname(aset->view, (AttrNumber) attr, false))));
+	}
+	a->state = ExecInitExpr(c->expr, NULL);
+	a->natoms = list_length(c->atoms);
+	a->atoms = palloc(sizeof(ExprState *) * Max(a->natoms, 1));
+	foreach (lc, c->atoms)
+		a->atoms[i++] = ExecInitExpr((Expr *) lfirst(lc), NULL);
+	pz_run_as_end(&saved);
+}
+
+/*
+ * Audiences k0 .. k1 - 1 prepared in one subtransaction; if that fails,
+ * each in its own, so that one audience whose owner lost a right is the
+ * only one left out of the run.
+ */
+static void
+prepare_range(PzAudienceRun *run, int k0, int k1)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData *volatile err = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		for (int k = k0; k < k1; k++)
+			prepare_one(run, k);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		err = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	if (err == NULL)
+		return;
+	for (int k = k0; k < k1; k++)
+		run->aud[k].state = NULL;
+	if (k1 - k0 > 1)
+		for (int k = k0; k < k1; k++)
+			prepare_range(run, k, k + 1);
+	else
+		run->errors[k0] = psprintf("the condition cannot be evaluated: %s", err->message);
+}
+
+/* the run's slot, expression context and ExprStates, for this transaction */
 static void
 run_prepare(PzAudienceRun *run)
 {
@@ -601,59 +675,8 @@ run_prepare(PzAudienceRun *run)
 	run->params->params[0].isnull = false;
 	run->econtext->ecxt_param_list_info = run->params;
 	run->econtext->ecxt_scantuple = run->slot;
-	for (int k = 0; k < run->n; k++)
-	{
-		RunAudience *a = &run->aud[k];
-		PzCondition *c = a->def->cond;
-		MemoryContext cxt = CurrentMemoryContext;
-		ResourceOwner owner = CurrentResourceOwner;
-		ListCell *lc;
-
-		if (c == NULL)
-			continue;
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-		PG_TRY();
-		{
-			PzUserContext saved;
-			int i = 0;
-
-			pz_run_as_begin(a->def->owner, &saved);
-			if (pg_class_aclcheck(aset->view, a->def->owner, ACL_SELECT) != ACLCHECK_OK)
-			{
-				int attr = -1;
-
-				while ((attr = bms_next_member(c->attrs, attr)) >= 0)
-					if (pg_attribute_aclcheck(aset->view, (AttrNumber) attr, a->def->owner,
-											  ACL_SELECT) != ACLCHECK_OK)
-						ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-										errmsg("its owner may not read column %s of "
-											   "personalize.profile_view",
-											   get_attname(aset->view, (AttrNumber) attr, false))));
-			}
-			a->state = ExecInitExpr(c->expr, NULL);
-			a->natoms = list_length(c->atoms);
-			a->atoms = palloc(sizeof(ExprState *) * Max(a->natoms, 1));
-			foreach (lc, c->atoms)
-				a->atoms[i++] = ExecInitExpr((Expr *) lfirst(lc), NULL);
-			pz_run_as_end(&saved);
-			ReleaseCurrentSubTransaction();
-		}
-		PG_CATCH();
-		{
-			ErrorData *e;
-
-			MemoryContextSwitchTo(cxt);
-			e = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			a->state = NULL;
-			run->errors[k] = psprintf("the condition cannot be evaluated: %s", e->message);
-		}
-		PG_END_TRY();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
+	if (run->n > 0)
+		prepare_range(run, 0, run->n);
 	run->prepared = true;
 	MemoryContextSwitchTo(old);
 }
