@@ -1753,7 +1753,7 @@ static TimestampTz last_expiry = 0;
 /*
  * Profiles whose audiences' moment has come with no new event
  * (pz_audiences_due), and audience events past their retention once a
- * minute: in a transaction of their own, between batches.  A lock held by
+ * minute (or once per retention, if shorter): in a transaction of their own, between batches.  A lock held by
  * another writer of memberships is waited for as the apply waits; the
  * next loop tries again.
  */
@@ -1762,7 +1762,10 @@ apply_time_transitions(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	bool due = pz_audiences_due(now);
-	bool expire = TimestampDifferenceExceeds(last_expiry, now, 60 * 1000);
+	/* once a minute, or once per retention if that is shorter */
+	bool expire = pz_audience_retention > 0 &&
+				  TimestampDifferenceExceeds(last_expiry, now,
+											 1000 * Min(60, pz_audience_retention));
 	MemoryContext cxt, old;
 
 	if (!due && !expire)
