@@ -227,6 +227,14 @@ aset_compile_one(AudienceDef *a, Oid view, const PcSpec *spec)
 		e = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
+		/* a lock someone holds (a trait change) is no fault of the condition: try again later */
+		if (e->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+		{
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+			aset_stale = true;
+			ReThrowError(e);
+		}
 		a->cond = NULL;
 		a->problem = psprintf("the condition cannot be evaluated: %s", e->message);
 	}
