@@ -78,10 +78,13 @@ SELECT personalize.create_audience('browse_abandoned',
       AND last_seen > now() - interval '1 hour'$$);
 
 -- A small consumer of entries, as an application would write one: it
--- copies new events into its own queue, and claims them with SKIP LOCKED
--- (so that several consumers could share the queue), reacting to each
--- entry: no promotions for an unhappy shopper, a follow-up email for an
--- abandoned browse.  demo/run runs it in the background.
+-- copies new events into its own queue (a high-water mark, advanced in the
+-- same transaction as the copy, says what was copied), and claims them with
+-- SKIP LOCKED (so that several consumers could share the queue), reacting
+-- to each entry: no promotions for an unhappy shopper, a follow-up email
+-- for an abandoned browse.  demo/run runs it in the background.
+CREATE TABLE demo.audience_feed (copied_up_to bigint NOT NULL);
+INSERT INTO demo.audience_feed VALUES (0);
 CREATE TABLE demo.audience_queue (event_id bigint PRIMARY KEY, audience text, profile_id bigint,
                                   entered boolean, at timestamptz);
 CREATE TABLE demo.reactions (event_id bigint, profile_id bigint, action text,
@@ -91,11 +94,16 @@ DECLARE
     stop timestamptz := clock_timestamp() + make_interval(secs => seconds);
 BEGIN
     WHILE clock_timestamp() < stop LOOP
-        INSERT INTO demo.audience_queue
-        SELECT e.id, e.audience, e.profile_id, e.entered, e.at FROM personalize.audience_events e
-         WHERE e.id > (SELECT coalesce(max(event_id), 0) FROM demo.audience_queue)
-           AND e.id > (SELECT coalesce(max(event_id), 0) FROM demo.reactions)
-        ON CONFLICT DO NOTHING;
+        -- copy: event ids grow in commit order (every writer of events
+        -- holds the extension's lock until it commits)
+        WITH feed AS (SELECT copied_up_to FROM demo.audience_feed FOR UPDATE),
+             copied AS (
+                 INSERT INTO demo.audience_queue
+                 SELECT e.id, e.audience, e.profile_id, e.entered, e.at
+                   FROM personalize.audience_events e, feed WHERE e.id > feed.copied_up_to
+                 RETURNING event_id)
+        UPDATE demo.audience_feed SET copied_up_to = greatest(copied_up_to, (SELECT max(event_id) FROM copied));
+        -- claim and react
         WITH claimed AS (
             DELETE FROM demo.audience_queue q
              WHERE q.event_id IN (SELECT event_id FROM demo.audience_queue ORDER BY event_id

@@ -117,6 +117,10 @@ audiences_inval(Datum arg, Oid relid)
 		aset_stale = true;
 }
 
+static void notify_xact_callback(XactEvent event, void *arg);
+static void notify_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+									SubTransactionId parentSubid, void *arg);
+
 void
 pz_audience_init(void)
 {
@@ -134,6 +138,8 @@ pz_audience_init(void)
 		&pz_audience_retention, 30 * 24 * 3600, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL,
 		NULL);
 	CacheRegisterRelcacheCallback(audiences_inval, (Datum) 0);
+	RegisterXactCallback(notify_xact_callback, NULL);
+	RegisterSubXactCallback(notify_subxact_callback, NULL);
 }
 
 static Oid
@@ -407,20 +413,28 @@ run_plan(SPIPlanPtr plan, Datum *values, int expect, const char *what)
 }
 
 /*
- * NOTIFY personalize_audiences, one payload per audience that changed:
+ * NOTIFY personalize_audiences, one payload per audience that changed in
+ * the transaction, sent at its commit:
  * {"audience": ..., "entered": n, "exited": n, "first_event": id, "last_event": id}.
- * From the RETURNING audience, entered, id of the events' INSERT.
+ * A transaction may write the events of one audience in several
+ * statements (a merge's exits, then the batch's entries): their counts are
+ * gathered per audience, per subtransaction level, and a subtransaction
+ * that aborts takes its counts with it.
  */
+typedef struct NoteCount
+{
+	char *audience;
+	int level; /* the (sub)transaction nest level that wrote them */
+	int64 entered, exited, first, last;
+} NoteCount;
+
+static List *pending_notes = NIL; /* of NoteCount, in TopTransactionContext */
+
 static void
 notify_events(SPITupleTable *tt, uint64 n)
 {
-	typedef struct Count
-	{
-		char *audience;
-		int64 entered, exited, first, last;
-	} Count;
-	Count *c = palloc0(sizeof(Count) * Max(n, 1));
-	int nc = 0;
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	int level = GetCurrentTransactionNestLevel();
 
 	for (uint64 i = 0; i < n; i++)
 	{
@@ -428,37 +442,119 @@ notify_events(SPITupleTable *tt, uint64 n)
 		char *aud = TextDatumGetCString(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull));
 		bool entered = DatumGetBool(SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull));
 		int64 id = DatumGetInt64(SPI_getbinval(tt->vals[i], tt->tupdesc, 3, &isnull));
-		int k;
+		NoteCount *c = NULL;
+		ListCell *lc;
 
-		for (k = 0; k < nc; k++)
-			if (strcmp(c[k].audience, aud) == 0)
-				break;
-		if (k == nc)
+		foreach (lc, pending_notes)
 		{
-			c[nc].audience = aud;
-			c[nc].first = id;
-			c[nc].last = id;
-			nc++;
+			NoteCount *x = lfirst(lc);
+
+			if (x->level == level && strcmp(x->audience, aud) == 0)
+			{
+				c = x;
+				break;
+			}
+		}
+		if (c == NULL)
+		{
+			c = palloc0(sizeof(NoteCount));
+			c->audience = aud;
+			c->level = level;
+			c->first = c->last = id;
+			pending_notes = lappend(pending_notes, c);
 		}
 		if (entered)
-			c[k].entered++;
+			c->entered++;
 		else
-			c[k].exited++;
-		c[k].first = Min(c[k].first, id);
-		c[k].last = Max(c[k].last, id);
+			c->exited++;
+		c->first = Min(c->first, id);
+		c->last = Max(c->last, id);
 	}
-	for (int k = 0; k < nc; k++)
-	{
-		StringInfoData p;
+	MemoryContextSwitchTo(old);
+}
 
+/* at pre-commit: one payload per audience */
+static void
+notify_send(void)
+{
+	List *sent = NIL;
+	ListCell *lc, *lc2;
+
+	foreach (lc, pending_notes)
+	{
+		NoteCount *c = lfirst(lc);
+		NoteCount sum = *c;
+		StringInfoData p;
+		bool done = false;
+
+		foreach (lc2, sent)
+			if (strcmp((char *) lfirst(lc2), c->audience) == 0)
+				done = true;
+		if (done)
+			continue;
+		for_each_cell(lc2, pending_notes, lnext(pending_notes, lc))
+		{
+			NoteCount *x = lfirst(lc2);
+
+			if (strcmp(x->audience, c->audience) != 0)
+				continue;
+			sum.entered += x->entered;
+			sum.exited += x->exited;
+			sum.first = Min(sum.first, x->first);
+			sum.last = Max(sum.last, x->last);
+		}
+		sent = lappend(sent, c->audience);
 		initStringInfo(&p);
 		appendStringInfoString(&p, "{\"audience\": ");
-		escape_json(&p, c[k].audience);
+		escape_json(&p, sum.audience);
 		appendStringInfo(&p,
 						 ", \"entered\": " INT64_FORMAT ", \"exited\": " INT64_FORMAT
 						 ", \"first_event\": " INT64_FORMAT ", \"last_event\": " INT64_FORMAT "}",
-						 c[k].entered, c[k].exited, c[k].first, c[k].last);
+						 sum.entered, sum.exited, sum.first, sum.last);
 		Async_Notify(NOTIFY_CHANNEL, p.data);
+	}
+	pending_notes = NIL;
+}
+
+static void
+notify_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			if (pending_notes != NIL)
+				notify_send();
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+			pending_notes = NIL; /* TopTransactionContext is gone */
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+notify_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid,
+						void *arg)
+{
+	int level = GetCurrentTransactionNestLevel();
+	ListCell *lc;
+
+	if (pending_notes == NIL)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		foreach (lc, pending_notes)
+			if (((NoteCount *) lfirst(lc))->level >= level)
+				pending_notes = foreach_delete_current(pending_notes, lc);
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		foreach (lc, pending_notes)
+			if (((NoteCount *) lfirst(lc))->level >= level)
+				((NoteCount *) lfirst(lc))->level = level - 1;
 	}
 }
 
