@@ -26,7 +26,9 @@
 #      publication with pgoutput (every event decoded once, in order);
 #   4. privileges: personalize_reader reads memberships and events and calls
 #      in_audience(), but cannot create or refresh audiences nor write the
-#      tables; a personalize_admin member can create one.
+#      tables; a personalize_admin member can create one;
+#   5. retention: the worker deletes events older than
+#      personalize.audience_events_retention.
 # No assertion is on timing: waits poll with generous timeouts.
 use strict;
 use warnings;
@@ -632,6 +634,18 @@ is(sql(q{SELECT owner::text FROM personalize.audiences WHERE name = 'admin_vips'
 is("$rc $out", '0 0', 'the admin refreshes it: nothing to fix') or diag($err);
 ($rc, $out, $err) = as('shop_reader', qq{SELECT count(*) FROM personalize.audience_members WHERE audience = 'admin_vips'});
 is("$rc $out", "0 $expected", 'the reader sees its members') or diag($err);
+
+# --- 5. retention -------------------------------------------------------------------
+# events older than personalize.audience_events_retention go
+my $events_before = sql(q{SELECT count(*) FROM personalize.audience_events});
+ok($events_before > 0, "events before the retention is shortened: $events_before");
+$node->safe_psql('postgres', q{ALTER SYSTEM SET personalize.audience_events_retention = '3s'});
+$node->reload;
+ok($node->poll_query_until('shop', q{
+	SELECT count(*) = 0 FROM personalize.audience_events WHERE at < now() - interval '10 s'}),
+	'events older than the retention are deleted by the worker');
+$node->safe_psql('postgres', q{ALTER SYSTEM SET personalize.audience_events_retention = 0});
+$node->reload;
 
 $node->stop;
 done_testing();
