@@ -1,7 +1,9 @@
 /*
  * identity.h
- *	  Identity resolution: namespaces (namespace.c) and the identity graph
- *	  (identity.c).
+ *	  Identity resolution: the identity graph's public API (for the
+ *	  streaming worker, get_profile, the module's entry point and the
+ *	  namespaces' reuse of the change counter).  Namespaces themselves are
+ *	  declared in namespace.h, included here.
  *
  * An identifier is a (namespace, value) pair; the value is stored as the
  * namespace's normalizer returns it.  The graph is kept flat in
@@ -15,6 +17,11 @@
  * The functions here are plain C over SPI so that the SQL functions and the
  * streaming worker share them.  Writers of the graph serialize on one
  * advisory lock per database (pz_identity_lock), taken once per transaction.
+ *
+ * The graph's code, top to bottom: identity_sql.c (the SQL functions),
+ * identity_graph.c (the rules), identity_store.c (the tables) and
+ * identity_cache.c (the backend's cache, the shared change counter);
+ * identity_internal.h is what they share among themselves.
  */
 #ifndef PERSONALIZE_IDENTITY_H
 #define PERSONALIZE_IDENTITY_H
@@ -24,52 +31,9 @@
 #include "fmgr.h"
 #include "utils/timestamp.h"
 
-/* ---- namespaces (namespace.c) ---- */
+#include "namespace.h"
 
-typedef struct PzNamespace
-{
-	int32 id;
-	char *name;
-	int32 priority;           /* higher wins */
-	int32 max_per_profile;    /* 0: no limit */
-	Oid normalizer;           /* InvalidOid: none */
-	Oid owner;                /* the role that configured it: normalizers run as it */
-	bool own_normalizer;      /* one of the extension's C normalizers: run as is */
-	char *normalizer_problem; /* why it cannot normalize (ERROR when used), or NULL */
-	FmgrInfo normalizer_fn;
-	int nblocked;
-	char **blocked; /* normalized, sorted by bytes */
-	int32 *blocked_len;
-} PzNamespace;
-
-/* every namespace, loaded at most once per transaction (and after changes) */
-extern const PzNamespace *pz_namespace_by_name(const char *name);
-extern const PzNamespace *pz_namespace_by_id(int32 id);
-/* number of namespaces with a limit, for skipping the limit checks */
-extern int pz_namespace_limited_count(void);
-/* walk them: 0 <= i < pz_namespace_count() */
-extern int pz_namespace_count(void);
-extern const PzNamespace *pz_namespace_at(int i);
-extern void pz_namespace_invalidate(void);
-
-/*
- * The value as the namespace stores it, palloc'd, or NULL when the
- * normalizer finds nothing usable (empty, not an address, ...).
- */
-extern char *pz_namespace_normalize(const PzNamespace *ns, const char *value, int32 len,
-									int32 *outlen);
-/*
- * Set when an ERROR came out of a user's normalizer (namespace.c), so that
- * the worker does not take a normalizer raising "lock not available" for a
- * lock wait of its own, retried forever.
- */
-extern bool pz_error_in_user_code;
-
-/* why the namespace cannot normalize values (palloc'd), or NULL */
-extern char *pz_namespace_problem(const PzNamespace *ns);
-extern bool pz_namespace_is_blocked(const PzNamespace *ns, const char *value, int32 len);
-
-/* ---- the identity graph (identity.c) ---- */
+/* ---- the identity graph ---- */
 
 typedef struct PzIdentifier
 {
@@ -78,7 +42,7 @@ typedef struct PzIdentifier
 	int32 len;
 } PzIdentifier;
 
-/* personalize.identity_cache_size: entries kept per backend (0: no cache) */
+/* personalize.identity_cache_size: entries kept per backend (0: no cache; identity_cache.c) */
 extern int pz_identity_cache_size;
 /* personalize.components_memory_limit, kB (components.c) */
 extern int pz_components_memory_limit;
@@ -93,7 +57,7 @@ extern void pz_identity_shmem_startup(void);
  */
 extern uint64 pz_identity_changes(void);
 
-/* links refused by a merge rule in this process, ever (the worker's statistics) */
+/* links refused by a merge rule in this process, ever (the worker's statistics; identity_graph.c) */
 extern uint64 pz_identity_refusals;
 
 /*
@@ -129,8 +93,8 @@ extern int64 pz_identity_attribute(PzIdentifier *ids, int n, bool *linked);
 extern int64 pz_identity_resolve(text *nsname, text *value, const char *fname);
 
 /*
- * The streaming worker's profile write (identity.c, beside the graph's own
- * direct writes): merge deltas[i] into profile ids[i], widen first and last
+ * The streaming worker's profile write (identity_store.c, beside the graph's
+ * own direct writes): merge deltas[i] into profile ids[i], widen first and last
  * seen, set updated_at.  The caller holds the graph's lock
  * (pz_identity_lock_for_writing) and is connected to SPI.  With
  * pz_profile_places (the worker sets it), the graph's writes remember where

@@ -9,6 +9,10 @@
  * into a small array rather than looked up per event.  Reading them per
  * transaction, not per session, means a change committed elsewhere is seen
  * by the next transaction without any cross-backend signalling.
+ *
+ * The identity graph's files use namespaces (namespace.h); this file uses
+ * nothing of the graph but its shared change counter (identity.h), on
+ * which the list is kept across transactions.
  */
 #include "postgres.h"
 
@@ -35,7 +39,8 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
-#include "identity.h"
+#include "identity.h" /* pz_identity_changes only: the graph's shared change counter */
+#include "namespace.h"
 #include "security.h"
 #include "state.h"
 
