@@ -55,7 +55,7 @@ extern void pz_audience_run_gone(PzAudienceRun *run, int64 profile_id);
 /* Evaluate what was added and write the changes; returns how many entries and exits. */
 extern uint64 pz_audience_run_end(PzAudienceRun *run);
 
-/* identity.c: profile from was merged into profile into */
+/* identity_store.c: profile from was merged into profile into */
 extern void pz_audiences_profile_merged(int64 from, int64 into);
 
 /*

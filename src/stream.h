@@ -87,7 +87,7 @@ extern void pz_worker_shmem_request(void);
 extern void pz_worker_shmem_startup(void);
 
 /*
- * identity.c calls this (when set) for every profile id that changes
+ * identity_graph.c calls this (when set) for every profile id that changes
  * within the current transaction: a merge of from into into, or a re-key of
  * from to into.  The worker moves the batch's pending deltas along.
  */

@@ -959,7 +959,7 @@ delta_join(ProfileDelta *d, Profile *delta, TimestampTz first, TimestampTz last)
 		d->last_seen = last;
 }
 
-/* identity.c: profile from became into (a merge or a re-key) */
+/* identity_graph.c: profile from became into (a merge or a re-key) */
 static void
 worker_profile_moved(int64 from, int64 into)
 {
