@@ -1,7 +1,7 @@
 /*
  * stream.h
  *	  The messages of personalize's logical decoding output plugin
- *	  (decoder.c), read by the streaming worker (worker.c) and by
+ *	  (decoder.c), read by the streaming worker (worker_batch.c) and by
  *	  decode_message() for tests.
  *
  * The plugin decodes only registered sources and only their mapped columns,

@@ -10,16 +10,16 @@
  *	1. Decode.  The worker owns the replication slot personalize_<dboid>
  *	   and drives logical decoding in-process, reading WAL up to what is
  *	   flushed.  The plugin's messages arrive in commit order through
- *	   worker_write().  Each event is folded at once into a delta per event
- *	   key (the event's raw identifiers), with the trait kinds' own add
- *	   functions, so a batch holds one small profile per distinct shopper,
- *	   not its events.  A batch ends at a commit once it holds
- *	   personalize.worker_batch_size events or personalize.worker_memory_limit
- *	   of deltas, or when the WAL runs out.
- *	2. Apply, in one transaction: each key's identifiers are normalized and
- *	   resolved (and linked) by the identity core in the order the keys first
- *	   appeared; the key's delta joins its profile's delta (merges and
- *	   re-keys made meanwhile move deltas along, through
+ *	   pz_batch_write() (worker_batch.c).  Each event is folded at once into
+ *	   a delta per event key (the event's raw identifiers), with the trait
+ *	   kinds' own add functions, so a batch holds one small profile per
+ *	   distinct shopper, not its events.  A batch ends at a commit once it
+ *	   holds personalize.worker_batch_size events or
+ *	   personalize.worker_memory_limit of deltas, or when the WAL runs out.
+ *	2. Apply (worker_apply.c), in one transaction: each key's identifiers
+ *	   are normalized and resolved (and linked) by the identity core in the
+ *	   order the keys first appeared; the key's delta joins its profile's
+ *	   delta (merges and re-keys made meanwhile move deltas along, through
  *	   pz_profile_moved_hook); every affected profile is written once by one
  *	   UPDATE that merges the deltas with the same merge code as the
  *	   aggregates; dead letters are inserted.  The transaction carries the
@@ -41,6 +41,15 @@
  * (backends set it when they commit, so a commit is decoded at once), the
  * pause flag and the wait to retry after an error.  The SQL functions that
  * report on, wait for and control the worker are in worker_control.c.
+ *
+ * This file holds what every backend runs (the settings, the workers'
+ * registration, shared memory, the wake-up at commit) and the worker
+ * process around its data path: its own state and errors, its replication
+ * origin and slot, the first rebuild, the wait to retry after an error, the
+ * loop with its reading of the WAL and its confirmation of the slot, and the
+ * audiences' time-driven transitions.  The data path itself is
+ * worker_batch.c (decoding into the batch and folding) and worker_apply.c
+ * (applying the batch); worker_internal.h is what the three share.
  */
 #include "postgres.h"
 
@@ -56,10 +65,8 @@
 #include "access/xlogutils.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
-#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
-#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -74,47 +81,31 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
-#include "storage/proc.h"
-#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "storage/sinval.h"
 #include "storage/spin.h"
 #include "tcop/pquery.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
-#include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/numeric.h"
-#include "utils/pg_lsn.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
 #include "audience.h"
-#include "distinct.h"
-#include "firstlast.h"
-#include "field.h"
 #include "identity.h"
-#include "metric.h"
-#include "profile.h"
-#include "recent.h"
-#include "session.h"
-#include "state.h"
 #include "stream.h"
-#include "top.h"
-#include "windowed.h"
-#include "worker.h"
+#include "worker_internal.h"
 
 /* ---- GUCs ---- */
 static char *pz_databases = NULL;
-static int pz_batch_size = 100000;
+int pz_batch_size = 100000;
 static int pz_poll_interval = 10;
-static int pz_memory_limit = 256 * 1024;
+int pz_memory_limit = 256 * 1024;
 static int pz_decoding_memory = 256 * 1024;
 int pz_apply_wait_timeout = 60000;
 static int pz_worker_cache_size = 1000000;
@@ -327,1037 +318,39 @@ pz_worker_init(void)
 
 /* ---- the worker's own state ---- */
 
-static PzWorkerShared *me = NULL;
+PzWorkerShared *pz_worker_me = NULL;
 static char slot_name[NAMEDATALEN];
 static RepOriginId origin_id = InvalidRepOriginId;
-static XLogRecPtr origin_progress = InvalidXLogRecPtr;
+XLogRecPtr pz_worker_origin_progress = InvalidXLogRecPtr;
 
-static void
-set_state(WorkerState s)
+void
+pz_worker_set_state(WorkerState s)
 {
-	SpinLockAcquire(&me->mutex);
-	me->state = s;
-	SpinLockRelease(&me->mutex);
+	SpinLockAcquire(&pz_worker_me->mutex);
+	pz_worker_me->state = s;
+	SpinLockRelease(&pz_worker_me->mutex);
 	pgstat_report_activity(STATE_RUNNING, pz_worker_state_names[s]);
 }
 
 static void
 worker_detach(int code, Datum arg)
 {
-	if (me == NULL)
+	if (pz_worker_me == NULL)
 		return;
-	SpinLockAcquire(&me->mutex);
-	me->pid = 0;
-	me->latch = NULL;
-	me->state = WS_STOPPED;
-	SpinLockRelease(&me->mutex);
+	SpinLockAcquire(&pz_worker_me->mutex);
+	pz_worker_me->pid = 0;
+	pz_worker_me->latch = NULL;
+	pz_worker_me->state = WS_STOPPED;
+	SpinLockRelease(&pz_worker_me->mutex);
 }
 
-static void
-record_error(const char *msg)
+void
+pz_worker_record_error(const char *msg)
 {
-	SpinLockAcquire(&me->mutex);
-	strlcpy(me->last_error, msg, sizeof(me->last_error));
-	me->last_error_at = GetCurrentTimestamp();
-	SpinLockRelease(&me->mutex);
-}
-
-/* ---- the batch ---- */
-
-/* an event key: the raw identifiers of an event, as the plugin sends them */
-typedef struct KeyRef
-{
-	uint32 hash;
-	int32 len;
-	const char *bytes; /* (varint namespace id, value) per identifier */
-} KeyRef;
-
-typedef struct KeyEntry
-{
-	KeyRef key; /* hash key; bytes copied into the batch */
-	int32 order;
-	int32 nids;
-	int64 events;
-	int32 source_id;
-	TimestampTz first_seen;
-	TimestampTz last_seen;
-	Profile *delta;
-	XLogRecPtr commit_lsn;
-	TimestampTz commit_time;
-	char *first_message; /* for a dead letter */
-	int32 first_message_len;
-} KeyEntry;
-
-typedef struct DeadLetter
-{
-	int32 source_id;
-	XLogRecPtr commit_lsn;
-	TimestampTz commit_time;
-	bool applied;
-	int64 events;
-	char *reason;
-	char *message; /* a plugin message, rendered as the event */
-	int32 message_len;
-	char *event_json; /* or the event as JSON already */
-} DeadLetter;
-
-typedef struct Batch
-{
-	MemoryContext cxt;
-	MemoryContext event_cxt; /* an event's scratch (parsed numbers), reset per event */
-	HTAB *keys;
-	int32 nkeys;
-	int64 events;
-	int64 txns;
-	List *dead; /* of DeadLetter */
-	uint64 updates, deletes, truncates;
-	/* the transaction being decoded */
-	bool in_txn;
-	bool skip_txn;
-	XLogRecPtr txn_commit_lsn;
-	XLogRecPtr txn_end_lsn;
-	TimestampTz txn_commit_time;
-	/* the last complete transaction */
-	XLogRecPtr last_end_lsn;
-	TimestampTz last_commit_time;
-	bool full;
-} Batch;
-
-static Batch batch;
-static MemoryContext config_cxt = NULL;
-static StreamTrait *traits = NULL;
-static char **trait_problems = NULL; /* per trait: why its parameters cannot be used, or NULL */
-static int ntraits = 0;
-
-static uint32
-key_hash(const void *key, Size keysize)
-{
-	return ((const KeyRef *) key)->hash;
-}
-
-static int
-key_match(const void *a, const void *b, Size keysize)
-{
-	const KeyRef *x = a, *y = b;
-
-	return !(x->hash == y->hash && x->len == y->len && memcmp(x->bytes, y->bytes, x->len) == 0);
-}
-
-static void
-batch_reset(void)
-{
-	HASHCTL info = {0};
-
-	MemoryContextReset(batch.cxt);
-	info.keysize = sizeof(KeyRef);
-	info.entrysize = sizeof(KeyEntry);
-	info.hash = key_hash;
-	info.match = key_match;
-	info.hcxt = batch.cxt;
-	batch.keys = hash_create("personalize batch keys", 1024, &info,
-							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-	batch.nkeys = 0;
-	batch.events = 0;
-	batch.txns = 0;
-	batch.dead = NIL;
-	batch.updates = batch.deletes = batch.truncates = 0;
-	batch.full = false;
-}
-
-static const StreamTrait *
-trait_conf(int32 id)
-{
-	int lo = 0, hi = ntraits - 1;
-
-	while (lo <= hi)
-	{
-		int mid = (lo + hi) / 2;
-
-		if (traits[mid].id == id)
-			return &traits[mid];
-		if (traits[mid].id < id)
-			lo = mid + 1;
-		else
-			hi = mid - 1;
-	}
-	return NULL;
-}
-
-static void
-dead_letter(int32 source_id, bool applied, int64 events, const char *reason, const char *msg,
-			int32 msg_len, const char *json)
-{
-	MemoryContext old = MemoryContextSwitchTo(batch.cxt);
-	DeadLetter *d = palloc0(sizeof(DeadLetter));
-
-	d->source_id = source_id;
-	d->commit_lsn = batch.txn_commit_lsn;
-	d->commit_time = batch.txn_commit_time;
-	d->applied = applied;
-	d->events = events;
-	d->reason = pstrdup(reason);
-	if (msg != NULL)
-	{
-		d->message = palloc(msg_len);
-		memcpy(d->message, msg, msg_len);
-		d->message_len = msg_len;
-	}
-	if (json != NULL)
-		d->event_json = pstrdup(json);
-	batch.dead = lappend(batch.dead, d);
-	MemoryContextSwitchTo(old);
-}
-
-/*
- * Why a trait's parameters cannot build a state (a row of personalize.traits
- * written by hand past the checks of add_trait), or NULL.  Such a trait
- * skips every event, each a dead letter that says so; the others go on.
- */
-static char *
-trait_parameter_problem(const StreamTrait *c)
-{
-	switch (c->kind)
-	{
-		case STREAM_RECENT:
-		case STREAM_TOP:
-			if (c->n < 1 || c->n > (c->kind == STREAM_RECENT ? RECENT_MAX_N : TOP_MAX_N))
-				return psprintf("n = %d is out of range", c->n);
-			if (c->kind == STREAM_TOP &&
-				(c->half_life <= 0 || c->half_life > PZ_MAX_INTERVAL_USECS))
-				return psprintf("half_life of " INT64_FORMAT " us is out of range", c->half_life);
-			break;
-		case STREAM_DISTINCT:
-			if (c->precision < DISTINCT_MIN_P || c->precision > DISTINCT_MAX_P)
-				return psprintf("hll_precision = %d is out of range", c->precision);
-			break;
-		case STREAM_SESSION:
-			if (c->gap <= 0 || c->gap > PZ_MAX_INTERVAL_USECS)
-				return psprintf("gap of " INT64_FORMAT " us is out of range", c->gap);
-			break;
-		default:
-			if (c->kind < 1 || c->kind > STREAM_KIND_MAX)
-				return psprintf("kind %d is unknown", (int) c->kind);
-			break;
-	}
-	return NULL;
-}
-
-static void
-read_traits(PzReader *r)
-{
-	int n = (int) pz_read_varint(r);
-	MemoryContext old;
-
-	MemoryContextReset(config_cxt);
-	old = MemoryContextSwitchTo(config_cxt);
-	traits = palloc(sizeof(StreamTrait) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-	{
-		traits[i].id = (int32) pz_read_varint(r);
-		traits[i].kind = pz_read_u8(r);
-		traits[i].n = (int32) pz_read_varint(r);
-		traits[i].half_life = pz_read_i64(r);
-		traits[i].gap = pz_read_i64(r);
-		traits[i].precision = (int32) pz_read_varint(r);
-	}
-	trait_problems = palloc0(sizeof(char *) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-		trait_problems[i] = trait_parameter_problem(&traits[i]);
-	ntraits = n;
-	MemoryContextSwitchTo(old);
-}
-
-static PzState *
-new_state(const StreamTrait *c, TimestampTz ts, const char *val, int32 len)
-{
-	switch (c->kind)
-	{
-		case STREAM_COUNT:
-			return (PzState *) metric_new(metric_op_from_name("count"));
-		case STREAM_SUM:
-			return (PzState *) metric_new(metric_op_from_name("sum"));
-		case STREAM_MIN:
-			return (PzState *) metric_new(metric_op_from_name("min"));
-		case STREAM_MAX:
-			return (PzState *) metric_new(metric_op_from_name("max"));
-		case STREAM_FIRST:
-			return (PzState *) timed_value_new(PZ_KIND_FIRST, val, len, ts);
-		case STREAM_LAST:
-			return (PzState *) timed_value_new(PZ_KIND_LAST, val, len, ts);
-		case STREAM_RECENT:
-			return (PzState *) recent_new(c->n);
-		case STREAM_TOP:
-			return (PzState *) top_new(c->n, c->half_life, ts);
-		case STREAM_WINDOWED_COUNT:
-		case STREAM_WINDOWED_SUM:
-			return (PzState *) windowed_new(ts);
-		case STREAM_DISTINCT:
-			return (PzState *) distinct_new(c->precision);
-		case STREAM_SESSION:
-			return (PzState *) session_new(c->gap);
-	}
-	return NULL;
-}
-
-/* Fold one trait input of an event into the key's delta. */
-static void
-fold_input(KeyEntry *e, const StreamTrait *c, TimestampTz ts, uint8 flags, const char *val,
-		   int32 len, const char *item, int32 item_len, const char *msg, int32 msg_len)
-{
-	PzState *s;
-	bool created = false;
-	Numeric num = NULL;
-	double f = 0;
-
-	if (!(flags & STREAM_HAS_VALUE) && c->kind != STREAM_SESSION)
-		return; /* a NULL value: the aggregates skip it */
-	if (trait_problems[c - traits] != NULL)
-	{
-		dead_letter(e->source_id, true, 1,
-					psprintf("trait %d cannot be built (%s): the trait skipped the event", c->id,
-							 trait_problems[c - traits]),
-					msg, msg_len, NULL);
-		return;
-	}
-	switch (c->kind)
-	{
-		case STREAM_SUM:
-		case STREAM_MIN:
-		case STREAM_MAX:
-		case STREAM_WINDOWED_SUM:
-		{
-			/*
-			 * The parsed number is scratch (the states copy what they keep):
-			 * left in the batch's context, it took more room than the
-			 * states, and so cut batches short.
-			 */
-			MemoryContext old = MemoryContextSwitchTo(batch.event_cxt);
-			bool ok = pz_field_number(val, len, c->kind == STREAM_WINDOWED_SUM ? NULL : &num,
-									  c->kind == STREAM_WINDOWED_SUM ? &f : NULL);
-
-			MemoryContextSwitchTo(old);
-			if (!ok)
-			{
-				char *reason =
-					psprintf("value \"%s\" of trait %d is not a number: the trait skipped it",
-							 pnstrdup(val, Min(len, 64)), c->id);
-
-				dead_letter(e->source_id, true, 1, reason, msg, msg_len, NULL);
-				return;
-			}
-			break;
-		}
-		default:
-			break;
-	}
-	s = profile_get(e->delta, c->id);
-	if (s == NULL)
-	{
-		s = new_state(c, ts, val, len);
-		created = true;
-	}
-	switch (c->kind)
-	{
-		case STREAM_COUNT:
-			metric_add((MetricState *) s, NULL);
-			break;
-		case STREAM_SUM:
-		case STREAM_MIN:
-		case STREAM_MAX:
-			metric_add((MetricState *) s, num);
-			break;
-		case STREAM_FIRST:
-		case STREAM_LAST:
-			if (!created)
-				timed_value_add((TimedValueState *) s, val, len, ts);
-			break;
-		case STREAM_RECENT:
-			recent_add((RecentState *) s, val, len, ts);
-			break;
-		case STREAM_TOP:
-			top_add((TopState *) s, val, len, ts, 1.0);
-			break;
-		case STREAM_WINDOWED_COUNT:
-			windowed_add((WindowedState *) s, ts, 0);
-			break;
-		case STREAM_WINDOWED_SUM:
-			windowed_add((WindowedState *) s, ts, f);
-			break;
-		case STREAM_DISTINCT:
-			distinct_add_hash((DistinctState *) s, distinct_hash(val, len));
-			break;
-		case STREAM_SESSION:
-			session_add((SessionState *) s, ts, (flags & STREAM_HAS_VALUE) ? val : NULL,
-						(flags & STREAM_HAS_VALUE) ? len : 0,
-						(flags & STREAM_HAS_ITEM) ? item : NULL,
-						(flags & STREAM_HAS_ITEM) ? item_len : 0);
-			break;
-	}
-	if (created)
-		profile_put(e->delta, c->id, s);
-}
-
-static void
-read_event(PzReader *r, const char *msg, int32 msg_len)
-{
-	int32 source_id = (int32) pz_read_varint(r);
-	bool has_time = pz_read_u8(r) != 0;
-	TimestampTz ts = pz_read_i64(r);
-	int nids = (int) pz_read_varint(r);
-	const char *key_start = r->cur;
-	KeyRef ref;
-	KeyEntry *e;
-	bool found;
-	int ninputs;
-	const char *inputs;
-	MemoryContext old;
-
-	for (int i = 0; i < nids; i++)
-	{
-		int32 len;
-
-		(void) pz_read_varint(r);
-		(void) pz_read_value(r, &len);
-		if (len > pz_max_value_bytes)
-		{
-			dead_letter(source_id, false, 1,
-						psprintf("an identifier is %d bytes long, longer than "
-								 "personalize.max_value_bytes (%d)",
-								 len, pz_max_value_bytes),
-						msg, msg_len, NULL);
-			return;
-		}
-	}
-	ref.len = (int32) (r->cur - key_start);
-	ref.bytes = key_start;
-	inputs = r->cur;
-	ninputs = (int) pz_read_varint(r);
-	/* check the event before anything of it is folded */
-	for (int i = 0; i < ninputs; i++)
-	{
-		uint8 flags;
-		int32 len = 0;
-
-		(void) pz_read_varint(r);
-		flags = pz_read_u8(r);
-		if (flags & STREAM_HAS_VALUE)
-			(void) pz_read_value(r, &len);
-		if (len <= pz_max_value_bytes && (flags & STREAM_HAS_ITEM))
-			(void) pz_read_value(r, &len);
-		if (len > pz_max_value_bytes)
-		{
-			dead_letter(
-				source_id, false, 1,
-				psprintf("a value is %d bytes long, longer than personalize.max_value_bytes "
-						 "(%d)",
-						 len, pz_max_value_bytes),
-				msg, msg_len, NULL);
-			return;
-		}
-	}
-	if (!has_time)
-	{
-		dead_letter(source_id, false, 1, "the event has no time (its time column is NULL)", msg,
-					msg_len, NULL);
-		return;
-	}
-	if (TIMESTAMP_NOT_FINITE(ts))
-	{
-		dead_letter(source_id, false, 1, "the event time is infinite", msg, msg_len, NULL);
-		return;
-	}
-	if (nids == 0)
-	{
-		dead_letter(source_id, false, 1,
-					"the event has no identifier (every identifier column is NULL)", msg, msg_len,
-					NULL);
-		return;
-	}
-
-	ref.hash = hash_bytes((const unsigned char *) ref.bytes, ref.len);
-	old = MemoryContextSwitchTo(batch.cxt);
-	e = hash_search(batch.keys, &ref, HASH_ENTER, &found);
-	if (!found)
-	{
-		char *copy = palloc(ref.len);
-
-		memcpy(copy, ref.bytes, ref.len);
-		e->key.bytes = copy;
-		e->order = batch.nkeys++;
-		e->nids = nids;
-		e->events = 0;
-		e->source_id = source_id;
-		e->first_seen = e->last_seen = ts;
-		e->delta = profile_new();
-		e->commit_lsn = batch.txn_commit_lsn;
-		e->commit_time = batch.txn_commit_time;
-		e->first_message = palloc(msg_len);
-		memcpy(e->first_message, msg, msg_len);
-		e->first_message_len = msg_len;
-	}
-	e->events++;
-	if (ts < e->first_seen)
-		e->first_seen = ts;
-	if (ts > e->last_seen)
-		e->last_seen = ts;
-
-	r->cur = inputs;
-	ninputs = (int) pz_read_varint(r);
-	for (int i = 0; i < ninputs; i++)
-	{
-		int32 trait_id = (int32) pz_read_varint(r);
-		uint8 flags = pz_read_u8(r);
-		const char *val = NULL, *item = NULL;
-		int32 len = 0, item_len = 0;
-		const StreamTrait *c;
-
-		if (flags & STREAM_HAS_VALUE)
-			val = pz_read_value(r, &len);
-		if (flags & STREAM_HAS_ITEM)
-			item = pz_read_value(r, &item_len);
-		if ((c = trait_conf(trait_id)) != NULL)
-			fold_input(e, c, ts, flags, val, len, item, item_len, msg, msg_len);
-	}
-	MemoryContextSwitchTo(old);
-	MemoryContextReset(batch.event_cxt);
-	batch.events++;
-}
-
-/* the prepare_write and write callbacks of the worker's decoding context */
-static void
-worker_prepare_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid,
-					 bool last_write)
-{
-	resetStringInfo(ctx->out);
-}
-
-static void
-worker_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool last_write)
-{
-	PzReader r;
-	uint8 what;
-	const char *msg = ctx->out->data;
-	int32 len = ctx->out->len;
-
-	pz_reader_init(&r, msg, len, "personalize stream message");
-	what = pz_read_u8(&r);
-	switch (what)
-	{
-		case 'B':
-			batch.txn_commit_lsn = pz_read_i64(&r);
-			batch.txn_end_lsn = pz_read_i64(&r);
-			batch.txn_commit_time = pz_read_i64(&r);
-			batch.in_txn = true;
-			/* applied before a crash: the origin's progress says so */
-			batch.skip_txn = batch.txn_end_lsn <= origin_progress;
-			break;
-		case 'T':
-			read_traits(&r);
-			break;
-		case 'I':
-			if (!batch.skip_txn)
-				read_event(&r, msg, len);
-			break;
-		case 'X':
-			if (!batch.skip_txn)
-			{
-				int32 source_id = (int32) pz_read_varint(&r);
-				int32 rlen, jlen;
-				const char *reason = pz_read_value(&r, &rlen);
-				const char *json = pz_read_value(&r, &jlen);
-
-				/* no JSON: a row its owner may not read (nothing of it is kept) */
-				dead_letter(source_id, false, 1, pnstrdup(reason, rlen), NULL, 0,
-							jlen > 0 ? pnstrdup(json, jlen) : NULL);
-			}
-			break;
-		case 'U':
-			batch.updates += !batch.skip_txn;
-			break;
-		case 'D':
-			batch.deletes += !batch.skip_txn;
-			break;
-		case 'R':
-			batch.truncates += !batch.skip_txn;
-			break;
-		case 'C':
-			if (!batch.skip_txn)
-			{
-				batch.txns++;
-				batch.last_end_lsn = batch.txn_end_lsn;
-				batch.last_commit_time = batch.txn_commit_time;
-				if (batch.events >= pz_batch_size ||
-					MemoryContextMemAllocated(batch.cxt, true) >= (Size) pz_memory_limit * 1024)
-					batch.full = true;
-			}
-			batch.in_txn = false;
-			batch.skip_txn = false;
-			break;
-		default:
-			elog(ERROR, "personalize worker: unknown message type %d from the output plugin", what);
-	}
-}
-
-/* ---- applying a batch ---- */
-
-typedef struct ProfileDelta
-{
-	int64 profile_id; /* hash key */
-	Profile *delta;   /* NULL until the first key joins */
-	bool borrowed;    /* delta is a key's own: copy it before changing it */
-	TimestampTz first_seen;
-	TimestampTz last_seen;
-} ProfileDelta;
-
-static HTAB *profile_deltas = NULL;
-static uint64 batch_merges = 0;
-static uint64 batch_audience_changes = 0;
-
-static ProfileDelta *
-profile_delta(int64 id)
-{
-	bool found;
-	ProfileDelta *d = hash_search(profile_deltas, &id, HASH_ENTER, &found);
-
-	if (!found)
-	{
-		d->delta = NULL;
-		d->borrowed = false;
-		d->first_seen = DT_NOEND;
-		d->last_seen = DT_NOBEGIN;
-	}
-	return d;
-}
-
-/*
- * Join a key's delta to its profile's.  Most profiles have one key in a
- * batch: the profile takes that key's delta as it is, without a copy (a
- * copy of every state was a tenth of the worker's time).  The key's delta
- * must stay unchanged (a failed apply is retried from the keys), so a
- * second key's delta is merged into a copy.
- */
-static void
-delta_join(ProfileDelta *d, Profile *delta, TimestampTz first, TimestampTz last)
-{
-	if (d->delta == NULL)
-	{
-		d->delta = delta;
-		d->borrowed = true;
-	}
-	else
-	{
-		if (d->borrowed)
-		{
-			d->delta = profile_merge(profile_new(), d->delta);
-			d->borrowed = false;
-		}
-		profile_merge(d->delta, delta);
-	}
-	if (first < d->first_seen)
-		d->first_seen = first;
-	if (last > d->last_seen)
-		d->last_seen = last;
-}
-
-/* identity_graph.c: profile from became into (a merge or a re-key) */
-static void
-worker_profile_moved(int64 from, int64 into)
-{
-	ProfileDelta *f;
-	ProfileDelta copy;
-
-	batch_merges++;
-	f = hash_search(profile_deltas, &from, HASH_FIND, NULL);
-	if (f == NULL)
-		return;
-	copy = *f;
-	hash_search(profile_deltas, &from, HASH_REMOVE, NULL);
-	delta_join(profile_delta(into), copy.delta, copy.first_seen, copy.last_seen);
-}
-
-static int
-key_order_cmp(const void *a, const void *b)
-{
-	const KeyEntry *x = *(KeyEntry *const *) a, *y = *(KeyEntry *const *) b;
-
-	return x->order < y->order ? -1 : x->order > y->order;
-}
-
-/*
- * The key's identifiers, normalized; blocked and unusable ones (and those
- * of namespaces dropped since) left out.  Returns how many.
- */
-static int
-key_identifiers(KeyEntry *e, PzIdentifier *ids)
-{
-	PzReader r;
-	int n = 0;
-
-	pz_reader_init(&r, e->key.bytes, e->key.len, "personalize event key");
-	for (int i = 0; i < e->nids; i++)
-	{
-		int32 ns_id = (int32) pz_read_varint(&r);
-		int32 len;
-		const char *v = pz_read_value(&r, &len);
-		const PzNamespace *ns = pz_namespace_by_id(ns_id);
-		char *norm;
-		int32 nlen;
-
-		if (ns == NULL)
-			continue;
-		norm = pz_namespace_normalize(ns, v, len, &nlen);
-		if (norm == NULL || pz_namespace_is_blocked(ns, norm, nlen))
-			continue;
-		ids[n].ns = ns;
-		ids[n].value = norm;
-		ids[n].len = nlen;
-		n++;
-	}
-	return n;
-}
-
-/* Resolve one key and join its delta to its profile's; false: no usable identifier. */
-static bool
-apply_key(KeyEntry *e)
-{
-	PzIdentifier *ids = palloc(sizeof(PzIdentifier) * Max(e->nids, 1));
-	int n = key_identifiers(e, ids);
-	bool linked;
-	int64 p;
-
-	if (n == 0)
-		return false;
-	/*
-	 * Known identifiers, all of one profile: nothing to link.  (The graph's
-	 * lock is held since the batch began, so the cache is the graph.)
-	 */
-	p = pz_identity_cached(&ids[0]);
-	for (int i = 1; i < n && p != 0; i++)
-		if (pz_identity_cached(&ids[i]) != p)
-			p = 0;
-	if (p == 0)
-		p = pz_identity_attribute(ids, n, &linked);
-	delta_join(profile_delta(p), e->delta, e->first_seen, e->last_seen);
-	return true;
-}
-
-static char *
-message_json(const char *msg, int32 len)
-{
-	bytea *b = palloc(VARHDRSZ + len);
-	Datum j;
-
-	SET_VARSIZE(b, VARHDRSZ + len);
-	memcpy(VARDATA(b), msg, len);
-	j = DirectFunctionCall1(pz_decode_message, PointerGetDatum(b));
-	return JsonbToCString(NULL, &DatumGetJsonbP(j)->root, VARSIZE_ANY(DatumGetPointer(j)));
-}
-
-static void
-insert_dead_letter(DeadLetter *d)
-{
-	Oid types[7] = {INT4OID, LSNOID, TIMESTAMPTZOID, BOOLOID, INT8OID, TEXTOID, TEXTOID};
-	Datum values[7];
-	char nulls[7] = "       ";
-	char *json = d->event_json ? d->event_json
-				 : d->message  ? message_json(d->message, d->message_len)
-							   : NULL;
-
-	values[0] = Int32GetDatum(d->source_id);
-	values[1] = LSNGetDatum(d->commit_lsn);
-	values[2] = TimestampTzGetDatum(d->commit_time);
-	values[3] = BoolGetDatum(d->applied);
-	values[4] = Int64GetDatum(d->events);
-	values[5] = CStringGetTextDatum(d->reason);
-	if (json != NULL)
-		values[6] = CStringGetTextDatum(json);
-	else
-		nulls[6] = 'n';
-	if (SPI_execute_with_args(
-			"INSERT INTO personalize.dead_letters "
-			"(source, commit_lsn, committed_at, applied, events, reason, event) "
-			"SELECT (SELECT s.relation FROM personalize.sources s WHERE s.id = $1), "
-			"$2, $3, $4, $5, $6, $7::jsonb",
-			7, types, values, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "personalize worker: could not insert a dead letter");
-}
-
-/* Write every affected profile once, merging its delta into the stored states. */
-static uint64
-write_profiles(void)
-{
-	long n = hash_get_num_entries(profile_deltas);
-	int64 *ids;
-	Profile **deltas;
-	TimestampTz *firsts, *lasts;
-	HASH_SEQ_STATUS seq;
-	ProfileDelta *d;
-	PzAudienceRun *audiences;
-	int i = 0;
-
-	if (n == 0)
-		return 0;
-	ids = palloc(sizeof(int64) * n);
-	deltas = palloc(sizeof(Profile *) * n);
-	firsts = palloc(sizeof(TimestampTz) * n);
-	lasts = palloc(sizeof(TimestampTz) * n);
-	hash_seq_init(&seq, profile_deltas);
-	while ((d = hash_seq_search(&seq)) != NULL)
-	{
-		ids[i] = d->profile_id;
-		deltas[i] = d->delta;
-		firsts[i] = d->first_seen;
-		lasts[i] = d->last_seen;
-		i++;
-	}
-	/* audiences are evaluated on the rows written, in this transaction */
-	audiences = pz_audience_run_begin("event", 0);
-	pz_profiles_merge_deltas(n, ids, deltas, firsts, lasts, audiences);
-	if (audiences != NULL)
-		batch_audience_changes += pz_audience_run_end(audiences);
-	return n;
-}
-
-/*
- * Apply the batch in one transaction.  careful: each key in a
- * subtransaction of its own, so that a key whose resolution fails (a
- * normalizer raising an error) becomes a dead letter instead of failing
- * the batch; used after the fast path failed.
- */
-static void
-apply_batch_tx(bool careful, uint64 *written)
-{
-	KeyEntry **order = palloc(sizeof(KeyEntry *) * Max(batch.nkeys, 1));
-	HASH_SEQ_STATUS seq;
-	KeyEntry *e;
-	HASHCTL info = {0};
-	ListCell *lc;
-	int i = 0;
-
-	hash_seq_init(&seq, batch.keys);
-	while ((e = hash_seq_search(&seq)) != NULL)
-		order[i++] = e;
-	qsort(order, batch.nkeys, sizeof(KeyEntry *), key_order_cmp);
-
-	batch_audience_changes = 0;
-	info.keysize = sizeof(int64);
-	info.entrysize = sizeof(ProfileDelta);
-	info.hcxt = CurrentMemoryContext;
-	profile_deltas = hash_create("personalize profile deltas", Max(batch.nkeys, 16), &info,
-								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	pz_profile_moved_hook = worker_profile_moved;
-	pz_identity_lock_for_writing();
-	for (i = 0; i < batch.nkeys; i++)
-	{
-		volatile bool ok = false;
-
-		e = order[i];
-		if (!careful)
-			ok = apply_key(e);
-		else
-		{
-			MemoryContext cxt = CurrentMemoryContext;
-			ResourceOwner owner = CurrentResourceOwner;
-
-			BeginInternalSubTransaction(NULL);
-			MemoryContextSwitchTo(cxt);
-			pz_error_in_user_code = false;
-			PG_TRY();
-			{
-				ok = apply_key(e);
-				ReleaseCurrentSubTransaction();
-				MemoryContextSwitchTo(cxt);
-				CurrentResourceOwner = owner;
-			}
-			PG_CATCH();
-			{
-				ErrorData *err;
-
-				MemoryContextSwitchTo(cxt);
-				err = CopyErrorData();
-				FlushErrorState();
-				RollbackAndReleaseCurrentSubTransaction();
-				MemoryContextSwitchTo(cxt);
-				CurrentResourceOwner = owner;
-				/*
-				 * A lock another holds is no fault of the key: the batch waits
-				 * and retries.  The same error out of a user's normalizer is the
-				 * normalizer's: a dead letter, as any of its errors.
-				 */
-				if (err->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE && !pz_error_in_user_code)
-					ReThrowError(err);
-				pz_error_in_user_code = false;
-				batch.txn_commit_lsn = e->commit_lsn;
-				batch.txn_commit_time = e->commit_time;
-				dead_letter(e->source_id, false, e->events,
-							psprintf("resolving its identifiers failed: %s", err->message),
-							e->first_message, e->first_message_len, NULL);
-				continue;
-			}
-			PG_END_TRY();
-		}
-		if (!ok)
-		{
-			batch.txn_commit_lsn = e->commit_lsn;
-			batch.txn_commit_time = e->commit_time;
-			dead_letter(e->source_id, false, e->events,
-						"no usable identifier: every identifier is NULL, blocked, or not usable by "
-						"its namespace's normalizer",
-						e->first_message, e->first_message_len, NULL);
-		}
-	}
-	pz_profile_moved_hook = NULL;
-	*written = write_profiles();
-	foreach (lc, batch.dead)
-		insert_dead_letter(lfirst(lc));
-}
-
-/*
- * Logical decoding marks the process PROC_IN_LOGICAL_DECODING, which leaves
- * its transactions out of every other backend's snapshot.  That is right
- * while it decodes (its slot's catalog_xmin holds what it needs), but the
- * worker's apply transactions write rows: left out of snapshots while in
- * progress, their rows would be taken for those of an aborted transaction
- * by a reader and hinted invalid for good.  So the flag is off while
- * applying.
- */
-static void
-set_in_logical_decoding(bool on)
-{
-	LWLockAcquire(ProcArrayLock, LW_EXCLUSIVE);
-	if (on)
-		MyProc->statusFlags |= PROC_IN_LOGICAL_DECODING;
-	else
-		MyProc->statusFlags &= ~PROC_IN_LOGICAL_DECODING;
-	ProcGlobal->statusFlags[MyProc->pgxactoff] = MyProc->statusFlags;
-	LWLockRelease(ProcArrayLock);
-}
-
-/*
- * The apply waited personalize.worker_lock_timeout for a lock (the identity
- * graph's, a profile row) that a transaction of someone else holds: say so
- * in worker_status, sleep a little, and let the caller try the batch again.
- * The worker never waits unseen, and nothing becomes a dead letter for it.
- */
-static void
-wait_for_lock_holder(const char *message)
-{
-	record_error(psprintf("waiting for a lock: %s", message));
-	set_state(WS_WAITING_FOR_LOCK);
-	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100,
-					 PG_WAIT_EXTENSION);
-	ResetLatch(MyLatch);
-	CHECK_FOR_INTERRUPTS();
-}
-
-/* Apply the batch; the end of its commit record, or InvalidXLogRecPtr if it wrote nothing. */
-static XLogRecPtr
-apply_batch(void)
-{
-	MemoryContext apply_cxt =
-		AllocSetContextCreate(TopMemoryContext, "personalize apply", ALLOCSET_DEFAULT_SIZES);
-	uint64 written = 0, refused_before = pz_identity_refusals;
-	bool wrote = batch.nkeys > 0 || batch.dead != NIL;
-	volatile XLogRecPtr commit_end = InvalidXLogRecPtr;
-	TimestampTz now;
-	int64 dead_before = list_length(batch.dead);
-	volatile bool careful = false;
-
-	batch_merges = 0;
-	batch_audience_changes = 0;
-	if (wrote)
-	{
-		set_in_logical_decoding(false);
-		for (;;)
-		{
-			volatile bool failed = false;
-			MemoryContext old;
-
-			SetCurrentStatementStartTimestamp();
-			StartTransactionCommand();
-			old = MemoryContextSwitchTo(apply_cxt);
-			pz_error_in_user_code = false;
-			PG_TRY();
-			{
-				if (SPI_connect() != SPI_OK_CONNECT)
-					elog(ERROR, "personalize worker: SPI_connect failed");
-				PushActiveSnapshot(GetTransactionSnapshot());
-				MemoryContextSwitchTo(apply_cxt);
-				apply_batch_tx(careful, &written);
-				SPI_finish();
-				PopActiveSnapshot();
-				/* the progress commits with the profiles */
-				replorigin_session_origin_lsn = batch.last_end_lsn;
-				replorigin_session_origin_timestamp = batch.last_commit_time;
-				CommitTransactionCommand();
-				commit_end = XactLastCommitEnd;
-			}
-			PG_CATCH();
-			{
-				ErrorData *err;
-				bool lock_wait;
-
-				MemoryContextSwitchTo(apply_cxt);
-				err = CopyErrorData();
-				lock_wait = err->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE && !pz_error_in_user_code;
-				pz_error_in_user_code = false;
-				if (careful && !lock_wait)
-					PG_RE_THROW();
-				FlushErrorState();
-				AbortCurrentTransaction();
-				if (lock_wait)
-					wait_for_lock_holder(err->message);
-				else
-				{
-					record_error(err->message);
-					ereport(LOG, (errmsg("personalize worker: applying a batch failed, retrying it "
-										 "key by key: %s",
-										 err->message)));
-					careful = true;
-				}
-				pz_profile_moved_hook = NULL;
-				/* dead letters found in the failed attempt are found again */
-				while (list_length(batch.dead) > dead_before)
-					batch.dead = list_delete_last(batch.dead);
-				failed = true;
-			}
-			PG_END_TRY();
-			MemoryContextSwitchTo(old);
-			MemoryContextReset(apply_cxt);
-			if (!failed)
-				break;
-		}
-		replorigin_session_origin_lsn = InvalidXLogRecPtr;
-		replorigin_session_origin_timestamp = 0;
-		if (XLogRecPtrIsInvalid(batch.last_end_lsn) == false)
-			origin_progress = batch.last_end_lsn;
-		set_in_logical_decoding(true);
-	}
-	MemoryContextDelete(apply_cxt);
-
-	now = GetCurrentTimestamp();
-	SpinLockAcquire(&me->mutex);
-	me->events_applied += batch.events;
-	me->transactions += batch.txns;
-	me->batches += wrote;
-	me->profiles_written += written;
-	me->merges += batch_merges;
-	me->audience_changes += batch_audience_changes;
-	me->refused += pz_identity_refusals - refused_before;
-	me->dead_letters += list_length(batch.dead);
-	me->updates += batch.updates;
-	me->deletes += batch.deletes;
-	me->truncates += batch.truncates;
-	if (batch.txns > 0)
-	{
-		me->applied_lsn = batch.last_end_lsn;
-		me->last_commit_at = batch.last_commit_time;
-		me->last_applied_at = now;
-		me->commit_to_apply_ms = (double) (now - batch.last_commit_time) / 1000.0;
-	}
-	me->memory_bytes = (int64) MemoryContextMemAllocated(batch.cxt, true);
-	SpinLockRelease(&me->mutex);
-	return commit_end;
+	SpinLockAcquire(&pz_worker_me->mutex);
+	strlcpy(pz_worker_me->last_error, msg, sizeof(pz_worker_me->last_error));
+	pz_worker_me->last_error_at = GetCurrentTimestamp();
+	SpinLockRelease(&pz_worker_me->mutex);
 }
 
 /* ---- the loop ---- */
@@ -1555,14 +548,14 @@ ensure_origin_and_slot(void)
 	CommitTransactionCommand();
 	replorigin_session_setup(origin_id);
 	replorigin_session_origin = origin_id;
-	origin_progress = replorigin_session_get_progress(false);
+	pz_worker_origin_progress = replorigin_session_get_progress(false);
 	pz_decoder_skip_origin = origin_id;
 
 	if (new_slot)
 	{
 		LogicalDecodingContext *ctx;
 
-		set_state(WS_CREATING_SLOT);
+		pz_worker_set_state(WS_CREATING_SLOT);
 		CheckSlotRequirements();
 		CheckLogicalDecodingRequirements();
 		ReplicationSlotCreate(slot_name, true, RS_EPHEMERAL, false);
@@ -1620,7 +613,7 @@ initial_rebuild(void)
 
 			ereport(LOG, (errmsg("personalize worker: the slot starts after sources were "
 								 "registered: rebuilding every profile once")));
-			set_state(WS_REBUILDING);
+			pz_worker_set_state(WS_REBUILDING);
 			PG_TRY();
 			{
 				if (SPI_execute(
@@ -1650,7 +643,7 @@ initial_rebuild(void)
 			PG_END_TRY();
 			replorigin_session_origin_lsn = fence;
 			replorigin_session_origin_timestamp = GetCurrentTimestamp();
-			origin_progress = fence;
+			pz_worker_origin_progress = fence;
 		}
 		SPI_finish();
 	}
@@ -1675,28 +668,28 @@ worker_back_off(void)
 	long delay_ms;
 	TimestampTz until;
 
-	SpinLockAcquire(&me->mutex);
-	failures = me->failures_in_row;
-	me->retry_now = false;
-	SpinLockRelease(&me->mutex);
+	SpinLockAcquire(&pz_worker_me->mutex);
+	failures = pz_worker_me->failures_in_row;
+	pz_worker_me->retry_now = false;
+	SpinLockRelease(&pz_worker_me->mutex);
 	if (failures == 0)
 		return;
 	delay_ms = Min(1000L << Min(failures - 1, 20), (long) pz_max_backoff);
 	until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay_ms);
 	ereport(LOG, (errmsg("personalize worker: failed %d time%s in a row; trying again in %ld ms",
 						 failures, failures == 1 ? "" : "s", delay_ms)));
-	SpinLockAcquire(&me->mutex);
-	me->state = WS_BACKING_OFF;
-	me->retry_at = until;
-	SpinLockRelease(&me->mutex);
+	SpinLockAcquire(&pz_worker_me->mutex);
+	pz_worker_me->state = WS_BACKING_OFF;
+	pz_worker_me->retry_at = until;
+	SpinLockRelease(&pz_worker_me->mutex);
 	for (;;)
 	{
 		long left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
 		bool now;
 
-		SpinLockAcquire(&me->mutex);
-		now = me->retry_now;
-		SpinLockRelease(&me->mutex);
+		SpinLockAcquire(&pz_worker_me->mutex);
+		now = pz_worker_me->retry_now;
+		SpinLockRelease(&pz_worker_me->mutex);
 		if (left <= 0 || now)
 			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, left,
@@ -1709,21 +702,21 @@ worker_back_off(void)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 	}
-	SpinLockAcquire(&me->mutex);
-	me->state = WS_STARTING;
-	me->retry_at = 0;
-	SpinLockRelease(&me->mutex);
+	SpinLockAcquire(&pz_worker_me->mutex);
+	pz_worker_me->state = WS_STARTING;
+	pz_worker_me->retry_at = 0;
+	SpinLockRelease(&pz_worker_me->mutex);
 }
 
 /* streaming went well: the next failure waits the shortest time again */
 static void
 worker_healthy(void)
 {
-	if (me->failures_in_row == 0)
+	if (pz_worker_me->failures_in_row == 0)
 		return;
-	SpinLockAcquire(&me->mutex);
-	me->failures_in_row = 0;
-	SpinLockRelease(&me->mutex);
+	SpinLockAcquire(&pz_worker_me->mutex);
+	pz_worker_me->failures_in_row = 0;
+	SpinLockRelease(&pz_worker_me->mutex);
 }
 
 static void
@@ -1738,10 +731,10 @@ update_rate(uint64 *last_events, TimestampTz *last_at)
 	{
 		double elapsed = secs + usecs / 1e6;
 
-		SpinLockAcquire(&me->mutex);
-		me->events_per_second = (me->events_applied - *last_events) / elapsed;
-		*last_events = me->events_applied;
-		SpinLockRelease(&me->mutex);
+		SpinLockAcquire(&pz_worker_me->mutex);
+		pz_worker_me->events_per_second = (pz_worker_me->events_applied - *last_events) / elapsed;
+		*last_events = pz_worker_me->events_applied;
+		SpinLockRelease(&pz_worker_me->mutex);
 		*last_at = now;
 	}
 }
@@ -1763,16 +756,16 @@ apply_time_transitions(void)
 	TimestampTz now = GetCurrentTimestamp();
 	bool due = pz_audiences_due(now);
 	/* once a minute, or once per retention if that is shorter */
-	bool expire = pz_audience_retention > 0 &&
-				  TimestampDifferenceExceeds(last_expiry, now,
-											 1000 * Min(60, pz_audience_retention));
+	bool expire =
+		pz_audience_retention > 0 &&
+		TimestampDifferenceExceeds(last_expiry, now, 1000 * Min(60, pz_audience_retention));
 	MemoryContext cxt, old;
 
 	if (!due && !expire)
 		return;
 	cxt = AllocSetContextCreate(TopMemoryContext, "personalize time", ALLOCSET_SMALL_SIZES);
 	old = CurrentMemoryContext;
-	set_in_logical_decoding(false);
+	pz_set_in_logical_decoding(false);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	MemoryContextSwitchTo(cxt);
@@ -1788,9 +781,9 @@ apply_time_transitions(void)
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		last_expiry = expire ? now : last_expiry;
-		SpinLockAcquire(&me->mutex);
-		me->audience_changes += changes;
-		SpinLockRelease(&me->mutex);
+		SpinLockAcquire(&pz_worker_me->mutex);
+		pz_worker_me->audience_changes += changes;
+		SpinLockRelease(&pz_worker_me->mutex);
 	}
 	PG_CATCH();
 	{
@@ -1802,12 +795,12 @@ apply_time_transitions(void)
 			PG_RE_THROW();
 		FlushErrorState();
 		AbortCurrentTransaction();
-		wait_for_lock_holder(err->message);
+		pz_wait_for_lock_holder(err->message);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
-	set_in_logical_decoding(true);
+	pz_set_in_logical_decoding(true);
 	applied_since_decoding = true;
 }
 
@@ -1823,18 +816,12 @@ worker_stream(void)
 								XL_ROUTINE(.page_read = worker_read_page,
 										   .segment_open = wal_segment_open,
 										   .segment_close = wal_segment_close),
-								worker_prepare_write, worker_write, NULL);
+								pz_batch_prepare_write, pz_batch_write, NULL);
 	XLogBeginRead(ctx->reader, MyReplicationSlot->data.restart_lsn);
 	InvalidateSystemCaches();
 
-	batch.cxt =
-		AllocSetContextCreate(TopMemoryContext, "personalize batch", ALLOCSET_DEFAULT_SIZES);
-	batch.event_cxt =
-		AllocSetContextCreate(TopMemoryContext, "personalize event", ALLOCSET_SMALL_SIZES);
-	config_cxt =
-		AllocSetContextCreate(TopMemoryContext, "personalize traits", ALLOCSET_SMALL_SIZES);
-	batch_reset();
-	set_state(WS_STREAMING);
+	pz_batch_init();
+	pz_worker_set_state(WS_STREAMING);
 
 	for (;;)
 	{
@@ -1843,12 +830,12 @@ worker_stream(void)
 
 		CHECK_FOR_INTERRUPTS();
 		worker_sighup();
-		SpinLockAcquire(&me->mutex);
-		paused = me->paused;
-		SpinLockRelease(&me->mutex);
+		SpinLockAcquire(&pz_worker_me->mutex);
+		paused = pz_worker_me->paused;
+		SpinLockRelease(&pz_worker_me->mutex);
 		if (paused)
 		{
-			set_state(WS_PAUSED);
+			pz_worker_set_state(WS_PAUSED);
 			confirm_flushed(true);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000,
 							 PG_WAIT_EXTENSION);
@@ -1878,7 +865,7 @@ worker_stream(void)
 			caches_switch();
 			applied_since_decoding = false;
 		}
-		while (!batch.full)
+		while (!pz_batch.full)
 		{
 			char *errm = NULL;
 			XLogRecord *record;
@@ -1911,12 +898,12 @@ worker_stream(void)
 		 * what commits meanwhile.
 		 */
 		commit_end = InvalidXLogRecPtr;
-		if (batch.txns > 0 || batch.dead != NIL ||
-			batch.updates + batch.deletes + batch.truncates > 0)
+		if (pz_batch.txns > 0 || pz_batch.dead != NIL ||
+			pz_batch.updates + pz_batch.deletes + pz_batch.truncates > 0)
 		{
 			long wait_ms = 0;
 
-			if (!batch.full && caught_up && pz_apply_interval > 0)
+			if (!pz_batch.full && caught_up && pz_apply_interval > 0)
 			{
 				long secs;
 				int usecs;
@@ -1937,26 +924,26 @@ worker_stream(void)
 				caches_switch();
 				pz_decoder_replayed = false;
 			}
-			set_state(WS_STREAMING);
-			commit_end = apply_batch();
+			pz_worker_set_state(WS_STREAMING);
+			commit_end = pz_apply_batch();
 			applied_since_decoding = true;
 			/* table statistics, so that autovacuum sees the profiles' updates */
 			pgstat_report_stat(false);
 			last_apply = GetCurrentTimestamp();
 		}
-		if (!batch.in_txn)
+		if (!pz_batch.in_txn)
 		{
 			XLogRecPtr done = ctx->reader->EndRecPtr;
 
 			confirm_later(commit_end, done);
-			SpinLockAcquire(&me->mutex);
+			SpinLockAcquire(&pz_worker_me->mutex);
 			if (caught_up && done >= end_of_wal)
-				me->decoded_lsn = end_of_wal;
-			else if (done > me->decoded_lsn)
-				me->decoded_lsn = done;
-			SpinLockRelease(&me->mutex);
+				pz_worker_me->decoded_lsn = end_of_wal;
+			else if (done > pz_worker_me->decoded_lsn)
+				pz_worker_me->decoded_lsn = done;
+			SpinLockRelease(&pz_worker_me->mutex);
 		}
-		batch_reset();
+		pz_batch_reset();
 		update_rate(&rate_events, &rate_at);
 		/* 4. audiences whose moment has come */
 		apply_time_transitions();
@@ -1968,7 +955,7 @@ worker_stream(void)
 			/* everything there was is applied: the worker is well */
 			worker_healthy();
 			pgstat_report_stat(true);
-			set_state(WS_IDLE);
+			pz_worker_set_state(WS_IDLE);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 pz_poll_interval, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
@@ -2006,8 +993,8 @@ pz_worker_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	me = &pz_worker_control->workers[idx];
-	BackgroundWorkerInitializeConnection(me->dbname, NULL, 0);
+	pz_worker_me = &pz_worker_control->workers[idx];
+	BackgroundWorkerInitializeConnection(pz_worker_me->dbname, NULL, 0);
 	pgstat_report_appname("personalize worker");
 	/* apply commits are asynchronous: the slot is confirmed once they are flushed */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
@@ -2017,13 +1004,13 @@ pz_worker_main(Datum arg)
 	worker_keep_freed_memory();
 	pz_profile_places = true;
 
-	SpinLockAcquire(&me->mutex);
-	me->dboid = MyDatabaseId;
-	me->pid = MyProcPid;
-	me->latch = MyLatch;
-	me->state = WS_STARTING;
-	me->started_at = GetCurrentTimestamp();
-	SpinLockRelease(&me->mutex);
+	SpinLockAcquire(&pz_worker_me->mutex);
+	pz_worker_me->dboid = MyDatabaseId;
+	pz_worker_me->pid = MyProcPid;
+	pz_worker_me->latch = MyLatch;
+	pz_worker_me->state = WS_STARTING;
+	pz_worker_me->started_at = GetCurrentTimestamp();
+	SpinLockRelease(&pz_worker_me->mutex);
 	before_shmem_exit(worker_detach, (Datum) 0);
 	worker_back_off();
 
@@ -2034,7 +1021,7 @@ pz_worker_main(Datum arg)
 	PG_TRY();
 	{
 		(void) ensure_origin_and_slot();
-		if (XLogRecPtrIsInvalid(origin_progress))
+		if (XLogRecPtrIsInvalid(pz_worker_origin_progress))
 			initial_rebuild();
 		worker_stream();
 	}
@@ -2044,12 +1031,12 @@ pz_worker_main(Datum arg)
 
 		HOLD_INTERRUPTS();
 		err = CopyErrorData();
-		record_error(err->message);
+		pz_worker_record_error(err->message);
 		/* the next start waits first, longer each time it fails again */
-		SpinLockAcquire(&me->mutex);
-		me->restarts++;
-		me->failures_in_row++;
-		SpinLockRelease(&me->mutex);
+		SpinLockAcquire(&pz_worker_me->mutex);
+		pz_worker_me->restarts++;
+		pz_worker_me->failures_in_row++;
+		SpinLockRelease(&pz_worker_me->mutex);
 		RESUME_INTERRUPTS();
 		PG_RE_THROW();
 	}

@@ -1,8 +1,10 @@
 /*
  * worker.h
- *	  The streaming workers' shared state: what worker.c (the worker itself)
- *	  keeps in shared memory and worker_control.c (the SQL functions that
- *	  report on, wait for and control it) reads.
+ *	  The streaming workers' shared state: what the worker itself (worker.c,
+ *	  with worker_apply.c for a batch's counters) keeps in shared memory and
+ *	  worker_control.c (the SQL functions that report on, wait for and
+ *	  control it) reads.  What the worker's own files share among themselves
+ *	  is worker_internal.h.
  */
 #ifndef PERSONALIZE_WORKER_H
 #define PERSONALIZE_WORKER_H

@@ -3,7 +3,8 @@
  *	  The SQL side of the streaming workers: worker_status, the waits
  *	  (wait_for_apply, await_apply, the rebuilds' _stream_wait), and
  *	  worker_start, worker_stop, worker_restart.  They read and set the
- *	  workers' shared state (worker.h); the worker itself is worker.c.
+ *	  workers' shared state (worker.h); the worker itself is worker.c,
+ *	  worker_batch.c and worker_apply.c.
  */
 #include "postgres.h"
 
