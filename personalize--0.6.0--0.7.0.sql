@@ -33,7 +33,7 @@ COMMENT ON COLUMN audiences.errors IS 'Evaluations that raised an ERROR (the mem
 COMMENT ON COLUMN audiences.last_error IS 'The last such ERROR';
 
 CREATE TABLE audience_memberships (
-    audience_id integer NOT NULL REFERENCES audiences (id) ON DELETE CASCADE,
+    audience_id integer NOT NULL,  -- no foreign key: a check per entry cost the worker; drop_audience deletes
     profile_id  bigint NOT NULL,
     since       timestamptz NOT NULL,
     PRIMARY KEY (profile_id, audience_id)
@@ -166,12 +166,15 @@ END $$;
 
 CREATE FUNCTION _drop_audience(name text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    aid integer;
 BEGIN
-    DELETE FROM personalize.audiences a WHERE a.name = _drop_audience.name;
-    IF NOT FOUND THEN
+    DELETE FROM personalize.audiences a WHERE a.name = _drop_audience.name RETURNING a.id INTO aid;
+    IF aid IS NULL THEN
         RAISE EXCEPTION 'audience % does not exist', coalesce(quote_literal(name), 'NULL')
             USING ERRCODE = 'undefined_object', HINT = 'personalize.audiences lists the audiences.';
     END IF;
+    DELETE FROM personalize.audience_memberships m WHERE m.audience_id = aid;
     PERFORM personalize._audiences_changed();
 END $$;
 

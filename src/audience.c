@@ -42,11 +42,13 @@
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
 #include "nodes/params.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
@@ -575,12 +577,22 @@ enum
 static const char *const row_columns[R_COUNT] = {
 	"id", "key_namespace_id", "key_value", "states", "first_seen", "last_seen", "updated_at"};
 
+/* a comparison with the clock: the whole, its side with the clock, the other side */
+typedef struct RunAtom
+{
+	ExprState *cmp;
+	ExprState *clock_side;
+	ExprState *other_side;
+	Oid clock_type;
+	Oid other_type;
+} RunAtom;
+
 typedef struct RunAudience
 {
 	AudienceDef *def;
 	ExprState *state;
 	int natoms;
-	ExprState **atoms;
+	RunAtom *atoms;
 	bool timed;
 	int nwindows;
 	int *windows; /* the spec columns of the windowed columns it reads */
@@ -627,14 +639,21 @@ PzAudienceRun *
 pz_audience_run_begin(const char *why, int32 only_audience)
 {
 	const PcSpec *spec;
-	AudienceSet *s = aset_ready(&spec);
+	AudienceSet *s;
 	PzAudienceRun *run;
 	MemoryContext old;
 	int n = 0;
 
-	if (s->n == 0 || (only_audience != 0 && aset_index(s, only_audience) < 0))
+	/*
+	 * The lock first: taking it reads the invalidations of audiences changed
+	 * by those who held it, so the set compiled next is the committed one.
+	 */
+	if (!OidIsValid(audiences_relid()))
 		return NULL;
 	audiences_lock();
+	s = aset_ready(&spec);
+	if (s->n == 0 || (only_audience != 0 && aset_index(s, only_audience) < 0))
+		return NULL;
 	run = palloc0(sizeof(PzAudienceRun));
 	run->cxt = AllocSetContextCreate(CurrentMemoryContext, "personalize audience run",
 									 ALLOCSET_DEFAULT_SIZES);
@@ -717,9 +736,20 @@ prepare_one(PzAudienceRun *run, int k)
 	}
 	a->state = ExecInitExpr(c->expr, NULL);
 	a->natoms = list_length(c->atoms);
-	a->atoms = palloc(sizeof(ExprState *) * Max(a->natoms, 1));
+	a->atoms = palloc(sizeof(RunAtom) * Max(a->natoms, 1));
 	foreach (lc, c->atoms)
-		a->atoms[i++] = ExecInitExpr((Expr *) lfirst(lc), NULL);
+	{
+		OpExpr *op = lfirst_node(OpExpr, lc);
+		Expr *l = linitial(op->args), *r = lsecond(op->args);
+		bool clock_left = pz_condition_reads_clock((Node *) l);
+		RunAtom *at = &a->atoms[i++];
+
+		at->cmp = ExecInitExpr((Expr *) op, NULL);
+		at->clock_side = ExecInitExpr(clock_left ? l : r, NULL);
+		at->other_side = ExecInitExpr(clock_left ? r : l, NULL);
+		at->clock_type = exprType((Node *) (clock_left ? l : r));
+		at->other_type = exprType((Node *) (clock_left ? r : l));
+	}
 	pz_run_as_end(&saved);
 }
 
@@ -903,35 +933,101 @@ eval_at(ExprState *state, PzAudienceRun *run, TimestampTz t)
 	return isnull ? 2 : DatumGetBool(d) ? 1 : 0;
 }
 
+/* a side's value in microseconds, for an estimate; false if it is not a time */
+static bool
+side_usecs(ExprState *side, Oid type, PzAudienceRun *run, TimestampTz t, double *out)
+{
+	bool isnull;
+	Datum d;
+
+	run->params->params[0].value = TimestampTzGetDatum(t);
+	d = ExecEvalExprSwitchContext(side, run->econtext, &isnull);
+	if (isnull)
+		return false;
+	switch (type)
+	{
+		case TIMESTAMPTZOID:
+		case TIMESTAMPOID:
+			*out = (double) DatumGetInt64(d);
+			return true;
+		case DATEOID:
+			*out = (double) DatumGetDateADT(d) * USECS_PER_DAY;
+			return true;
+		case INTERVALOID:
+		{
+			Interval *i = DatumGetIntervalP(d);
+
+			*out = (double) i->time + (double) i->day * USECS_PER_DAY +
+				   (double) i->month * DAYS_PER_MONTH * USECS_PER_DAY;
+			return true;
+		}
+		default:
+			return false;
+	}
+}
+
 /*
  * The first moment after now at which an atom (a comparison monotone in
  * the clock) has another value, to the microsecond; 0 if none within
- * CLOCK_HORIZON_US.  Doubling steps find a moment past it, halving steps
- * close in on it: about 2 log2(distance / 1 ms) evaluations.
+ * CLOCK_HORIZON_US.  Monotone: if it has the same value at the horizon as
+ * now, it never flips (two evaluations).  Otherwise the flip is estimated
+ * from its two sides (the side with the clock moves about linearly with
+ * it: now() - interval '30 days' crosses last_seen 30 days after it),
+ * bracketed by steps growing from the estimate, and found by halving: a
+ * few evaluations when the estimate is exact, as it is for intervals of
+ * time, and still exact when it is not (months, daylight saving, dates).
  */
 static TimestampTz
-atom_flip(ExprState *atom, PzAudienceRun *run)
+atom_flip(RunAtom *atom, PzAudienceRun *run)
 {
 	TimestampTz now = run->now;
-	int v0 = eval_at(atom, run, now);
-	TimestampTz lo = now, hi;
-	int64 step = 1000;
+	TimestampTz horizon = now + CLOCK_HORIZON_US;
+	int v0 = eval_at(atom->cmp, run, now);
+	TimestampTz est = now + 1, lo, hi;
+	double o, s0, s1;
+	int64 step = 1;
 
-	for (;;)
+	if (eval_at(atom->cmp, run, horizon) == v0)
+		return 0;
+	if (side_usecs(atom->other_side, atom->other_type, run, now, &o) &&
+		side_usecs(atom->clock_side, atom->clock_type, run, now, &s0) &&
+		side_usecs(atom->clock_side, atom->clock_type, run, now + USECS_PER_DAY, &s1) && s1 != s0)
 	{
-		if (step > CLOCK_HORIZON_US)
-			return 0;
-		hi = now + step;
-		if (eval_at(atom, run, hi) != v0)
-			break;
-		lo = hi;
-		step *= 2;
+		double at = (double) now + (o - s0) * (double) USECS_PER_DAY / (s1 - s0);
+
+		if (at > (double) now && at < (double) horizon)
+			est = (TimestampTz) at;
+	}
+	if (eval_at(atom->cmp, run, est) != v0)
+	{
+		/* flipped at est: find a moment before it that is not */
+		hi = est;
+		for (;;)
+		{
+			lo = hi - step > now ? hi - step : now;
+			if (lo == now || eval_at(atom->cmp, run, lo) == v0)
+				break;
+			hi = lo;
+			step *= 4;
+		}
+	}
+	else
+	{
+		lo = est;
+		for (;;)
+		{
+			hi = lo + step < horizon ? lo + step : horizon;
+			if (hi == horizon || eval_at(atom->cmp, run, hi) != v0)
+				break;
+			lo = hi;
+			step *= 4;
+		}
 	}
 	while (hi - lo > 1)
 	{
 		TimestampTz mid = lo + (hi - lo) / 2;
 
-		if (eval_at(atom, run, mid) != v0)
+		if (eval_at(atom->cmp, run, mid) != v0)
 			hi = mid;
 		else
 			lo = mid;
@@ -985,7 +1081,7 @@ run_schedule(PzAudienceRun *run, RunAudience *a, int current)
 	}
 	for (int i = 0; i < a->natoms; i++)
 	{
-		TimestampTz f = atom_flip(a->atoms[i], run);
+		TimestampTz f = atom_flip(&a->atoms[i], run);
 
 		if (f != 0)
 			cand[n++] = f;
@@ -1693,6 +1789,8 @@ pz_audiences_changed(PG_FUNCTION_ARGS)
 {
 	Oid relid = audiences_relid();
 
+	/* no run writes memberships of the old definitions after this commits */
+	audiences_lock();
 	if (OidIsValid(relid))
 		CacheInvalidateRelcacheByRelid(relid);
 	aset_stale = true;

@@ -222,6 +222,12 @@ count_clock(Node *node)
 	return n;
 }
 
+bool
+pz_condition_reads_clock(Node *node)
+{
+	return count_clock(node) > 0;
+}
+
 static bool
 is_time_type(Oid t)
 {

@@ -28,7 +28,7 @@ typedef struct PzCondition
 	Bitmapset *attrs;   /* the view's columns it reads (attribute numbers) */
 	bool reads_clock;   /* now() and its kin */
 	bool reads_windows; /* a windowed column, which changes with time */
-	List *atoms;        /* its comparisons with the clock (Expr), each monotone in it */
+	List *atoms;        /* its comparisons with the clock (OpExpr), each monotone in it */
 } PzCondition;
 
 /*
@@ -43,6 +43,9 @@ typedef struct PzCondition
  * EXECUTE again.
  */
 extern PzCondition *pz_condition_compile(const char *text, Oid owner, Oid view, const PcSpec *spec);
+
+/* whether a (compiled) expression reads the clock */
+extern bool pz_condition_reads_clock(Node *node);
 
 /* the view's attribute number of trait column i of spec */
 #define PZ_VIEW_TRAIT_ATTNO(i) ((AttrNumber) (PZ_VIEW_NBASE + 1 + (i)))
