@@ -51,7 +51,6 @@ CREATE TABLE audience_events (
     why        text NOT NULL CHECK (why IN ('event', 'time', 'merge', 'split', 'erasure', 'rebuild', 'refresh'))
 );
 CREATE INDEX audience_events_by_profile ON audience_events (profile_id);
-CREATE INDEX audience_events_by_time ON audience_events (at);
 COMMENT ON TABLE audience_events IS
     'Every entry into and exit from an audience, append-only: why is event (a streamed event''s commit), time (the passing of time alone), merge, split, erasure (forget()), rebuild or refresh.  Kept for personalize.audience_events_retention.';
 
