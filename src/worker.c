@@ -775,7 +775,7 @@ apply_time_transitions(void)
 
 		PushActiveSnapshot(GetTransactionSnapshot());
 		if (due)
-			changes = pz_audiences_apply_due(Min(pz_batch_size, 10000));
+			changes = pz_audiences_apply_due(Min(pz_batch_size, 2000));
 		if (expire)
 			(void) pz_audiences_expire_events(10000);
 		PopActiveSnapshot();
