@@ -22,7 +22,7 @@ include $(PGXS)
 # built against an older struct layout is worse than a slower rebuild
 $(OBJS): $(wildcard src/*.h)
 
-.PHONY: test demo bench bench-identity bench-profiles bench-stream format
+.PHONY: test demo bench bench-identity bench-profiles bench-stream bench-audiences format
 test:
 	test/run
 demo:
@@ -35,5 +35,7 @@ bench-profiles:
 	bench/profiles/run
 bench-stream:
 	bench/stream/run
+bench-audiences:
+	bench/audiences/run
 format:
 	clang-format -i src/*.c src/*.h
