@@ -66,6 +66,12 @@ SELECT count(*) AS profiles FROM profiles;
 SELECT create_audience('ordered_lately', 'orders_in_30d > 0') AS members;
 SELECT timed FROM audiences WHERE name = 'ordered_lately';
 
+-- a refresh of one audience keeps another's moment that has passed and
+-- waits for the worker (no worker follows this database)
+UPDATE audience_due SET due = now() - interval '1 second' WHERE profile_id = resolve('customer_id', '7');
+SELECT refresh_audience('lapsed') AS changes;
+SELECT due < now() AS passed_moment_kept FROM audience_due WHERE profile_id = resolve('customer_id', '7');
+
 -- ===== conditions refused ===================================================
 SELECT create_audience('bad', 'no_such_column > 1');
 SELECT create_audience('bad', '(SELECT 1) = 1');

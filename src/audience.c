@@ -1439,9 +1439,12 @@ run_flush(PzAudienceRun *run)
 
 			if (e->row != r)
 				continue;
-			/* a run of one audience knows nothing of the others' moments */
-			if (run->only_audience != 0 && old_due[r] != 0 && (want == 0 || old_due[r] < want) &&
-				old_due[r] > run->now)
+			/*
+			 * A run of one audience knows nothing of the others' moments: an
+			 * earlier one stays, also one that has passed and waits for the
+			 * worker (dropping it lost the other audiences' transitions).
+			 */
+			if (run->only_audience != 0 && old_due[r] != 0 && (want == 0 || old_due[r] < want))
 				want = old_due[r];
 			if (want == old_due[r])
 				continue;
