@@ -81,7 +81,7 @@ COMMENT ON VIEW audience_members IS
 -- ===========================================================================
 
 CREATE FUNCTION _audience_check(condition text, owner regrole) RETURNS boolean
-    AS 'MODULE_PATHNAME', 'pz_audience_check' LANGUAGE C STABLE STRICT PARALLEL UNSAFE;
+    AS 'MODULE_PATHNAME', 'pz_audience_check' LANGUAGE C STABLE PARALLEL UNSAFE;
 COMMENT ON FUNCTION _audience_check(text, regrole) IS
     'ERROR with a hint unless condition is a boolean expression over personalize.profile_view''s columns that owner may evaluate (no subquery, aggregate, window or set-returning function, no volatile function but the clock, time read only in comparisons that can be scheduled); true if its result can change with time alone.';
 
@@ -121,10 +121,6 @@ BEGIN
         RAISE EXCEPTION 'invalid audience name %', coalesce(quote_literal(name), 'NULL')
             USING ERRCODE = 'invalid_name', HINT = 'Audience names are lower-case letters, digits and underscores, starting with a letter, at most 63 characters.';
     END IF;
-    IF condition IS NULL THEN
-        RAISE EXCEPTION 'the condition of audience % is NULL', name
-            USING ERRCODE = 'null_value_not_allowed', HINT = 'Write a boolean expression over personalize.profile_view''s columns, e.g. ''cart_adds_4h > 0 AND orders_4h = 0''.';
-    END IF;
     IF EXISTS (SELECT 1 FROM personalize.audiences a WHERE a.name = _create_audience.name) THEN
         RAISE EXCEPTION 'audience % already exists', name
             USING ERRCODE = 'duplicate_object', HINT = 'Change its condition with personalize.alter_audience(), or drop it first.';
@@ -148,10 +144,6 @@ BEGIN
     IF aid IS NULL THEN
         RAISE EXCEPTION 'audience % does not exist', coalesce(quote_literal(name), 'NULL')
             USING ERRCODE = 'undefined_object', HINT = 'personalize.audiences lists the audiences; create one with personalize.create_audience().';
-    END IF;
-    IF condition IS NULL THEN
-        RAISE EXCEPTION 'the condition of audience % is NULL', name
-            USING ERRCODE = 'null_value_not_allowed', HINT = 'Write a boolean expression over personalize.profile_view''s columns, e.g. ''cart_adds_4h > 0 AND orders_4h = 0''.';
     END IF;
     is_timed := personalize._audience_check(condition, caller);
     UPDATE personalize.audiences a

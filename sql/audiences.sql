@@ -106,6 +106,8 @@ SELECT create_audience('t1', $$now() - last_seen > interval '4 hours'$$) >= 0 AS
 SELECT name, timed FROM audiences WHERE name LIKE 't_' ORDER BY name;
 SELECT drop_audience('t1'), drop_audience('t2'), drop_audience('t3'), drop_audience('t4');
 SELECT drop_audience('t1');
+SELECT drop_audience(NULL);
+SELECT alter_audience('big_spenders', NULL);
 SELECT alter_audience('no_such', 'true');
 SELECT alter_audience('big_spenders', 'nope');
 SELECT refresh_audience('no_such');

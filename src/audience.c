@@ -200,56 +200,91 @@ aset_load(void)
 	aset = s;
 }
 
-/* compile one condition; an ERROR becomes the audience's problem */
-static void
-aset_compile_one(AudienceDef *a, Oid view, const PcSpec *spec)
+/*
+ * fn(arg) in a subtransaction of its own: NULL if it returned, else the
+ * ERROR it raised (copied into the caller's memory context), with the
+ * subtransaction rolled back.  The caller's memory context and resource
+ * owner are current again either way.  Conditions are user code: every
+ * path that runs or compiles one goes through here.
+ */
+static ErrorData *
+in_subxact(void (*fn)(void *arg), void *arg)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
-	MemoryContext scratch =
-		AllocSetContextCreate(CurrentMemoryContext, "personalize condition", ALLOCSET_SMALL_SIZES);
+	ErrorData *volatile err = NULL;
 
 	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(scratch);
+	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		PzCondition *c = pz_condition_compile(a->condition, a->owner, view, spec);
-		PzCondition *kept;
-
-		MemoryContextSwitchTo(aset->cxt);
-		kept = palloc0(sizeof(PzCondition));
-		kept->expr = copyObject(c->expr);
-		kept->attrs = bms_copy(c->attrs);
-		kept->reads_clock = c->reads_clock;
-		kept->reads_windows = c->reads_windows;
-		kept->atoms = copyObject(c->atoms);
-		a->cond = kept;
-		a->problem = NULL;
+		fn(arg);
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
 	{
-		ErrorData *e;
-
-		MemoryContextSwitchTo(aset->cxt);
-		e = CopyErrorData();
+		MemoryContextSwitchTo(cxt);
+		err = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
-		/* a lock someone holds (a trait change) is no fault of the condition: try again later */
-		if (e->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
-		{
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
-			aset_stale = true;
-			ReThrowError(e);
-		}
-		a->cond = NULL;
-		a->problem = psprintf("the condition cannot be evaluated: %s", e->message);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);
 	CurrentResourceOwner = owner;
-	MemoryContextDelete(scratch);
+	return err;
+}
+
+typedef struct CompileArgs
+{
+	AudienceDef *a;
+	Oid view;
+	const PcSpec *spec;
+	MemoryContext scratch;
+} CompileArgs;
+
+static void
+compile_fn(void *arg)
+{
+	CompileArgs *x = arg;
+	PzCondition *c, *kept;
+
+	MemoryContextSwitchTo(x->scratch);
+	c = pz_condition_compile(x->a->condition, x->a->owner, x->view, x->spec);
+	MemoryContextSwitchTo(aset->cxt);
+	kept = palloc0(sizeof(PzCondition));
+	kept->expr = copyObject(c->expr);
+	kept->attrs = bms_copy(c->attrs);
+	kept->reads_clock = c->reads_clock;
+	kept->reads_windows = c->reads_windows;
+	kept->atoms = copyObject(c->atoms);
+	x->a->cond = kept;
+}
+
+/* compile one condition; an ERROR becomes the audience's problem */
+static void
+aset_compile_one(AudienceDef *a, Oid view, const PcSpec *spec)
+{
+	CompileArgs args = {a, view, spec, NULL};
+	ErrorData *e;
+
+	args.scratch =
+		AllocSetContextCreate(CurrentMemoryContext, "personalize condition", ALLOCSET_SMALL_SIZES);
+	a->cond = NULL;
+	e = in_subxact(compile_fn, &args);
+	MemoryContextDelete(args.scratch);
+	if (e == NULL)
+	{
+		a->problem = NULL;
+		return;
+	}
+	/* a lock someone holds (a trait change) is no fault of the condition: try again later */
+	if (e->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+	{
+		aset_stale = true;
+		ReThrowError(e);
+	}
+	a->problem = MemoryContextStrdup(aset->cxt,
+									 psprintf("the condition cannot be evaluated: %s", e->message));
 }
 
 /* the audiences, compiled against the current view; *spec its trait columns */
@@ -722,18 +757,7 @@ prepare_one(PzAudienceRun *run, int k)
 	if (c == NULL)
 		return;
 	pz_run_as_begin(a->def->owner, &saved);
-	if (pg_class_aclcheck(aset->view, a->def->owner, ACL_SELECT) != ACLCHECK_OK)
-	{
-		int attr = -1;
-
-		while ((attr = bms_next_member(c->attrs, attr)) >= 0)
-			if (pg_attribute_aclcheck(aset->view, (AttrNumber) attr, a->def->owner, ACL_SELECT) !=
-				ACLCHECK_OK)
-				ereport(ERROR,
-						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-						 errmsg("its owner may not read column %s of personalize.profile_view",
-								get_attname(aset->view, (AttrNumber) attr, false))));
-	}
+	pz_condition_check_columns(c, aset->view, a->def->owner);
 	a->state = ExecInitExpr(c->expr, NULL);
 	a->natoms = list_length(c->atoms);
 	a->atoms = palloc(sizeof(RunAtom) * Max(a->natoms, 1));
@@ -758,31 +782,27 @@ prepare_one(PzAudienceRun *run, int k)
  * each in its own, so that one audience whose owner lost a right is the
  * only one left out of the run.
  */
+typedef struct PrepareArgs
+{
+	PzAudienceRun *run;
+	int k0, k1;
+} PrepareArgs;
+
+static void
+prepare_fn(void *arg)
+{
+	PrepareArgs *x = arg;
+
+	for (int k = x->k0; k < x->k1; k++)
+		prepare_one(x->run, k);
+}
+
 static void
 prepare_range(PzAudienceRun *run, int k0, int k1)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	ErrorData *volatile err = NULL;
+	PrepareArgs args = {run, k0, k1};
+	ErrorData *err = in_subxact(prepare_fn, &args);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		for (int k = k0; k < k1; k++)
-			prepare_one(run, k);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		err = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
 	if (err == NULL)
 		return;
 	for (int k = k0; k < k1; k++)
@@ -1035,14 +1055,6 @@ atom_flip(RunAtom *atom, PzAudienceRun *run)
 	return hi;
 }
 
-static int
-moment_cmp(const void *a, const void *b)
-{
-	TimestampTz x = *(const TimestampTz *) a, y = *(const TimestampTz *) b;
-
-	return x < y ? -1 : x > y;
-}
-
 /*
  * The next moment after now at which audience a's result for the row in
  * the slot (now: current) changes with time alone; 0 if never.  Exact:
@@ -1086,7 +1098,7 @@ run_schedule(PzAudienceRun *run, RunAudience *a, int current)
 		if (f != 0)
 			cand[n++] = f;
 	}
-	qsort(cand, n, sizeof(TimestampTz), moment_cmp);
+	qsort(cand, n, sizeof(TimestampTz), pz_timestamp_cmp);
 	for (int i = 0; i < n && found == 0; i++)
 	{
 		TimestampTz t = cand[i];
@@ -1159,39 +1171,34 @@ run_eval_rows(PzAudienceRun *run, int r0, int r1, int only_k)
 	}
 }
 
+typedef struct EvalArgs
+{
+	PzAudienceRun *run;
+	int r0, r1, only_k;
+} EvalArgs;
+
+static void
+eval_fn(void *arg)
+{
+	EvalArgs *x = arg;
+
+	run_eval_rows(x->run, x->r0, x->r1, x->only_k);
+}
+
 /* run_eval_rows in a subtransaction: false and *msg if it failed */
 static bool
 run_eval_try(PzAudienceRun *run, int r0, int r1, int only_k, char **msg)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool ok = true;
+	EvalArgs args = {run, r0, r1, only_k};
+	ErrorData *e = in_subxact(eval_fn, &args);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		run_eval_rows(run, r0, r1, only_k);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData *e;
-
-		MemoryContextSwitchTo(cxt);
-		e = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		ExecClearTuple(run->slot);
-		ResetExprContext(run->econtext);
-		if (msg != NULL)
-			*msg = e->message;
-		ok = false;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-	return ok;
+	if (e == NULL)
+		return true;
+	ExecClearTuple(run->slot);
+	ResetExprContext(run->econtext);
+	if (msg != NULL)
+		*msg = e->message;
+	return false;
 }
 
 static void
@@ -1817,12 +1824,23 @@ PG_FUNCTION_INFO_V1(pz_audience_check);
 Datum
 pz_audience_check(PG_FUNCTION_ARGS)
 {
-	char *condition = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	Oid owner = PG_GETARG_OID(1);
+	char *condition;
+	Oid owner;
 	Oid view;
 	TransactionId xmin;
-	const PcSpec *spec = pz_profile_view_spec(&view, &xmin);
+	const PcSpec *spec;
 	PzCondition *c;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("an audience's condition must not be NULL"),
+						errhint("Write a boolean expression over personalize.profile_view's "
+								"columns, e.g. 'cart_adds_4h > 0 AND orders_4h = 0'.")));
+	if (PG_ARGISNULL(1))
+		elog(ERROR, "_audience_check: the owner must not be NULL");
+	condition = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	owner = PG_GETARG_OID(1);
+	spec = pz_profile_view_spec(&view, &xmin);
 
 	/* it runs user code as owner: only as oneself, or as the extension's functions do */
 	if (owner != GetUserId() && !superuser())

@@ -358,6 +358,23 @@ functions_walker(Node *node, List **fns)
 
 /* ---- compile ---- */
 
+void
+pz_condition_check_columns(const PzCondition *c, Oid view, Oid owner)
+{
+	int a = -1;
+
+	if (pg_class_aclcheck(view, owner, ACL_SELECT) == ACLCHECK_OK)
+		return;
+	while ((a = bms_next_member(c->attrs, a)) >= 0)
+		if (pg_attribute_aclcheck(view, (AttrNumber) a, owner, ACL_SELECT) != ACLCHECK_OK)
+			ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+							errmsg("permission denied for column %s of personalize.profile_view",
+								   quote_identifier(get_attname(view, (AttrNumber) a, false))),
+							errhint("The condition runs with its owner's rights: GRANT "
+									"personalize_reader TO %s.",
+									quote_identifier(GetUserNameFromId(owner, false)))));
+}
+
 PzCondition *
 pz_condition_compile(const char *text, Oid owner, Oid view, const PcSpec *spec)
 {
@@ -375,7 +392,6 @@ pz_condition_compile(const char *text, Oid owner, Oid view, const PcSpec *spec)
 	AtomContext atoms = {NIL, NULL};
 	List *functions = NIL;
 	ListCell *lc;
-	int a;
 
 	if (text == NULL || text[0] == '\0')
 		condition_refused("an audience's condition is empty", CONDITION_HINT);
@@ -424,19 +440,7 @@ pz_condition_compile(const char *text, Oid owner, Oid view, const PcSpec *spec)
 						  "Name the columns it reads.");
 
 	/* the view's columns and the functions: with the owner's rights */
-	if (pg_class_aclcheck(view, owner, ACL_SELECT) != ACLCHECK_OK)
-	{
-		a = -1;
-		while ((a = bms_next_member(c->attrs, a)) >= 0)
-			if (pg_attribute_aclcheck(view, (AttrNumber) a, owner, ACL_SELECT) != ACLCHECK_OK)
-				ereport(ERROR,
-						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-						 errmsg("permission denied for column %s of personalize.profile_view",
-								quote_identifier(get_attname(view, (AttrNumber) a, false))),
-						 errhint("The condition runs with its owner's rights: GRANT "
-								 "personalize_reader TO %s.",
-								 quote_identifier(GetUserNameFromId(owner, false)))));
-	}
+	pz_condition_check_columns(c, view, owner);
 
 	expr = replace_clock(expr, &c->reads_clock);
 	if (contain_volatile_functions(expr))

@@ -44,6 +44,12 @@ typedef struct PzCondition
  */
 extern PzCondition *pz_condition_compile(const char *text, Oid owner, Oid view, const PcSpec *spec);
 
+/*
+ * ERROR unless owner may SELECT every column of the view the condition
+ * reads: checked when it is compiled and again at every run.
+ */
+extern void pz_condition_check_columns(const PzCondition *c, Oid view, Oid owner);
+
 /* whether a (compiled) expression reads the clock */
 extern bool pz_condition_reads_clock(Node *node);
 

@@ -35,6 +35,14 @@
  * values
  * --------------------------------------------------------------------- */
 
+int
+pz_timestamp_cmp(const void *a, const void *b)
+{
+	TimestampTz x = *(const TimestampTz *) a, y = *(const TimestampTz *) b;
+
+	return x < y ? -1 : x > y;
+}
+
 char *
 pz_value_copy(const char *data, int32 len)
 {

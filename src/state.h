@@ -120,6 +120,8 @@ extern double pz_check_finite(double v, const char *type_name);
 
 /* Copy a value into CurrentMemoryContext, NUL-terminated. */
 extern char *pz_value_copy(const char *data, int32 len);
+/* qsort comparator of TimestampTz, ascending */
+extern int pz_timestamp_cmp(const void *a, const void *b);
 
 /* ---- reading the flat form ---- */
 

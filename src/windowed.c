@@ -271,14 +271,6 @@ windowed_read(const WindowedState *s, TimestampTz at, int64 window_us, int64 *co
 	}
 }
 
-static int
-timestamp_cmp_asc(const void *a, const void *b)
-{
-	TimestampTz x = *(const TimestampTz *) a, y = *(const TimestampTz *) b;
-
-	return x < y ? -1 : x > y;
-}
-
 /*
  * windowed_read(s, t, window) counts the buckets with start in
  * [t - window, t]: bucket b enters at t = b.start and leaves at
@@ -300,7 +292,7 @@ windowed_changes(const WindowedState *s, int64 window_us, TimestampTz after, Tim
 		if (start <= END_TIMESTAMP - window_us - 1 && start + window_us + 1 > after)
 			all[n++] = start + window_us + 1;
 	}
-	qsort(all, n, sizeof(TimestampTz), timestamp_cmp_asc);
+	qsort(all, n, sizeof(TimestampTz), pz_timestamp_cmp);
 	for (int i = 0; i < n && k < max; i++)
 		if (k == 0 || all[i] != out[k - 1])
 			out[k++] = all[i];
