@@ -27,7 +27,9 @@
 #   4. privileges: personalize_reader reads memberships and events and calls
 #      in_audience(), but cannot create or refresh audiences nor write the
 #      tables; a personalize_admin member can create one;
-#   5. retention: the worker deletes events older than
+#   5. a merge in another session changes the memberships of profiles the
+#      worker wrote, and the worker's next write of one sees the change;
+#   6. retention: the worker deletes events older than
 #      personalize.audience_events_retention.
 # No assertion is on timing: waits poll with generous timeouts.
 use strict;
@@ -635,7 +637,36 @@ is("$rc $out", '0 0', 'the admin refreshes it: nothing to fix') or diag($err);
 ($rc, $out, $err) = as('shop_reader', qq{SELECT count(*) FROM personalize.audience_members WHERE audience = 'admin_vips'});
 is("$rc $out", "0 $expected", 'the reader sees its members') or diag($err);
 
-# --- 5. retention -------------------------------------------------------------------
+# --- 5. a merge in another session, then the worker ------------------------------
+# A merge in another session puts a profile the worker wrote into an
+# audience.  The worker, writing that profile again, must see the change: a
+# writer that trusted what it wrote before would enter the profile a second
+# time (a duplicate membership, an ERROR, the worker restarting).
+my $restarts = sql(q{SELECT restarts FROM personalize.worker_status});
+is(sql(q{SELECT personalize.create_audience('two_orders', 'orders >= 2')}),
+	sql(q{SELECT count(*) FROM personalize.profile_view WHERE orders >= 2}), 'audience two_orders created');
+sql(q{INSERT INTO shop.orders (order_id, customer_id, email, sku, category, amount, ordered_at) VALUES
+        (990001, 990001, NULL, 'sku-c', 'cat-c', 10, now()),
+        (990002, NULL, 'copy@example.com', 'sku-c', 'cat-c', 10, now())});
+wait_applied('two one-order customers');
+my ($one, $mail) = split /\|/, sql(q{SELECT personalize.resolve('customer_id', '990001') || '|' || personalize.resolve('email', 'copy@example.com')});
+isnt($one, $mail, 'they are two profiles, written by the worker, in no audience two_orders');
+sql(q{SELECT personalize.link('customer_id', '990001', 'email', 'copy@example.com')});
+my $merged = sql(q{SELECT personalize.resolve('customer_id', '990001')});
+is(sql(qq{SELECT personalize.in_audience($merged, 'two_orders')}), 't', 'a merge in a session put the merged profile in');
+sql(q{INSERT INTO shop.orders (order_id, customer_id, email, sku, category, amount, ordered_at) VALUES
+        (990003, 990001, NULL, 'sku-c', 'cat-c', 10, now())});
+wait_applied('a third order of the merged profile');
+is(sql(qq{SELECT string_agg(format('%s:%s', CASE WHEN entered THEN 'in' ELSE 'out' END, why), ',' ORDER BY id)
+            FROM personalize.audience_events WHERE audience = 'two_orders' AND profile_id IN ($one, $mail)}),
+	'in:merge', 'the worker saw the merge\'s entry: no second one, and no exit');
+is(sql(qq{SELECT count(*) FROM personalize.audience_memberships m JOIN personalize.audiences a ON a.id = m.audience_id
+           WHERE a.name = 'two_orders' AND m.profile_id = $merged}), '1', 'one membership');
+is(sql(q{SELECT personalize.refresh_audience('two_orders')}), '0', 'refresh_audience finds nothing to fix');
+is(sql(q{SELECT orders FROM personalize.profile_view WHERE profile_id = } . $merged), '3', 'the third order was applied once');
+is(sql(q{SELECT restarts FROM personalize.worker_status}), $restarts, 'and the worker never failed meanwhile');
+
+# --- 6. retention -------------------------------------------------------------------
 # events older than personalize.audience_events_retention go
 my $events_before = sql(q{SELECT count(*) FROM personalize.audience_events});
 ok($events_before > 0, "events before the retention is shortened: $events_before");
