@@ -499,6 +499,20 @@ pz_identity_graph_changed(PG_FUNCTION_ARGS)
 						errmsg("identity_graph_changed must be called as a trigger")));
 	/* a backend that changes the graph by plain SQL moves the counter at commit too */
 	identity_callbacks_register();
+	/*
+	 * A table this transaction created (CREATE EXTENSION) is seen by no
+	 * other backend, so none has cached what it holds: there is nothing to
+	 * tell them.  Counting it anyway would refuse the PREPARE of a CREATE
+	 * EXTENSION, which Citus sends to its worker nodes in two-phase commit.
+	 */
+	if (td->tg_relation->rd_createSubid != InvalidSubTransactionId)
+	{
+		if (strcmp(RelationGetRelationName(td->tg_relation), "namespaces") == 0)
+			pz_namespace_invalidate();
+		else if (!in_core)
+			cache_reset();
+		return PointerGetDatum(NULL);
+	}
 	if (strcmp(RelationGetRelationName(td->tg_relation), "namespaces") == 0)
 	{
 		/* this backend reads the list again; others learn of it from the counter */
