@@ -1,7 +1,7 @@
 # ALTER EXTENSION personalize UPDATE: a database created at 0.1.0, with trait
 # states stored in a table, moves through 0.2.0 (identity resolution) and
 # 0.3.0 (sources, traits, profiles), 0.4.0 (streaming), 0.5.0 (await_apply)
-# to 0.6.0 (trust boundaries) and 0.7.0 (audiences) and keeps its data; the upgraded extension has
+# to 0.6.0 (trust boundaries), 0.7.0 (audiences) and 0.8.0 (Citus tables refused as sources) and keeps its data; the upgraded extension has
 # exactly the objects of a fresh one.  A database configured at 0.5.0 learns
 # who configured its namespaces and sources.
 use strict;
@@ -31,7 +31,7 @@ my $before = $node->safe_psql('old_db', 'SELECT string_agg(r::text, E\'\\n\' ORD
 
 $node->safe_psql('old_db', 'ALTER EXTENSION personalize UPDATE');
 is($node->safe_psql('old_db', "SELECT extversion FROM pg_extension WHERE extname = 'personalize'"),
-	'0.7.0', 'updated to 0.7.0');
+	'0.8.0', 'updated to 0.8.0');
 is($node->safe_psql('old_db', 'SELECT string_agg(r::text, E\'\\n\' ORDER BY g) FROM kept'),
 	$before, 'stored states are unchanged');
 
@@ -40,7 +40,7 @@ my $objects = q{SELECT string_agg(pg_describe_object(classid, objid, objsubid), 
                 FROM pg_depend WHERE deptype = 'e'
                  AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'personalize')};
 is($node->safe_psql('old_db', $objects), $node->safe_psql('fresh_db', $objects),
-	'the updated extension has the same objects as a fresh 0.7.0');
+	'the updated extension has the same objects as a fresh 0.8.0');
 
 $node->safe_psql('old_db',
 	q{SELECT personalize.create_namespace('email', 1, 5, 'personalize.normalize_email(text)')});
