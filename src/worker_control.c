@@ -28,6 +28,7 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
+#include "citus.h"
 #include "worker.h"
 
 static PzWorkerShared *
@@ -164,6 +165,12 @@ wait_timeout_arg(FunctionCallInfo fcinfo, const char *fname)
 	return us / 1000 >= (double) LONG_MAX ? LONG_MAX : (long) (us / 1000);
 }
 
+/* a source that Citus distributed after its registration (citus.c) */
+#define UNSTREAMED_HINT                                                                            \
+	"Its inserts go to shards that no personalize worker streams yet (docs/scale-out.md): "        \
+	"unregister it with personalize.unregister_source(), or make it a plain local table again "    \
+	"with Citus's undistribute_table()."
+
 /* the worker applies a transaction only after it commits */
 static void
 refuse_own_writes(const char *fname)
@@ -183,8 +190,19 @@ pz_wait_for_apply(PG_FUNCTION_ARGS)
 	long timeout_ms = wait_timeout_arg(fcinfo, "wait_for_apply");
 	PzWorkerShared *w;
 
+	char *unstreamed;
+
 	refuse_own_writes("wait_for_apply");
 	w = require_worker("wait_for_apply");
+	unstreamed = pz_citus_unstreamed_source();
+	if (unstreamed != NULL)
+	{
+		/* its events are never applied: not true, and not after a wait */
+		ereport(WARNING,
+				(errmsg("wait_for_apply: source %s: its inserts are not streamed", unstreamed),
+				 errhint(UNSTREAMED_HINT)));
+		PG_RETURN_BOOL(false);
+	}
 	PG_RETURN_BOOL(wait_for_worker(w, timeout_ms));
 }
 
@@ -212,8 +230,15 @@ pz_await_apply(PG_FUNCTION_ARGS)
 	long timeout_ms = wait_timeout_arg(fcinfo, "await_apply");
 	PzWorkerShared *w;
 
+	char *unstreamed;
+
 	refuse_own_writes("await_apply");
 	w = require_worker("await_apply");
+	unstreamed = pz_citus_unstreamed_source();
+	if (unstreamed != NULL)
+		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						errmsg("await_apply: source %s: its inserts are not streamed", unstreamed),
+						errhint(UNSTREAMED_HINT)));
 
 	/*
 	 * The active snapshot is the portal's (CALL's, or a DO block's or

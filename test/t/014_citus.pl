@@ -9,9 +9,10 @@
 #   3. register_source refuses every kind of Citus table (distributed,
 #      reference, Citus local), with an ERROR that says why and a hint,
 #      instead of accepting a table whose inserts land in shards that no
-#      worker streams (profiles silently stale, as 0.7.0 did).
-# (A source distributed after its registration is not yet detected: the
-# design's first increment lists it.)
+#      worker streams (profiles silently stale, as 0.7.0 did);
+#   4. a source that Citus distributed after its registration: the waits do
+#      not say that its inserts were applied (wait_for_apply() false with a
+#      WARNING naming it, await_apply() an ERROR); unregistered, they do.
 # Where Citus is not installed, the whole file is skipped, with the reason.
 use strict;
 use warnings;
@@ -101,6 +102,25 @@ for my $case ([ 'dist_orders', 'distributed' ], [ 'ref_orders', 'reference' ], [
 }
 is(sql(q{SELECT string_agg(relation::text, ',') FROM personalize.sources}), 'local_orders',
 	'no Citus table became a source');
+
+# --- 4. a source distributed after its registration -------------------------------
+sql(q{
+	CREATE TABLE later_orders (customer_id bigint, amount numeric NOT NULL, ordered_at timestamptz NOT NULL);
+	SELECT personalize.register_source('later_orders', identifiers => '{"customer_id": "customer_id"}',
+	                                   event_time => 'ordered_at');
+	INSERT INTO later_orders VALUES (3, 1, now());
+});
+is(sql(q{SELECT personalize.wait_for_apply('60 s')}), 't', 'registered while a local table: applied');
+sql(q{SELECT create_distributed_table('later_orders', 'customer_id')});
+sql(q{INSERT INTO later_orders VALUES (4, 1, now())});
+my ($rc, $out, $err) = $coord->psql('shop', q{SELECT personalize.wait_for_apply('60 s')});
+is($out, 'f', 'distributed since: wait_for_apply() is false');
+like($err, qr/WARNING:  wait_for_apply: source public\.later_orders is a Citus distributed table: its inserts are not streamed/,
+	'with a WARNING naming the source');
+($rc, $out, $err) = $coord->psql('shop', q{CALL personalize.await_apply('60 s')});
+like($err, qr/ERROR:  await_apply: source public\.later_orders is a Citus distributed table/, 'await_apply() is an ERROR');
+sql(q{SELECT personalize.unregister_source('later_orders')});
+is(sql(q{SELECT personalize.wait_for_apply('60 s')}), 't', 'unregistered: the waits are true again');
 
 $_->stop for @nodes;
 done_testing();
