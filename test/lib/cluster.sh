@@ -12,9 +12,20 @@
 # file turns on `set -euo pipefail` in the caller.
 set -euo pipefail
 
-export PZ_PGBIN=/usr/lib/postgresql/15/bin
-export PZ_PG_CONFIG=$PZ_PGBIN/pg_config
-export PZ_PGXS=/usr/lib/postgresql/15/lib/pgxs
+# PG_CONFIG=/path/to/pg_config (environment or `make test PG_CONFIG=...`)
+# points everything at another PostgreSQL 15 build (a relocated copy, say);
+# by default, Debian's.  The package cycle (test/package) needs Debian's.
+if [[ -n ${PG_CONFIG:-} && ${PG_CONFIG:-} != pg_config ]]; then
+	PZ_PG_CONFIG=$(readlink -f "$PG_CONFIG")
+	PZ_PGBIN=$("$PZ_PG_CONFIG" --bindir)
+	PZ_PGXS=$("$PZ_PG_CONFIG" --pgxs)
+	PZ_PGXS=${PZ_PGXS%/src/makefiles/pgxs.mk}
+else
+	PZ_PGBIN=/usr/lib/postgresql/15/bin
+	PZ_PG_CONFIG=$PZ_PGBIN/pg_config
+	PZ_PGXS=/usr/lib/postgresql/15/lib/pgxs
+fi
+export PZ_PGBIN PZ_PG_CONFIG PZ_PGXS
 export PZ_PG_REGRESS=$PZ_PGXS/src/test/regress/pg_regress
 export PZ_PERL_LIB=$PZ_PGXS/src/test/perl
 # Debian's /usr/bin/psql etc. are wrappers; use the version-15 binaries directly.
