@@ -6,7 +6,9 @@ DATA        = $(sort $(wildcard personalize--*.sql))
 
 # pg_regress suites live in sql/ and expected/ (one file per concept).
 REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
-REGRESS_OPTS = --inputdir=. --load-extension=personalize
+# the test database is UTF8 with the C locale wherever the server runs (a
+# package build's throwaway cluster takes the environment's locale)
+REGRESS_OPTS = --inputdir=. --load-extension=personalize --encoding=UTF8 --no-locale
 
 # -Wall -Wextra are always on; CI adds WERROR=1 so a warning fails the build.
 PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
