@@ -24,7 +24,13 @@ include $(PGXS)
 # built against an older struct layout is worse than a slower rebuild
 $(OBJS): $(wildcard src/*.h)
 
-.PHONY: test demo bench bench-identity bench-profiles bench-stream bench-audiences format
+# make dist: the PGXN release archive of the committed tree,
+# personalize-<default_version>.zip (META.json's version must match: test/meta)
+DISTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
+dist:
+	git archive --format zip --prefix=$(EXTENSION)-$(DISTVERSION)/ -o $(EXTENSION)-$(DISTVERSION).zip HEAD
+
+.PHONY: dist test demo bench bench-identity bench-profiles bench-stream bench-audiences format
 test:
 	test/run
 demo:
