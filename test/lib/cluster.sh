@@ -39,7 +39,11 @@ unset LC_ALL LC_CTYPE LC_COLLATE LC_MESSAGES LC_MONETARY LC_NUMERIC LC_TIME
 PZ_DEPS=(
 	postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl libipc-run-perl perl
-	make gcc libc6-dev
+	make gcc libc6-dev git
+	# test/package: the Debian package's build, install and purge
+	debhelper postgresql-server-dev-all dpkg-dev
+	# test/t/014_monitoring.pl: the exporter scraped, the rules checked
+	prometheus-postgres-exporter prometheus
 )
 
 # Install whichever of PZ_DEPS is missing.  Idempotent; silent when nothing is.
@@ -73,12 +77,12 @@ pz_as_postgres() {
 	(cd "${PZ_TMP:-/}" && runuser -u postgres -- "$@")
 }
 
-# First port from 5433 up with nothing listening on TCP and no socket file
+# First port from 5433 (or $PZ_PORT_MIN) up with nothing listening on TCP and no socket file
 # in the usual places.  (Our own server listens only on a private socket, so
 # this just keeps clear of anything else on the machine.)
 pz_free_port() {
 	local p
-	for ((p = 5433; p < 6000; p++)); do
+	for ((p = ${PZ_PORT_MIN:-5433}; p < 6000; p++)); do
 		[[ -e /tmp/.s.PGSQL.$p || -e /var/run/postgresql/.s.PGSQL.$p ]] && continue
 		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
 		echo "$p"
