@@ -6,7 +6,9 @@ DATA        = $(sort $(wildcard personalize--*.sql))
 
 # pg_regress suites live in sql/ and expected/ (one file per concept).
 REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
-REGRESS_OPTS = --inputdir=. --load-extension=personalize
+# the test database is UTF8 with the C locale wherever the server runs (a
+# package build's throwaway cluster takes the environment's locale)
+REGRESS_OPTS = --inputdir=. --load-extension=personalize --encoding=UTF8 --no-locale
 
 # -Wall -Wextra are always on; CI adds WERROR=1 so a warning fails the build.
 PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
@@ -22,7 +24,13 @@ include $(PGXS)
 # built against an older struct layout is worse than a slower rebuild
 $(OBJS): $(wildcard src/*.h)
 
-.PHONY: test demo bench bench-identity bench-profiles bench-stream bench-audiences format
+# make dist: the PGXN release archive of the committed tree,
+# personalize-<default_version>.zip (META.json's version must match: test/meta)
+DISTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
+dist:
+	git archive --format zip --prefix=$(EXTENSION)-$(DISTVERSION)/ -o $(EXTENSION)-$(DISTVERSION).zip HEAD
+
+.PHONY: dist test demo bench bench-identity bench-profiles bench-stream bench-audiences format
 test:
 	test/run
 demo:

@@ -1,5 +1,5 @@
 -- personalize 0.7.0 -> 0.8.0: Citus tables are refused as sources
--- (docs/scale-out.md).
+-- (docs/scale-out.md); _rebuild is no longer executable by PUBLIC.
 --
 -- On a Citus cluster, the inserts into a distributed, reference or Citus
 -- local table go to its shards, which no personalize worker streams yet:
@@ -113,3 +113,10 @@ BEGIN
             USING HINT = 'Unregister it with personalize.unregister_source(), or keep it a plain local table; see docs/scale-out.md.';
     END LOOP;
 END $$;
+
+-- 0.7.0 made _rebuild, the SECURITY DEFINER engine behind rebuild() and the
+-- backfills, and left it executable by PUBLIC: any role could rewrite every
+-- profile as the extension's owner.  It is personalize_admin's, as the
+-- engine was in 0.6.0.
+REVOKE EXECUTE ON FUNCTION _rebuild(bigint, integer[], integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _rebuild(bigint, integer[], integer) TO personalize_admin;

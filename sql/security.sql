@@ -22,7 +22,17 @@ SELECT * FROM namespaces;                                          -- ERROR
 SELECT * FROM dead_letters;                                        -- ERROR
 SELECT * FROM profiles;                                            -- ERROR
 SELECT resolve('sec_email', 'x');                                      -- ERROR
+SELECT _rebuild(NULL, NULL, NULL);                                 -- ERROR: not PUBLIC's (0.7.0's was)
 RESET ROLE;
+-- no SECURITY DEFINER function of the extension may be run by PUBLIC, but
+-- the triggers' (PL/pgSQL runs them only as triggers)
+SELECT p.oid::regprocedure AS public_security_definer
+  FROM pg_proc p
+  JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+ WHERE d.refobjid = (SELECT e.oid FROM pg_extension e WHERE e.extname = 'personalize')
+   AND p.prosecdef AND has_function_privilege('public', p.oid, 'EXECUTE')
+   AND p.prorettype NOT IN ('trigger'::regtype, 'event_trigger'::regtype)
+ ORDER BY 1::text;
 SET ROLE pz_rita;
 SELECT create_namespace('sec_a');                                  -- ERROR
 SELECT block_value('email', 'x@y.z');                              -- ERROR
@@ -211,7 +221,7 @@ CREATE FOREIGN DATA WRAPPER sec_fdw;
 CREATE SERVER sec_server FOREIGN DATA WRAPPER sec_fdw;
 CREATE FOREIGN TABLE sec.remote (email text, ts timestamptz) SERVER sec_server;
 SELECT register_source('sec.remote', '{"email": "sec_email"}', 'ts');               -- ERROR
--- a Citus table is refused too (test/t/014_citus.pl, where Citus is installed);
+-- a Citus table is refused too (test/t/015_citus.pl, where Citus is installed);
 -- without Citus, no table is one
 SELECT _citus_table_kind('sec.remote') IS NULL AS not_a_citus_table;
 CREATE TABLE sec.parted (email text, ts timestamptz) PARTITION BY RANGE (ts);

@@ -12,9 +12,20 @@
 # file turns on `set -euo pipefail` in the caller.
 set -euo pipefail
 
-export PZ_PGBIN=/usr/lib/postgresql/15/bin
-export PZ_PG_CONFIG=$PZ_PGBIN/pg_config
-export PZ_PGXS=/usr/lib/postgresql/15/lib/pgxs
+# PG_CONFIG=/path/to/pg_config (environment or `make test PG_CONFIG=...`)
+# points everything at another PostgreSQL 15 build (a relocated copy, say);
+# by default, Debian's.  The package cycle (test/package) needs Debian's.
+if [[ -n ${PG_CONFIG:-} && ${PG_CONFIG:-} != pg_config ]]; then
+	PZ_PG_CONFIG=$(readlink -f "$PG_CONFIG")
+	PZ_PGBIN=$("$PZ_PG_CONFIG" --bindir)
+	PZ_PGXS=$("$PZ_PG_CONFIG" --pgxs)
+	PZ_PGXS=${PZ_PGXS%/src/makefiles/pgxs.mk}
+else
+	PZ_PGBIN=/usr/lib/postgresql/15/bin
+	PZ_PG_CONFIG=$PZ_PGBIN/pg_config
+	PZ_PGXS=/usr/lib/postgresql/15/lib/pgxs
+fi
+export PZ_PGBIN PZ_PG_CONFIG PZ_PGXS
 export PZ_PG_REGRESS=$PZ_PGXS/src/test/regress/pg_regress
 export PZ_PERL_LIB=$PZ_PGXS/src/test/perl
 # Debian's /usr/bin/psql etc. are wrappers; use the version-15 binaries directly.
@@ -28,7 +39,11 @@ unset LC_ALL LC_CTYPE LC_COLLATE LC_MESSAGES LC_MONETARY LC_NUMERIC LC_TIME
 PZ_DEPS=(
 	postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl libipc-run-perl perl
-	make gcc libc6-dev
+	make gcc libc6-dev git
+	# test/package: the Debian package's build, install and purge
+	debhelper postgresql-server-dev-all dpkg-dev
+	# test/t/014_monitoring.pl: the exporter scraped, the rules checked
+	prometheus-postgres-exporter prometheus
 )
 
 # Install whichever of PZ_DEPS is missing.  Idempotent; silent when nothing is.
@@ -62,12 +77,12 @@ pz_as_postgres() {
 	(cd "${PZ_TMP:-/}" && runuser -u postgres -- "$@")
 }
 
-# First port from 5433 up with nothing listening on TCP and no socket file
+# First port from 5433 (or $PZ_PORT_MIN) up with nothing listening on TCP and no socket file
 # in the usual places.  (Our own server listens only on a private socket, so
 # this just keeps clear of anything else on the machine.)
 pz_free_port() {
 	local p
-	for ((p = 5433; p < 6000; p++)); do
+	for ((p = ${PZ_PORT_MIN:-5433}; p < 6000; p++)); do
 		[[ -e /tmp/.s.PGSQL.$p || -e /var/run/postgresql/.s.PGSQL.$p ]] && continue
 		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
 		echo "$p"
