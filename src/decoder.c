@@ -131,6 +131,7 @@ typedef struct DecoderState
 	bool traits_sent; /* the 'T' of this configuration was written */
 	bool txn_begun;   /* 'B' of the current transaction was written */
 	Oid stream_sources;
+	bool sources_have_owner; /* stream_sources has its owner column (0.6.0 on) */
 	Oid stream_traits;
 	HTAB *sources;
 	int ntraitdefs;
@@ -288,7 +289,16 @@ config_add_source(DecoderState *st, Datum *v, bool *nulls)
 	src = hash_search(st->sources, &relid, HASH_ENTER, &found);
 	memset(((char *) src) + sizeof(Oid), 0, sizeof(SourceDesc) - sizeof(Oid));
 	src->source_id = DatumGetInt32(v[0]);
-	src->owner = nulls[7] ? InvalidOid : DatumGetObjectId(v[7]);
+	/*
+	 * Before 0.6.0 stream_sources had no owner (the transactions an update
+	 * from 0.5.0 or older still decodes with the old configuration, its own
+	 * writes among them): the table's owner, which is what the update
+	 * records as the source's owner.
+	 */
+	if (st->sources_have_owner)
+		src->owner = nulls[7] ? InvalidOid : DatumGetObjectId(v[7]);
+	else
+		src->owner = rel->rd_rel->relowner;
 
 	if (!reader_init(&src->time, rel, NameStr(*DatumGetName(v[2])), NULL))
 		src->bad = psprintf("event time column %s of %s is missing (dropped or renamed)",
@@ -522,25 +532,32 @@ config_add_trait(DecoderState *st, Datum *v, bool *nulls, int *cap)
 	RelationClose(rel);
 }
 
-/* Scan a small table with the catalog (here: historic) snapshot. */
+/*
+ * Scan a small table with the catalog (here: historic) snapshot.  It has
+ * natts columns, or at least min_natts as an older version made it: the
+ * columns it lacks are read as NULL.
+ */
 static void
-config_scan(DecoderState *st, Oid relid, int natts,
+config_scan(DecoderState *st, Oid relid, int natts, int min_natts,
 			void (*row)(DecoderState *, Datum *, bool *, int *), int *cap)
 {
 	Relation rel = table_open(relid, AccessShareLock);
+	int has = RelationGetDescr(rel)->natts;
 	SysScanDesc scan;
 	HeapTuple tup;
 	Datum v[16];
 	bool nulls[16];
 
-	if (RelationGetDescr(rel)->natts != natts)
+	if (has > natts || has < min_natts)
 		elog(ERROR,
 			 "personalize: %s has %d columns, this library reads %d: is the extension up to date?",
-			 RelationGetRelationName(rel), RelationGetDescr(rel)->natts, natts);
+			 RelationGetRelationName(rel), has, natts);
 	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
 	while (HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
 		heap_deform_tuple(tup, RelationGetDescr(rel), v, nulls);
+		for (int i = has; i < natts; i++)
+			v[i] = (Datum) 0, nulls[i] = true;
 		row(st, v, nulls, cap);
 	}
 	systable_endscan(scan);
@@ -629,8 +646,10 @@ config_load(DecoderState *st)
 	}
 	if (OidIsValid(st->stream_sources) && OidIsValid(st->stream_traits))
 	{
-		config_scan(st, st->stream_sources, 8, config_add_source_row, &cap);
-		config_scan(st, st->stream_traits, 12, config_add_trait, &cap);
+		/* 0.4.0 and 0.5.0 made stream_sources without its 8th column, owner */
+		st->sources_have_owner = get_attnum(st->stream_sources, "owner") != InvalidAttrNumber;
+		config_scan(st, st->stream_sources, 8, 7, config_add_source_row, &cap);
+		config_scan(st, st->stream_traits, 12, 12, config_add_trait, &cap);
 		qsort(st->traitdefs, st->ntraitdefs, sizeof(StreamTrait), traitdef_cmp);
 		config_check_access(st);
 	}
