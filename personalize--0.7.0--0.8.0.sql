@@ -100,6 +100,18 @@ BEGIN
     END IF;
 END $$;
 
+-- Registered sources whose inserts no worker streams, and why: today, a
+-- table that Citus distributed after its registration (docs/scale-out.md).
+-- The waits report them too; monitoring/queries.yaml counts them.
+CREATE VIEW unstreamed_sources AS
+SELECT s.relation, format('a Citus %s table: its inserts go to shards that no worker streams', k.kind) AS reason
+  FROM personalize.sources s, personalize._citus_table_kind(s.relation) k(kind)
+ WHERE k.kind IS NOT NULL;
+COMMENT ON VIEW unstreamed_sources IS
+    'Registered sources whose inserts no worker streams, and why (a table Citus distributed after its registration).';
+REVOKE ALL ON unstreamed_sources FROM PUBLIC;
+GRANT SELECT ON unstreamed_sources TO personalize_reader, personalize_admin;
+
 -- A source registered by an earlier version on what is a Citus table now
 -- is not streamed: say so.
 DO $$

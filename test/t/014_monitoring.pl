@@ -141,7 +141,7 @@ for my $db (qw(shop crm))
 	is(join(',', map { $_->[0]{state} } @on), $pre->{state}, "$db: personalize_worker_state is 1 for '$pre->{state}' only");
 	is(scalar(grep { $_->[0]{datname} eq $db } @{ $s->{series}{personalize_worker_state} }), 9,
 		"$db: personalize_worker_state has a series per state");
-	for my $t (qw(profiles identities dead_letters refused_links audience_memberships))
+	for my $t (qw(profiles identities dead_letters refused_links audience_memberships unstreamed_sources))
 	{
 		my $n = $node->safe_psql($db, "SELECT count(*) FROM personalize.$t");
 		is(value_of($s, "personalize_stored_$t", datname => $db), $n, "$db: personalize_stored_$t = $n rows");
@@ -194,7 +194,7 @@ is($? >> 8, 0, 'promtool test rules alerts-test.yml: each alert fires on its ser
   or diag("$pout$perr");
 my $rules = do { local (@ARGV, $/) = ("$mon/alerts.yml"); <> };
 my @rule_exprs = $rules =~ /^\s*expr:\s*(.+)$/mg;
-is(scalar(@rule_exprs), 6, 'six alerting rules');
+is(scalar(@rule_exprs), 7, 'seven alerting rules');
 is(join(', ', grep { !$s->{series}{$_} } map { metrics_in($_) } @rule_exprs), '',
 	'every metric the rules use is in the scrape');
 

@@ -12,7 +12,8 @@
 #      worker streams (profiles silently stale, as 0.7.0 did);
 #   4. a source that Citus distributed after its registration: the waits do
 #      not say that its inserts were applied (wait_for_apply() false with a
-#      WARNING naming it, await_apply() an ERROR); unregistered, they do.
+#      WARNING naming it, await_apply() an ERROR), personalize.unstreamed_sources
+#      lists it; unregistered, they do.
 # Where Citus is not installed, the whole file is skipped, with the reason.
 use strict;
 use warnings;
@@ -119,6 +120,9 @@ like($err, qr/WARNING:  wait_for_apply: source public\.later_orders is a Citus d
 	'with a WARNING naming the source');
 ($rc, $out, $err) = $coord->psql('shop', q{CALL personalize.await_apply('60 s')});
 like($err, qr/ERROR:  await_apply: source public\.later_orders is a Citus distributed table/, 'await_apply() is an ERROR');
+is(sql(q{SELECT relation || ': ' || reason FROM personalize.unstreamed_sources}),
+	'later_orders: a Citus distributed table: its inserts go to shards that no worker streams',
+	'personalize.unstreamed_sources lists it, with why (what the monitoring counts)');
 sql(q{SELECT personalize.unregister_source('later_orders')});
 is(sql(q{SELECT personalize.wait_for_apply('60 s')}), 't', 'unregistered: the waits are true again');
 
