@@ -122,7 +122,7 @@ BEGIN
                FROM personalize.sources src
               WHERE personalize._citus_table_kind(src.relation) IS NOT NULL LOOP
         RAISE WARNING 'source % is a Citus % table: its inserts are not streamed', s.relation, s.kind
-            USING HINT = 'Unregister it with personalize.unregister_source(), or keep it a plain local table; see docs/scale-out.md.';
+            USING HINT = 'Unregister it with personalize.unregister_source(); to stream it again, make it a plain local table (Citus''s undistribute_table()) and register it again. See docs/scale-out.md.';
     END LOOP;
 END $$;
 

@@ -17,6 +17,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
@@ -27,6 +28,8 @@ char *
 pz_citus_unstreamed_source(void)
 {
 	Oid kind_fn;
+	Oid sources;
+	bool may_name;
 	PzUserContext saved;
 	MemoryContext caller = CurrentMemoryContext;
 	char *found = NULL;
@@ -39,17 +42,22 @@ pz_citus_unstreamed_source(void)
 							 1, (Oid[]){REGCLASSOID}, true);
 	if (!OidIsValid(kind_fn))
 		return NULL;
+	/* a caller who may not read the sources learns that one is not streamed, not which */
+	sources = get_relname_relid("sources", get_namespace_oid("personalize", false));
+	may_name =
+		OidIsValid(sources) && pg_class_aclcheck(sources, GetUserId(), ACL_SELECT) == ACLCHECK_OK;
 	pz_run_as_begin(pz_extension_owner(), &saved);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "personalize: SPI_connect failed");
-	if (SPI_execute("SELECT format('%s is a Citus %s table', s.relation, k.kind) "
+	if (SPI_execute("SELECT format('source %s is a Citus %s table', s.relation, k.kind) "
 					"FROM personalize.sources s, personalize._citus_table_kind(s.relation) k(kind) "
 					"WHERE k.kind IS NOT NULL ORDER BY s.id LIMIT 1",
 					true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not read personalize.sources");
 	if (SPI_processed > 0)
-		found = MemoryContextStrdup(caller,
-									SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+		found = may_name ? MemoryContextStrdup(caller, SPI_getvalue(SPI_tuptable->vals[0],
+																	SPI_tuptable->tupdesc, 1))
+						 : MemoryContextStrdup(caller, "a registered source is a Citus table");
 	SPI_finish();
 	pz_run_as_end(&saved);
 	return found;

@@ -123,6 +123,14 @@ typedef struct SourceDesc
 	TraitInput *traits;
 } SourceDesc;
 
+/* how stream_sources says who reads each source (stream_sources_shape) */
+typedef enum SourcesShape
+{
+	SOURCES_WITH_OWNER,    /* 0.6.0 on: its owner column */
+	SOURCES_BEFORE_OWNER,  /* 0.4.0, 0.5.0: each table's owner */
+	SOURCES_UNKNOWN_OWNER, /* changed by hand: nobody */
+} SourcesShape;
+
 typedef struct DecoderState
 {
 	MemoryContext config_cxt; /* the configuration; reset when reloaded */
@@ -131,7 +139,7 @@ typedef struct DecoderState
 	bool traits_sent; /* the 'T' of this configuration was written */
 	bool txn_begun;   /* 'B' of the current transaction was written */
 	Oid stream_sources;
-	bool sources_have_owner; /* stream_sources has its owner column (0.6.0 on) */
+	SourcesShape sources_shape; /* how stream_sources says who reads each source */
 	Oid stream_traits;
 	HTAB *sources;
 	int ntraitdefs;
@@ -295,10 +303,18 @@ config_add_source(DecoderState *st, Datum *v, bool *nulls)
 	 * writes among them): the table's owner, which is what the update
 	 * records as the source's owner.
 	 */
-	if (st->sources_have_owner)
+	if (st->sources_shape == SOURCES_WITH_OWNER)
 		src->owner = nulls[7] ? InvalidOid : DatumGetObjectId(v[7]);
-	else
+	else if (st->sources_shape == SOURCES_BEFORE_OWNER)
 		src->owner = rel->rd_rel->relowner;
+	else
+	{
+		/* nobody is known to read it: its events are dead letters without values */
+		src->owner = InvalidOid;
+		src->bad = pstrdup("personalize.stream_sources has no owner column as this library reads "
+						   "it (renamed or dropped by hand?): the event is not read");
+		src->denied = true;
+	}
 
 	if (!reader_init(&src->time, rel, NameStr(*DatumGetName(v[2])), NULL))
 		src->bad = psprintf("event time column %s of %s is missing (dropped or renamed)",
@@ -564,6 +580,41 @@ config_scan(DecoderState *st, Oid relid, int natts, int min_natts,
 	table_close(rel, AccessShareLock);
 }
 
+/*
+ * How stream_sources says who reads each source: its 8th column, owner
+ * (0.6.0 on); or the 7 columns 0.4.0 and 0.5.0 made, read with each table's
+ * owner as its source's (what the update to 0.6.0 records); or neither (a
+ * column renamed or dropped by hand), when no one is known to read them,
+ * rather than the table's owner.
+ */
+static SourcesShape
+stream_sources_shape(Oid relid)
+{
+	Relation rel = RelationIdGetRelation(relid);
+	TupleDesc desc;
+	SourcesShape shape = SOURCES_UNKNOWN_OWNER;
+
+	if (!RelationIsValid(rel))
+		elog(ERROR, "personalize: could not open stream_sources");
+	desc = RelationGetDescr(rel);
+	if (desc->natts == 8)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, 7);
+
+		if (!a->attisdropped && a->atttypid == OIDOID && strcmp(NameStr(a->attname), "owner") == 0)
+			shape = SOURCES_WITH_OWNER;
+	}
+	else if (desc->natts == 7)
+	{
+		shape = SOURCES_BEFORE_OWNER;
+		for (int i = 0; i < desc->natts; i++)
+			if (TupleDescAttr(desc, i)->attisdropped)
+				shape = SOURCES_UNKNOWN_OWNER;
+	}
+	RelationClose(rel);
+	return shape;
+}
+
 static void
 config_add_source_row(DecoderState *st, Datum *v, bool *nulls, int *cap)
 {
@@ -589,6 +640,9 @@ config_check_access(DecoderState *st)
 		int16 *attnums = palloc(sizeof(int16) * (2 + src->nids + 2 * src->ntraits));
 		int n = 0;
 		char *problem;
+
+		if (src->denied)
+			continue; /* read by nobody already (stream_sources_shape) */
 
 		attnums[n++] = src->time.attnum;
 		if (src->has_type_column)
@@ -646,8 +700,7 @@ config_load(DecoderState *st)
 	}
 	if (OidIsValid(st->stream_sources) && OidIsValid(st->stream_traits))
 	{
-		/* 0.4.0 and 0.5.0 made stream_sources without its 8th column, owner */
-		st->sources_have_owner = get_attnum(st->stream_sources, "owner") != InvalidAttrNumber;
+		st->sources_shape = stream_sources_shape(st->stream_sources);
 		config_scan(st, st->stream_sources, 8, 7, config_add_source_row, &cap);
 		config_scan(st, st->stream_traits, 12, 12, config_add_trait, &cap);
 		qsort(st->traitdefs, st->ntraitdefs, sizeof(StreamTrait), traitdef_cmp);

@@ -167,9 +167,10 @@ wait_timeout_arg(FunctionCallInfo fcinfo, const char *fname)
 
 /* a source that Citus distributed after its registration (citus.c) */
 #define UNSTREAMED_HINT                                                                            \
-	"Its inserts go to shards that no personalize worker streams yet (docs/scale-out.md): "        \
-	"unregister it with personalize.unregister_source(), or make it a plain local table again "    \
-	"with Citus's undistribute_table()."
+	"Its inserts go to shards that no personalize worker streams yet (docs/scale-out.md); "        \
+	"personalize.unstreamed_sources lists it.  Unregister it with "                                \
+	"personalize.unregister_source(); to stream it again, make it a plain local table (Citus's "   \
+	"undistribute_table()) and register it again."
 
 /* the worker applies a transaction only after it commits */
 static void
@@ -198,9 +199,8 @@ pz_wait_for_apply(PG_FUNCTION_ARGS)
 	if (unstreamed != NULL)
 	{
 		/* its events are never applied: not true, and not after a wait */
-		ereport(WARNING,
-				(errmsg("wait_for_apply: source %s: its inserts are not streamed", unstreamed),
-				 errhint(UNSTREAMED_HINT)));
+		ereport(WARNING, (errmsg("wait_for_apply: %s: its inserts are not streamed", unstreamed),
+						  errhint(UNSTREAMED_HINT)));
 		PG_RETURN_BOOL(false);
 	}
 	PG_RETURN_BOOL(wait_for_worker(w, timeout_ms));
@@ -237,7 +237,7 @@ pz_await_apply(PG_FUNCTION_ARGS)
 	unstreamed = pz_citus_unstreamed_source();
 	if (unstreamed != NULL)
 		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						errmsg("await_apply: source %s: its inserts are not streamed", unstreamed),
+						errmsg("await_apply: %s: its inserts are not streamed", unstreamed),
 						errhint(UNSTREAMED_HINT)));
 
 	/*

@@ -17,7 +17,9 @@
 #   - an error that does stop the worker (here a superuser's constraint that
 #     refuses every dead letter) makes it wait before each new try, longer
 #     each time, and worker_status says what failed, when, how often and
-#     when it tries again; once the cause is gone it goes on by itself.
+#     when it tries again; once the cause is gone it goes on by itself;
+#   - stream_sources with its owner column renamed by hand: its sources are
+#     read by nobody (dead letters that say why), never by the table's owner.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -249,6 +251,23 @@ is(sql(q{SELECT sum(spent) FROM personalize.profile_view WHERE key_namespace = '
 is(sql(q{SELECT count(*) FROM personalize.dead_letters WHERE reason LIKE '%no identifier%'}), '1',
 	'the bad event is one dead letter');
 is(sql('SELECT pg_postmaster_start_time()'), $started, 'the server never restarted');
+
+# --- 6. stream_sources changed by hand: nobody reads, not the table's owner ---------
+# (Its 7-column shape is read as 0.4.0 and 0.5.0 made it, with each table's
+# owner as its source's; any other shape must not take that way.)
+sql(q{ALTER TABLE personalize.stream_sources RENAME COLUMN owner TO was_owner});
+sql(q{INSERT INTO s.orders (email, price) VALUES ('renamed@x.com', 7)});
+applied('the stream goes on while stream_sources has no owner column');
+is(sql(q{SELECT count(*) FROM personalize.dead_letters
+          WHERE reason LIKE '%stream_sources has no owner column%' AND source = 's.orders'::regclass}), '1',
+	'its event is a dead letter that says why');
+is(sql(q{SELECT personalize.resolve('email', 'renamed@x.com') IS NULL}), 't',
+	'and reached no profile (not read as the table\'s owner)');
+sql(q{ALTER TABLE personalize.stream_sources RENAME COLUMN was_owner TO owner});
+sql(q{INSERT INTO s.orders (email, price) VALUES ('renamed@x.com', 9)});
+applied('renamed back, the stream goes on');
+is(sql(q{SELECT spent FROM personalize.profile_view WHERE profile_id = personalize.resolve('email', 'renamed@x.com')}),
+	'9', 'the later event is applied, once');
 
 $node->stop;
 done_testing();

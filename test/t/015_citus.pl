@@ -120,6 +120,10 @@ like($err, qr/WARNING:  wait_for_apply: source public\.later_orders is a Citus d
 	'with a WARNING naming the source');
 ($rc, $out, $err) = $coord->psql('shop', q{CALL personalize.await_apply('60 s')});
 like($err, qr/ERROR:  await_apply: source public\.later_orders is a Citus distributed table/, 'await_apply() is an ERROR');
+($rc, $out, $err) = $coord->psql('shop', q{CREATE ROLE outsider; SET ROLE outsider; SELECT personalize.wait_for_apply('5 s')});
+like($err, qr/WARNING:  wait_for_apply: a registered source is a Citus table: its inserts are not streamed/,
+	'a role that may not read the sources is told that one is not streamed, not which');
+unlike($err, qr/later_orders/, 'its name is not in the message');
 is(sql(q{SELECT relation || ': ' || reason FROM personalize.unstreamed_sources}),
 	'later_orders: a Citus distributed table: its inserts go to shards that no worker streams',
 	'personalize.unstreamed_sources lists it, with why (what the monitoring counts)');
