@@ -2480,7 +2480,7 @@ COMMENT ON FUNCTION _json_depth_ok(json) IS
 -- What kind of Citus table a relation is ('distributed', 'reference' or
 -- 'local', as citus_tables says), or NULL: not one, or no Citus here.
 CREATE FUNCTION _citus_table_kind(relation regclass) RETURNS text
-LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     kind text;
 BEGIN

@@ -223,7 +223,8 @@ CREATE FOREIGN TABLE sec.remote (email text, ts timestamptz) SERVER sec_server;
 SELECT register_source('sec.remote', '{"email": "sec_email"}', 'ts');               -- ERROR
 -- a Citus table is refused too (test/t/015_citus.pl, where Citus is installed);
 -- without Citus, no table is one
-SELECT _citus_table_kind('sec.remote') IS NULL AS not_a_citus_table;
+SELECT _citus_table_kind('sec.remote') IS NULL AS not_a_citus_table,
+       _citus_table_kind(NULL) IS NULL AS null_is_no_table;
 CREATE TABLE sec.parted (email text, ts timestamptz) PARTITION BY RANGE (ts);
 CREATE TABLE sec.parted_2026 PARTITION OF sec.parted FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
 CREATE TABLE sec.parted_2027 PARTITION OF sec.parted FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')

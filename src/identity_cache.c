@@ -500,30 +500,19 @@ pz_identity_graph_changed(PG_FUNCTION_ARGS)
 	/* a backend that changes the graph by plain SQL moves the counter at commit too */
 	identity_callbacks_register();
 	/*
-	 * A table this transaction created (CREATE EXTENSION) is seen by no
-	 * other backend, so none has cached what it holds: there is nothing to
-	 * tell them.  Counting it anyway would refuse the PREPARE of a CREATE
-	 * EXTENSION, which Citus sends to its worker nodes in two-phase commit.
+	 * This backend follows at once: it reads the namespace list again, and
+	 * someone else's DML on identities (not our own statements) empties its
+	 * cache.  Other backends learn of it from the counter at commit, unless
+	 * the table is one this transaction created (CREATE EXTENSION): no other
+	 * backend can have cached it, and counting it would refuse the PREPARE
+	 * of a CREATE EXTENSION, which Citus sends to its worker nodes in
+	 * two-phase commit.
 	 */
-	if (td->tg_relation->rd_createSubid != InvalidSubTransactionId)
-	{
-		if (strcmp(RelationGetRelationName(td->tg_relation), "namespaces") == 0)
-			pz_namespace_invalidate();
-		else if (!in_core)
-			cache_reset();
-		return PointerGetDatum(NULL);
-	}
 	if (strcmp(RelationGetRelationName(td->tg_relation), "namespaces") == 0)
-	{
-		/* this backend reads the list again; others learn of it from the counter */
 		pz_namespace_invalidate();
+	else if (!in_core)
+		cache_reset();
+	if (td->tg_relation->rd_createSubid == InvalidSubTransactionId)
 		changes_pending = true;
-	}
-	else
-	{
-		changes_pending = true;
-		if (!in_core)
-			cache_reset(); /* someone else's DML: we cannot follow it */
-	}
 	return PointerGetDatum(NULL);
 }

@@ -190,7 +190,6 @@ pz_wait_for_apply(PG_FUNCTION_ARGS)
 {
 	long timeout_ms = wait_timeout_arg(fcinfo, "wait_for_apply");
 	PzWorkerShared *w;
-
 	char *unstreamed;
 
 	refuse_own_writes("wait_for_apply");
@@ -229,7 +228,6 @@ pz_await_apply(PG_FUNCTION_ARGS)
 {
 	long timeout_ms = wait_timeout_arg(fcinfo, "await_apply");
 	PzWorkerShared *w;
-
 	char *unstreamed;
 
 	refuse_own_writes("await_apply");
