@@ -69,8 +69,8 @@ identifier_eq(const PzIdentifier *a, const PzIdentifier *b)
 }
 
 /* the id a profile keyed by this identifier gets (before collisions) */
-static int64
-identifier_profile_id(const PzIdentifier *id)
+int64
+pz_identifier_profile_id(const PzIdentifier *id)
 {
 	StringInfoData buf;
 	uint64 h;
@@ -184,7 +184,7 @@ profile_key(int64 profile_id, PzIdentifier *key)
 static int64
 free_profile_id(const PzIdentifier *key, int64 except)
 {
-	int64 pid = identifier_profile_id(key);
+	int64 pid = pz_identifier_profile_id(key);
 
 	while (pid == except || pz_store_profile_exists(pid))
 		pid = pid == PG_INT64_MAX ? 1 : pid + 1;
@@ -195,7 +195,7 @@ free_profile_id(const PzIdentifier *key, int64 except)
 static int64
 profile_create(const PzIdentifier *id)
 {
-	int64 pid = identifier_profile_id(id);
+	int64 pid = pz_identifier_profile_id(id);
 
 	while (pz_store_profile_exists(pid))
 		pid = pid == PG_INT64_MAX ? 1 : pid + 1; /* taken by another key */
@@ -234,12 +234,18 @@ pz_graph_refuse(const char *rule, const PzNamespace *rule_ns, const PzIdentifier
 /* ---- the rules ---- */
 
 /*
+ * The rules run over a graph: the tables (below), or a rebuild's batch held
+ * in memory (identity_batch.c), so that both decide alike.  A profile is a
+ * handle the graph gives out (the tables: its id).
+ */
+
+/*
  * The first namespace whose limit profiles p and q would break together,
  * or NULL.  A limit counts identifiers; p and q share none (an identifier
  * has one profile).
  */
 static const PzNamespace *
-merge_breaks_limit(int64 p, int64 q)
+merge_breaks_limit(const PzGraph *g, int64 p, int64 q)
 {
 	int n = pz_namespace_count();
 
@@ -250,12 +256,73 @@ merge_breaks_limit(int64 p, int64 q)
 		const PzNamespace *ns = pz_namespace_at(i);
 
 		if (ns->max_per_profile > 0 &&
-			pz_store_count_in_namespace(p, ns) + pz_store_count_in_namespace(q, ns) >
-				ns->max_per_profile)
+			g->count(g->arg, p, ns) + g->count(g->arg, q, ns) > ns->max_per_profile)
 			return ns;
 	}
 	return NULL;
 }
+
+/*
+ * Attribute an event carrying identifiers ids (usable, n >= 1) to a
+ * profile of graph g: the best identifier's profile, created if new, and
+ * every other identifier linked to it where the rules allow: a new one is
+ * attached (the profile re-keyed if it is better than the key), a known
+ * one's profile merged, unless a namespace's limit refuses it.  ids are
+ * sorted best first and deduplicated in place.  Returns the profile;
+ * *linked is false if a link was refused.
+ */
+int64
+pz_graph_attribute(const PzGraph *g, PzIdentifier *ids, int *nids, bool *linked)
+{
+	int64 p;
+	int m = 0, n = *nids;
+
+	Assert(n >= 1);
+	/* best first, duplicates out */
+	qsort(ids, n, sizeof(PzIdentifier), identifier_qsort_cmp);
+	for (int i = 0; i < n; i++)
+		if (m == 0 || !identifier_eq(&ids[m - 1], &ids[i]))
+			ids[m++] = ids[i];
+	*nids = n = m;
+
+	*linked = true;
+	p = g->lookup(g->arg, &ids[0]);
+	if (p == 0)
+		p = g->create(g->arg, &ids[0]);
+
+	for (int i = 1; i < n; i++)
+	{
+		const PzIdentifier *x = &ids[i];
+		int64 q = g->lookup(g->arg, x);
+		const PzNamespace *broken;
+
+		if (q == p)
+			continue;
+		if (q == 0)
+		{
+			if (x->ns->max_per_profile > 0 && g->count(g->arg, p, x->ns) >= x->ns->max_per_profile)
+			{
+				g->refuse(g->arg, "limit", x->ns, &ids[0], x, p, 0);
+				(void) g->create(g->arg, x);
+				*linked = false;
+				continue;
+			}
+			p = g->attach(g->arg, p, x);
+			continue;
+		}
+		broken = merge_breaks_limit(g, p, q);
+		if (broken != NULL)
+		{
+			g->refuse(g->arg, "limit", broken, &ids[0], x, p, q);
+			*linked = false;
+			continue;
+		}
+		p = g->merge(g->arg, p, q, &ids[0], x);
+	}
+	return p;
+}
+
+/* ---- the graph in the tables ---- */
 
 /*
  * Merge profiles p and q, which the link a-b joins: the one with the better
@@ -311,57 +378,53 @@ profile_attach(int64 p, const PzIdentifier *id)
 	return profile_rekey(p, id, &key);
 }
 
+static int64
+tables_lookup(void *arg, const PzIdentifier *id)
+{
+	return pz_identity_lookup(id);
+}
+
+static int64
+tables_create(void *arg, const PzIdentifier *id)
+{
+	return profile_create(id);
+}
+
+static int64
+tables_attach(void *arg, int64 p, const PzIdentifier *id)
+{
+	return profile_attach(p, id);
+}
+
+static int64
+tables_count(void *arg, int64 p, const PzNamespace *ns)
+{
+	return pz_store_count_in_namespace(p, ns);
+}
+
+static int64
+tables_merge(void *arg, int64 p, int64 q, const PzIdentifier *a, const PzIdentifier *b)
+{
+	return profiles_merge(p, q, a, b);
+}
+
+static void
+tables_refuse(void *arg, const char *rule, const PzNamespace *rule_ns, const PzIdentifier *a,
+			  const PzIdentifier *b, int64 p, int64 q)
+{
+	pz_graph_refuse(rule, rule_ns, a, b, p, q);
+}
+
+static const PzGraph graph_tables = {tables_lookup, tables_create, tables_attach, tables_count,
+									 tables_merge,  tables_refuse, NULL};
+
 int64
 pz_identity_attribute(PzIdentifier *ids, int n, bool *linked)
 {
 	int64 p;
-	int m = 0;
 
-	Assert(n >= 1);
 	pz_graph_write_begin();
-
-	/* best first, duplicates out */
-	qsort(ids, n, sizeof(PzIdentifier), identifier_qsort_cmp);
-	for (int i = 0; i < n; i++)
-		if (m == 0 || !identifier_eq(&ids[m - 1], &ids[i]))
-			ids[m++] = ids[i];
-	n = m;
-
-	*linked = true;
-	p = pz_identity_lookup(&ids[0]);
-	if (p == 0)
-		p = profile_create(&ids[0]);
-
-	for (int i = 1; i < n; i++)
-	{
-		const PzIdentifier *x = &ids[i];
-		int64 q = pz_identity_lookup(x);
-		const PzNamespace *broken;
-
-		if (q == p)
-			continue;
-		if (q == 0)
-		{
-			if (x->ns->max_per_profile > 0 &&
-				pz_store_count_in_namespace(p, x->ns) >= x->ns->max_per_profile)
-			{
-				pz_graph_refuse("limit", x->ns, &ids[0], x, p, 0);
-				(void) profile_create(x);
-				*linked = false;
-				continue;
-			}
-			p = profile_attach(p, x);
-			continue;
-		}
-		broken = merge_breaks_limit(p, q);
-		if (broken != NULL)
-		{
-			pz_graph_refuse("limit", broken, &ids[0], x, p, q);
-			*linked = false;
-			continue;
-		}
-		p = profiles_merge(p, q, &ids[0], x);
-	}
+	p = pz_graph_attribute(&graph_tables, ids, &n, linked);
 	pz_store_close();
 	return p;
 }

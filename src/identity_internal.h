@@ -4,7 +4,8 @@
  *	  file needs.  The public API is identity.h.
  *
  * The graph's code in layers, each calling only the ones below it, with
- * one exception: identity_sql.c (the SQL functions) -> identity_graph.c
+ * one exception: identity_sql.c (the SQL functions) -> identity_batch.c
+ * (a rebuild's new identifiers resolved in memory) -> identity_graph.c
  * (the lock and the rules) -> identity_store.c (the tables) ->
  * identity_cache.c (the backend's cache and the shared change counter).
  * The exception is the transaction callbacks (identity_cache.c), which tell
@@ -22,6 +23,37 @@
 
 /* best first: higher priority, then namespace name, then value bytes */
 extern int pz_identifier_rank_cmp(const PzIdentifier *a, const PzIdentifier *b);
+/* the id a profile keyed by this identifier gets, unless another has it */
+extern int64 pz_identifier_profile_id(const PzIdentifier *id);
+
+/*
+ * A graph the rules run over: the tables (identity_graph.c), or a batch
+ * of new identifiers held in memory (identity_batch.c).  Profiles are
+ * handles the graph gives out, never 0.
+ */
+typedef struct PzGraph
+{
+	/* the profile of an identifier, 0 if the graph does not have it */
+	int64 (*lookup)(void *arg, const PzIdentifier *id);
+	/* a new profile holding just this identifier */
+	int64 (*create)(void *arg, const PzIdentifier *id);
+	/* a new identifier into profile p, re-keyed if it is better than p's key: p's handle */
+	int64 (*attach)(void *arg, int64 p, const PzIdentifier *id);
+	/* how many identifiers of ns profile p holds */
+	int64 (*count)(void *arg, int64 p, const PzNamespace *ns);
+	/* merge p and q for the link a-b, the better key surviving: the survivor */
+	int64 (*merge)(void *arg, int64 p, int64 q, const PzIdentifier *a, const PzIdentifier *b);
+	/* record a link a rule refused */
+	void (*refuse)(void *arg, const char *rule, const PzNamespace *rule_ns, const PzIdentifier *a,
+				   const PzIdentifier *b, int64 p, int64 q);
+	void *arg;
+} PzGraph;
+
+/*
+ * Attribute an event's usable identifiers to a profile of g by the rules:
+ * ids sorted best first and deduplicated in place (*nids updated).
+ */
+extern int64 pz_graph_attribute(const PzGraph *g, PzIdentifier *ids, int *nids, bool *linked);
 
 /* take the graph's lock, check the cache, open the store for writing */
 extern void pz_graph_write_begin(void);
@@ -35,6 +67,19 @@ extern void pz_graph_refuse(const char *rule, const PzNamespace *rule_ns, const 
  * with *alone, return the profile it already has to itself.
  */
 extern int64 pz_graph_split(const PzIdentifier *id, bool *alone);
+
+/* ---- a rebuild's new identifiers, resolved in memory (identity_batch.c) ---- */
+
+typedef struct PzIdBatch PzIdBatch;
+
+extern PzIdBatch *pz_id_batch_begin(void);
+/* false, with nothing done, if an identifier is in the tables: attribute it there */
+extern bool pz_id_batch_attribute(PzIdBatch *b, PzIdentifier *ids, int n,
+								  const PzIdentifier *blocked, int nblocked);
+extern Size pz_id_batch_memory(PzIdBatch *b);
+/* write what it holds into the tables (store open, SPI connected), start afresh */
+extern void pz_id_batch_write(PzIdBatch *b);
+extern void pz_id_batch_end(PzIdBatch *b);
 
 /* ---- the tables (identity_store.c) ---- */
 

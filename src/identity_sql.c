@@ -199,32 +199,30 @@ pz_link(PG_FUNCTION_ARGS)
  * (NULL, empty, not of the namespace's form) are skipped; blocked ones are
  * skipped and their refused links recorded; at least one must remain.
  */
-PG_FUNCTION_INFO_V1(pz_identify_event);
-Datum
-pz_identify_event(PG_FUNCTION_ARGS)
+/*
+ * An event's identifiers from its jsonb: usable ones into *ids, blocked
+ * ones into *blocked (both palloc'd); ERRORs if the jsonb is not an object
+ * of strings and numbers, or if no usable identifier remains.
+ */
+static void
+identifiers_from_jsonb(Jsonb *jb, PzIdentifier **ids, int *n, PzIdentifier **blocked_ids,
+					   int *nblocked)
 {
-	Jsonb *jb;
 	JsonbIterator *it;
 	JsonbValue v;
 	JsonbIteratorToken tok;
-	PzIdentifier *ids, *blocked_ids;
-	int n = 0, nblocked = 0, cap;
-	bool linked;
-	int64 pid;
 	const PzNamespace *ns = NULL;
+	int cap;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-						errmsg("identify: identifiers must not be NULL")));
-	jb = PG_GETARG_JSONB_P(0);
 	if (!JB_ROOT_IS_OBJECT(jb))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("identify: identifiers must be a JSON object"),
 						errhint("Pass {\"namespace\": \"value\", ...}, e.g. "
 								"'{\"email\": \"ann@example.com\", \"customer_id\": \"42\"}'.")));
 	cap = Max(JsonContainerSize(&jb->root), 1);
-	ids = palloc(cap * sizeof(PzIdentifier));
-	blocked_ids = palloc(cap * sizeof(PzIdentifier));
+	*ids = palloc(cap * sizeof(PzIdentifier));
+	*blocked_ids = palloc(cap * sizeof(PzIdentifier));
+	*n = *nblocked = 0;
 
 	it = JsonbIteratorInit(&jb->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
@@ -236,7 +234,7 @@ pz_identify_event(PG_FUNCTION_ARGS)
 			char *s;
 			int32 len;
 			bool blocked;
-			PzIdentifier *id = &ids[n];
+			PzIdentifier *id = &(*ids)[*n];
 
 			if (v.type == jbvNull)
 				continue;
@@ -258,26 +256,163 @@ pz_identify_event(PG_FUNCTION_ARGS)
 			if (!identifier_make(id, ns, s, len, &blocked, "identify"))
 				continue;
 			if (blocked)
-				blocked_ids[nblocked++] = *id;
+				(*blocked_ids)[(*nblocked)++] = *id;
 			else
-				n++;
+				(*n)++;
 		}
 	}
-	if (n == 0)
+	if (*n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("identify: no usable identifier in %s",
 						JsonbToCString(NULL, &jb->root, VARSIZE(jb))),
 				 errdetail("Every value is NULL, empty, blocked, or not of its namespace's form."),
 				 errhint("Check values with personalize.normalize_identifier(namespace, value).")));
+}
 
-	SPI_connect();
-	pid = pz_identity_attribute(ids, n, &linked);
+/* identify(jsonb) through the tables: the profile; the caller is connected to SPI */
+static int64
+identify_in_tables(PzIdentifier *ids, int n, const PzIdentifier *blocked_ids, int nblocked)
+{
+	bool linked;
+	int64 pid = pz_identity_attribute(ids, n, &linked);
+
 	/* ids[0] is now the best usable identifier, the one the event went to */
 	for (int i = 0; i < nblocked; i++)
 		pz_graph_refuse("blocked", blocked_ids[i].ns, &ids[0], &blocked_ids[i], pid, 0);
+	return pid;
+}
+
+PG_FUNCTION_INFO_V1(pz_identify_event);
+Datum
+pz_identify_event(PG_FUNCTION_ARGS)
+{
+	PzIdentifier *ids, *blocked_ids;
+	int n, nblocked;
+	int64 pid;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("identify: identifiers must not be NULL")));
+	identifiers_from_jsonb(PG_GETARG_JSONB_P(0), &ids, &n, &blocked_ids, &nblocked);
+	SPI_connect();
+	pid = identify_in_tables(ids, n, blocked_ids, nblocked);
 	SPI_finish();
 	PG_RETURN_INT64(pid);
+}
+
+/*
+ * _identify_keys(refcursor): identify(jsonb) for every event key the open
+ * cursor returns (one jsonb column), in its order, with the same outcome:
+ * rebuild()'s identity resolution.  Keys whose identifiers are all new to
+ * the graph are resolved in memory and written together
+ * (identity_batch.c); a key that reaches into the graph goes through it
+ * as identify() does.  The batch is written before its memory passes
+ * maintenance_work_mem.  Returns the number of keys.
+ */
+#define IDENTIFY_KEYS_FETCH 1000
+
+/*
+ * The store stays open across keys, in a context of its own (what opening
+ * it allocates lives there), closed and emptied when a key goes through
+ * the tables' graph, which opens the store itself.
+ */
+static void
+keys_store_open(MemoryContext store_cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(store_cxt);
+
+	pz_graph_write_begin();
+	MemoryContextSwitchTo(old);
+}
+
+static void
+keys_store_close(MemoryContext store_cxt)
+{
+	pz_store_close();
+	MemoryContextReset(store_cxt);
+}
+
+static void
+keys_batch_write(PzIdBatch *batch, MemoryContext store_cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(store_cxt);
+
+	pz_id_batch_write(batch);
+	MemoryContextSwitchTo(old);
+}
+
+PG_FUNCTION_INFO_V1(pz_identify_keys);
+Datum
+pz_identify_keys(PG_FUNCTION_ARGS)
+{
+	char *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Portal cursor;
+	PzIdBatch *batch;
+	MemoryContext key_cxt, store_cxt, old;
+	Size bound = (Size) maintenance_work_mem * 1024;
+	int64 keys = 0;
+
+	SPI_connect();
+	cursor = SPI_cursor_find(name);
+	if (cursor == NULL)
+		ereport(ERROR, (errcode(ERRCODE_UNDEFINED_CURSOR),
+						errmsg("_identify_keys: no cursor \"%s\"", name)));
+	key_cxt = AllocSetContextCreate(CurrentMemoryContext, "personalize identify keys",
+									ALLOCSET_DEFAULT_SIZES);
+	store_cxt = AllocSetContextCreate(CurrentMemoryContext, "personalize identify keys store",
+									  ALLOCSET_DEFAULT_SIZES);
+	batch = pz_id_batch_begin();
+	keys_store_open(store_cxt);
+	for (;;)
+	{
+		SPITupleTable *tt;
+		uint64 nrows;
+
+		SPI_cursor_fetch(cursor, true, IDENTIFY_KEYS_FETCH);
+		tt = SPI_tuptable;
+		nrows = SPI_processed;
+		if (nrows == 0)
+			break;
+		if (tt->tupdesc->natts != 1 || SPI_gettypeid(tt->tupdesc, 1) != JSONBOID)
+			ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+							errmsg("_identify_keys: the cursor must return one jsonb column")));
+		for (uint64 r = 0; r < nrows; r++)
+		{
+			PzIdentifier *ids, *blocked_ids;
+			int n, nblocked;
+			bool isnull;
+			Datum d = SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull);
+
+			CHECK_FOR_INTERRUPTS();
+			if (isnull)
+				ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+								errmsg("identify: identifiers must not be NULL")));
+			old = MemoryContextSwitchTo(key_cxt);
+			identifiers_from_jsonb(DatumGetJsonbP(d), &ids, &n, &blocked_ids, &nblocked);
+			if (!pz_id_batch_attribute(batch, ids, n, blocked_ids, nblocked))
+			{
+				/* it reaches into the graph: what the batch holds first */
+				keys_batch_write(batch, store_cxt);
+				keys_store_close(store_cxt);
+				(void) identify_in_tables(ids, n, blocked_ids, nblocked);
+				keys_store_open(store_cxt);
+			}
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(key_cxt);
+			keys++;
+			if (pz_id_batch_memory(batch) > bound)
+				keys_batch_write(batch, store_cxt);
+		}
+		SPI_freetuptable(tt);
+	}
+	keys_batch_write(batch, store_cxt);
+	keys_store_close(store_cxt);
+	pz_id_batch_end(batch);
+	MemoryContextDelete(key_cxt);
+	MemoryContextDelete(store_cxt);
+	SPI_finish();
+	PG_RETURN_INT64(keys);
 }
 
 /*
