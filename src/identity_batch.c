@@ -12,8 +12,11 @@
  * limited namespace.  Profile ids, re-keys, merges and refusals come out
  * as the tables would have made them, in the same order: the rules are the
  * same code, the ids the same hash with the same step past an id taken
- * (by a profile of the batch or of the tables).  The merge log and the
- * refused links get the same rows, in the same order.
+ * (by a profile of the batch or of the tables).  The merge log gets the
+ * same rows in the same order, the refused links the same rows (a pair
+ * refused n times is written once with n more times: its serial id is the
+ * only difference).  Into an empty graph the batch does not look into the
+ * tables at all.
  *
  * The batch takes a key only if every identifier it carries is new to the
  * tables (or already the batch's).  A key that reaches into the tables
@@ -72,13 +75,17 @@ typedef struct BatchLog
 	PzIdentifier a, b;
 } BatchLog;
 
-typedef struct BatchRefusal
+/* a pair's refusals are gathered: written in one statement, in first-refused order */
+typedef struct RefusalKey
 {
-	const char *rule;
-	const PzNamespace *rule_ns;
-	PzIdentifier a, b;
-	int64 pa, pb;
-} BatchRefusal;
+	NodeKey a, b;
+} RefusalKey;
+
+typedef struct RefusalEntry
+{
+	RefusalKey key;
+	int index; /* into refusals */
+} RefusalEntry;
 
 struct PzIdBatch
 {
@@ -91,8 +98,10 @@ struct PzIdBatch
 	int32 *limited_ns; /* their ids, */
 	int32 *counts;     /* and per node (read at roots) the identifiers of each */
 	List *log;         /* of BatchLog */
-	List *refusals;    /* of BatchRefusal */
-	int64 keys;        /* keys taken since the last write */
+	HTAB *refused;     /* pair -> its gathered refusals */
+	PzStoredRefusal *refusals;
+	int nrefusals, refusals_cap;
+	bool graph_empty; /* the tables hold no identifier and no profile: no need to look */
 	PzGraph graph;
 };
 
@@ -111,6 +120,24 @@ node_key_match(const void *a, const void *b, Size keysize)
 	const NodeKey *x = a, *y = b;
 
 	return !(x->ns == y->ns && x->len == y->len && memcmp(x->value, y->value, x->len) == 0);
+}
+
+static uint32
+refusal_key_hash(const void *key, Size keysize)
+{
+	const RefusalKey *k = key;
+
+	return hash_combine(node_key_hash(&k->a, sizeof(NodeKey)),
+						node_key_hash(&k->b, sizeof(NodeKey)));
+}
+
+static int
+refusal_key_match(const void *x, const void *y, Size keysize)
+{
+	const RefusalKey *a = x, *b = y;
+
+	return node_key_match(&a->a, &b->a, sizeof(NodeKey)) ||
+		   node_key_match(&a->b, &b->b, sizeof(NodeKey));
 }
 
 static void
@@ -142,9 +169,18 @@ batch_tables(PzIdBatch *b)
 		if (pz_namespace_at(i)->max_per_profile > 0)
 			b->limited_ns[b->nlimited++] = pz_namespace_at(i)->id;
 	b->counts = b->nlimited > 0 ? palloc(sizeof(int32) * b->nodes_cap * b->nlimited) : NULL;
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(RefusalKey);
+	ctl.entrysize = sizeof(RefusalEntry);
+	ctl.hash = refusal_key_hash;
+	ctl.match = refusal_key_match;
+	ctl.hcxt = b->cxt;
+	b->refused = hash_create("personalize identity batch refusals", 256, &ctl,
+							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 	b->log = NIL;
-	b->refusals = NIL;
-	b->keys = 0;
+	b->refusals_cap = 256;
+	b->nrefusals = 0;
+	b->refusals = palloc(sizeof(PzStoredRefusal) * b->refusals_cap);
 	MemoryContextSwitchTo(old);
 }
 
@@ -194,7 +230,8 @@ identifier_copy(PzIdBatch *b, const PzIdentifier *id)
 static bool
 pid_taken(PzIdBatch *b, int64 pid)
 {
-	return hash_search(b->live, &pid, HASH_FIND, NULL) != NULL || pz_store_profile_exists(pid);
+	return hash_search(b->live, &pid, HASH_FIND, NULL) != NULL ||
+		   (!b->graph_empty && pz_store_profile_exists(pid));
 }
 
 /* a free id for a profile keyed by key, as free_profile_id() finds one */
@@ -363,17 +400,34 @@ batch_refuse(void *arg, const char *rule, const PzNamespace *rule_ns, const PzId
 			 const PzIdentifier *bid, int64 p, int64 q)
 {
 	PzIdBatch *b = arg;
-	MemoryContext old = MemoryContextSwitchTo(b->cxt);
-	BatchRefusal *r = palloc(sizeof(BatchRefusal));
+	RefusalKey k = {{a->ns->id, a->len, a->value}, {bid->ns->id, bid->len, bid->value}};
+	bool found;
+	RefusalEntry *e = hash_search(b->refused, &k, HASH_ENTER, &found);
+	PzStoredRefusal *r;
 
+	if (!found)
+	{
+		if (b->nrefusals == b->refusals_cap)
+		{
+			b->refusals_cap *= 2;
+			b->refusals = repalloc_huge(b->refusals, sizeof(PzStoredRefusal) * b->refusals_cap);
+		}
+		e->index = b->nrefusals++;
+		r = &b->refusals[e->index];
+		r->a = identifier_copy(b, a);
+		r->b = identifier_copy(b, bid);
+		r->times = 0;
+		/* the entry's key points at the batch's copies, not the caller's */
+		e->key.a.value = r->a.value;
+		e->key.b.value = r->b.value;
+	}
+	r = &b->refusals[e->index];
+	/* the last refusal's rule and profiles, as the row's upsert keeps them */
 	r->rule = rule;
 	r->rule_ns = rule_ns;
-	r->a = identifier_copy(b, a);
-	r->b = identifier_copy(b, bid);
-	r->pa = p == 0 ? 0 : b->nodes[ROOT(p)].pid;
-	r->pb = q == 0 ? 0 : b->nodes[ROOT(q)].pid;
-	b->refusals = lappend(b->refusals, r);
-	MemoryContextSwitchTo(old);
+	r->profile_a = p == 0 ? 0 : b->nodes[ROOT(p)].pid;
+	r->profile_b = q == 0 ? 0 : b->nodes[ROOT(q)].pid;
+	r->times++;
 }
 
 /* ---- the batch ---- */
@@ -393,6 +447,7 @@ pz_id_batch_begin(void)
 	b->graph.refuse = batch_refuse;
 	b->graph.arg = b;
 	batch_tables(b);
+	b->graph_empty = pz_store_is_empty();
 	return b;
 }
 
@@ -409,14 +464,14 @@ pz_id_batch_attribute(PzIdBatch *b, PzIdentifier *ids, int n, const PzIdentifier
 	bool linked;
 	int64 p;
 
-	for (int i = 0; i < n; i++)
-		if (node_find(b, &ids[i]) < 0 && pz_identity_lookup(&ids[i]) != 0)
-			return false;
+	if (!b->graph_empty)
+		for (int i = 0; i < n; i++)
+			if (node_find(b, &ids[i]) < 0 && pz_identity_lookup(&ids[i]) != 0)
+				return false;
 	p = pz_graph_attribute(&b->graph, ids, &n, &linked);
 	/* ids[0] is now the best usable identifier, the one the event went to */
 	for (int i = 0; i < nblocked; i++)
 		batch_refuse(b, "blocked", blocked[i].ns, &ids[0], &blocked[i], p, 0);
-	b->keys++;
 	return true;
 }
 
@@ -438,7 +493,7 @@ pz_id_batch_write(PzIdBatch *b)
 {
 	ListCell *lc;
 
-	if (b->nnodes == 0 && b->refusals == NIL)
+	if (b->nnodes == 0 && b->nrefusals == 0)
 		return;
 	for (int32 i = 0; i < b->nnodes; i++)
 		if (b->nodes[i].parent == i)
@@ -451,14 +506,12 @@ pz_id_batch_write(PzIdBatch *b)
 
 		pz_store_log(l->action, l->from, l->into, &l->a, &l->b);
 	}
-	foreach (lc, b->refusals)
-	{
-		BatchRefusal *r = lfirst(lc);
-
-		pz_graph_refuse(r->rule, r->rule_ns, &r->a, &r->b, r->pa, r->pb);
-	}
+	pz_store_refuse_many(b->nrefusals, b->refusals);
+	for (int i = 0; i < b->nrefusals; i++)
+		pz_identity_refusals += b->refusals[i].times;
 	MemoryContextReset(b->cxt);
 	batch_tables(b);
+	b->graph_empty = false;
 }
 
 void

@@ -93,6 +93,7 @@ extern bool pz_store_reads_snapshot(void);
 
 extern int64 pz_store_lookup(const PzIdentifier *id);
 extern bool pz_store_profile_exists(int64 profile_id);
+extern bool pz_store_is_empty(void);
 extern int64 pz_store_count_in_namespace(int64 profile_id, const PzNamespace *ns);
 extern void pz_store_profile_key(int64 profile_id, PzIdentifier *key);
 
@@ -105,6 +106,17 @@ extern void pz_store_log(const char *action, int64 from, int64 into, const PzIde
 						 const PzIdentifier *b);
 extern void pz_store_refuse(const char *rule, const PzNamespace *rule_ns, const PzIdentifier *a,
 							const PzIdentifier *b, int64 profile_a, int64 profile_b);
+/* a pair's refusals, gathered: the last one's rule and profiles, and how many */
+typedef struct PzStoredRefusal
+{
+	const char *rule;
+	const PzNamespace *rule_ns;
+	PzIdentifier a, b;
+	int64 profile_a, profile_b; /* 0: none */
+	int64 times;
+} PzStoredRefusal;
+/* n distinct pairs' refusals in one statement, as n x times pz_store_refuse in order */
+extern void pz_store_refuse_many(int n, const PzStoredRefusal *r);
 
 /* ---- the backend's cache (identity_cache.c) ---- */
 

@@ -362,8 +362,8 @@ pz_identify_keys(PG_FUNCTION_ARGS)
 									ALLOCSET_DEFAULT_SIZES);
 	store_cxt = AllocSetContextCreate(CurrentMemoryContext, "personalize identify keys store",
 									  ALLOCSET_DEFAULT_SIZES);
-	batch = pz_id_batch_begin();
 	keys_store_open(store_cxt);
+	batch = pz_id_batch_begin();
 	for (;;)
 	{
 		SPITupleTable *tt;

@@ -40,6 +40,7 @@
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
@@ -62,6 +63,7 @@ typedef enum Stmt
 	ST_PROFILE_KEY,
 	ST_REKEY_PROFILE,
 	ST_REFUSE,
+	ST_REFUSE_MANY,
 	ST_COUNT
 } Stmt;
 
@@ -69,7 +71,7 @@ static const struct
 {
 	const char *sql;
 	int nargs;
-	Oid types[8];
+	Oid types[9];
 } stmt_def[ST_COUNT] = {
 	[ST_LOOKUP] =
 		{"SELECT profile_id FROM personalize.identities WHERE namespace_id = $1 AND value "
@@ -93,6 +95,22 @@ static const struct
 				   "profile_b = excluded.profile_b",
 				   8,
 				   {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID}},
+	/* many pairs, each once, with how many times: as many ST_REFUSE in their order */
+	[ST_REFUSE_MANY] = {"INSERT INTO personalize.refused_links AS r (rule, rule_namespace, "
+						"namespace_a, value_a, namespace_b, value_b, profile_a, profile_b, times) "
+						"SELECT u.rule, u.rule_ns, u.ns_a, u.value_a, u.ns_b, u.value_b, "
+						"nullif(u.pa, 0), nullif(u.pb, 0), u.times "
+						"FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
+						"$6::text[], $7::int8[], $8::int8[], $9::int8[]) WITH ORDINALITY "
+						"AS u(rule, rule_ns, ns_a, value_a, ns_b, value_b, pa, pb, times, o) "
+						"ORDER BY u.o "
+						"ON CONFLICT (namespace_a, value_a, namespace_b, value_b) DO UPDATE SET "
+						"times = r.times + excluded.times, last_refused_at = now(), "
+						"rule = excluded.rule, rule_namespace = excluded.rule_namespace, "
+						"profile_a = excluded.profile_a, profile_b = excluded.profile_b",
+						9,
+						{TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+						 TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID}},
 };
 
 static SPIPlanPtr stmt_plan[ST_COUNT];
@@ -399,6 +417,26 @@ pz_store_lookup(const PzIdentifier *id)
 	if (stmt_run(ST_LOOKUP, values, NULL, SPI_OK_SELECT) == 0)
 		return 0;
 	return result_int8(1);
+}
+
+/* neither identities nor profiles has a row (SnapshotSelf); the store is open for writing */
+bool
+pz_store_is_empty(void)
+{
+	Relation rels[2] = {store.identities, store.profiles};
+
+	for (int i = 0; i < 2; i++)
+	{
+		TableScanDesc scan = table_beginscan(rels[i], SnapshotSelf, 0, NULL);
+		TupleTableSlot *slot = table_slot_create(rels[i], NULL);
+		bool found = table_scan_getnextslot(scan, ForwardScanDirection, slot);
+
+		table_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+		if (found)
+			return false;
+	}
+	return true;
 }
 
 bool
@@ -895,4 +933,39 @@ pz_store_refuse(const char *rule, const PzNamespace *rule_ns, const PzIdentifier
 	nulls[6] = profile_a ? ' ' : 'n';
 	nulls[7] = profile_b ? ' ' : 'n';
 	stmt_run(ST_REFUSE, values, nulls, SPI_OK_INSERT);
+}
+
+/*
+ * Refusals of n distinct pairs at once, each counted times[i] and carrying
+ * the last refusal's rule and profiles (0: none): what as many
+ * pz_store_refuse calls in that order leave in refused_links (the serial
+ * ids aside).
+ */
+void
+pz_store_refuse_many(int n, const PzStoredRefusal *r)
+{
+	Datum *col[9];
+	Datum values[9];
+
+	if (n == 0)
+		return;
+	for (int c = 0; c < 9; c++)
+		col[c] = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+	{
+		col[0][i] = CStringGetTextDatum(r[i].rule);
+		col[1][i] = CStringGetTextDatum(r[i].rule_ns->name);
+		col[2][i] = CStringGetTextDatum(r[i].a.ns->name);
+		col[3][i] = PointerGetDatum(cstring_to_text_with_len(r[i].a.value, r[i].a.len));
+		col[4][i] = CStringGetTextDatum(r[i].b.ns->name);
+		col[5][i] = PointerGetDatum(cstring_to_text_with_len(r[i].b.value, r[i].b.len));
+		col[6][i] = Int64GetDatum(r[i].profile_a);
+		col[7][i] = Int64GetDatum(r[i].profile_b);
+		col[8][i] = Int64GetDatum(r[i].times);
+	}
+	for (int c = 0; c < 9; c++)
+		values[c] = PointerGetDatum(
+			c < 6 ? construct_array(col[c], n, TEXTOID, -1, false, TYPALIGN_INT)
+				  : construct_array(col[c], n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	stmt_run(ST_REFUSE_MANY, values, NULL, SPI_OK_INSERT);
 }
