@@ -19,6 +19,7 @@
 
 #include "audience.h"
 #include "identity.h"
+#include "profile_scan.h"
 #include "state.h"
 #include "stream.h"
 
@@ -78,6 +79,7 @@ _PG_init(void)
 	/* the streaming worker's GUCs; its registration when preloaded */
 	pz_worker_init();
 	pz_audience_init();
+	pz_profile_scan_init();
 	MarkGUCPrefixReserved("personalize");
 
 	/*

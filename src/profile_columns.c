@@ -23,7 +23,10 @@
  *	wsum:<usecs>	windowed_sum likewise, 0 when absent				double precision
  *
  * Everything else is NULL when the profile holds no state for the trait (or
- * the profile is NULL).  Each column equals the accessor expression the
+ * the profile is NULL).  An entry with a '-' before it ("-2:count") is
+ * skipped: its column is NULL, and its trait is not read unless another
+ * column reads it.  The planner hook of profile_scan.c writes those for the
+ * columns a query over the view does not read.  Each column equals the accessor expression the
  * view used before, through the same C code.
  *
  * The spec is parsed and checked against the column definition list once
@@ -196,6 +199,13 @@ pc_spec_parse(const char *spec, int len)
 		if (nparts < 2)
 			pc_bad_spec(i + 1, entry, entry_end - entry,
 						"An entry is <trait id>:<accessor>[:<argument>].");
+		/* "-": a column the query does not read (set by profile_scan.c) */
+		if (plen[0] > 0 && parts[0][0] == '-')
+		{
+			col->skip = true;
+			parts[0]++;
+			plen[0]--;
+		}
 		if (!pc_parse_number(parts[0], plen[0], PG_INT32_MAX, &v))
 			pc_bad_spec(i + 1, entry, entry_end - entry,
 						psprintf("\"%.*s\" is not a trait id (1 to 2147483647).", Min(plen[0], 40),
@@ -246,6 +256,10 @@ pc_spec_parse(const char *spec, int len)
 								 pc_kind_text(c->traits[t].kind)));
 		col->slot = t;
 	}
+	c->trait_read = palloc0(sizeof(bool) * Max(c->ntraits, 1));
+	for (i = 0; i < n; i++)
+		if (!c->cols[i].skip)
+			c->trait_read[c->cols[i].slot] = true;
 	return c;
 }
 
@@ -365,7 +379,7 @@ static pg_attribute_noreturn() void pc_wrong_kind(const PcSpec *c, const PcTrait
 void
 pc_spec_read(const PcSpec *c, Profile *p, PzState **states)
 {
-	pc_spec_read_wanted(c, p, states, NULL);
+	pc_spec_read_wanted(c, p, states, c->trait_read);
 }
 
 void
@@ -463,7 +477,15 @@ pz_profile_columns(PG_FUNCTION_ARGS)
 		p = profile_from_datum(PG_GETARG_DATUM(0));
 	pc_spec_read(spec, p, c->states);
 	for (i = 0; i < spec->ncols; i++)
+	{
+		if (spec->cols[i].skip)
+		{
+			c->values[i] = (Datum) 0;
+			c->nulls[i] = true;
+			continue;
+		}
 		c->values[i] =
 			pc_column_value(&spec->cols[i], c->states[spec->cols[i].slot], now, &c->nulls[i], NULL);
+	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(c->tupdesc, c->values, c->nulls)));
 }

@@ -7,7 +7,8 @@
  *	  code.
  *
  * A spec is '<trait id>:<accessor>[:<argument>];...', one entry per column
- * (see profile_columns.c).  It is parsed once (pc_spec_parse); then, per
+ * (see profile_columns.c); an entry with a '-' before it is skipped: its
+ * column is NULL and its trait not read unless another column reads it.  It is parsed once (pc_spec_parse); then, per
  * profile, pc_spec_read reads each trait's state once and pc_column_value
  * gives each column's value.
  */
@@ -42,6 +43,7 @@ typedef struct PcColumn
 	int32 trait;
 	int64 span; /* wcount, wsum: microseconds */
 	int slot;   /* the trait's index in PcSpec.traits */
+	bool skip;  /* "-" before the entry: not read, NULL (profile_scan.c) */
 } PcColumn;
 
 typedef struct PcTrait
@@ -58,6 +60,7 @@ typedef struct PcSpec
 	PcColumn *cols;
 	int ntraits;
 	PcTrait *traits;       /* each trait the spec reads, once */
+	bool *trait_read;      /* per trait: a column that is not skipped reads it */
 	const char **colnames; /* the columns' names, for errors; NULL: by number */
 } PcSpec;
 
