@@ -199,5 +199,17 @@ SELECT profile_get('{"1": {"metric": {"op": "max", "count": 2, "value": "9.99"}}
 SELECT '{"1": {"metric": {"op": "max", "count": 2, "value": "9.99"}}}'::profile
     || '{"1": {"metric": {"op": "min", "count": 2, "value": "9.99"}}}'::profile;
 
+-- stored values read back exactly: digits, scale and sign, with up to 18
+-- digits (read without numeric_in) and more (read with it)
+SELECT count(*) AS values,
+       count(*) FILTER (WHERE metric_value(s) IS DISTINCT FROM v
+                          OR scale(metric_value(s)) IS DISTINCT FROM scale(v)
+                          OR metric_value(s)::text IS DISTINCT FROM v::text) AS differ
+FROM (SELECT round(((random() - 0.5) * 10 ^ (g % 25))::numeric, g % 7) AS v
+        FROM generate_series(1, 5000) g
+      UNION ALL VALUES (0), (0.00), (-0.5), (123456789012345678), (1234567890123456789),
+                       (-999999999999999999.9), (0.000001), (100)) x,
+     LATERAL (SELECT metric_agg('max', y.w) AS s FROM (SELECT x.v AS w) y) a;
+
 DROP TABLE metric_orders, metric_many, metric_binary;
 DROP FUNCTION metric_copy_in(bytea);

@@ -218,6 +218,45 @@ metric_canonical_shape(const char *str, int32 len)
 	return p == end && p > digits && p - digits <= METRIC_MAX_FRAC_DIGITS;
 }
 
+/*
+ * A value in canonical form as a Numeric, without numeric_in: most values
+ * have at most 18 digits, which an int64 holds, scaled by a power of ten
+ * (int64_div_fast_to_numeric keeps the digits after the point, trailing
+ * zeros too, as numeric_out writes them).  NULL when the text is not such a
+ * value: more digits, a leading zero, or a negative zero; the caller parses
+ * and checks it the slow way.  str has metric_canonical_shape.
+ */
+static Numeric
+metric_numeric_fast(const char *str, int32 len)
+{
+	const char *p = str;
+	const char *end = str + len;
+	bool neg = false;
+	int64 v = 0;
+	int digits = 0, scale = 0;
+	bool point = false;
+
+	if (*p == '-')
+		neg = true, p++;
+	if (*p == '0' && p + 1 < end && p[1] != '.')
+		return NULL; /* a leading zero */
+	for (; p < end; p++)
+	{
+		if (*p == '.')
+		{
+			point = true;
+			continue;
+		}
+		if (++digits > 18)
+			return NULL;
+		v = v * 10 + (*p - '0');
+		scale += point;
+	}
+	if (neg && v == 0)
+		return NULL; /* "-0": not canonical */
+	return int64_div_fast_to_numeric(neg ? -v : v, scale);
+}
+
 static PzState *
 metric_read(PzReader *r)
 {
@@ -237,9 +276,13 @@ metric_read(PzReader *r)
 
 		if (!metric_canonical_shape(text, len))
 			pz_corrupt(r->type_name, "The value is not a finite number in canonical form.");
-		s->value = metric_numeric_in(text);
-		if (strcmp(metric_numeric_text(s->value), text) != 0)
-			pz_corrupt(r->type_name, "The value is not in canonical form.");
+		s->value = metric_numeric_fast(text, len);
+		if (s->value == NULL)
+		{
+			s->value = metric_numeric_in(text);
+			if (strcmp(metric_numeric_text(s->value), text) != 0)
+				pz_corrupt(r->type_name, "The value is not in canonical form.");
+		}
 		pfree(text);
 	}
 	return (PzState *) s;
