@@ -228,26 +228,76 @@ windowed_settle(PzState *s_)
 		windowed_count_event(s, &z, s->pending[i].ts, s->pending[i].value);
 }
 
+/*
+ * Fold src's buckets into dst's, re-keyed under dst's zones.  Both are
+ * sorted, and re-keying keeps src's sorted (keys map monotonically), so one
+ * pass merges them: adding them one by one would search and shift for each,
+ * and a parallel aggregate's combine merges a partial state per worker into
+ * every group.  Equal keys fold in the order bucket_add would fold them.
+ */
+static void
+windowed_merge_buckets(WindowedState *dst, const WindowBucket *src, int nsrc)
+{
+	WindowZones z;
+	WindowBucket *out;
+	int nout = 0;
+	int i = 0;
+	int j = 0;
+
+	if (nsrc == 0)
+		return;
+	window_zones(dst->head, &z);
+	out = palloc(sizeof(WindowBucket) * (dst->nbuckets + nsrc));
+	for (;;)
+	{
+		const WindowBucket *b;
+		TimestampTz key = 0;
+		bool from_src = j < nsrc;
+
+		if (from_src && !window_key(&z, src[j].start, &key))
+		{
+			j++; /* too old under dst's head */
+			continue;
+		}
+		if (i < dst->nbuckets && (!from_src || dst->buckets[i].start <= key))
+		{
+			b = &dst->buckets[i++];
+			key = b->start;
+		}
+		else if (from_src)
+			b = &src[j++];
+		else
+			break;
+		if (nout > 0 && out[nout - 1].start == key)
+		{
+			out[nout - 1].count += b->count; /* never more than the checked total */
+			out[nout - 1].sum = pz_check_finite(out[nout - 1].sum + b->sum, "windowed_state");
+			continue;
+		}
+		out[nout].start = key;
+		out[nout].count = b->count;
+		out[nout].sum = b->sum;
+		nout++;
+	}
+	if (dst->buckets != NULL)
+		pfree(dst->buckets);
+	dst->buckets = out;
+	dst->cap = dst->nbuckets + nsrc;
+	dst->nbuckets = nout;
+}
+
 static void
 windowed_merge(PzState *dst_, const PzState *src_)
 {
 	WindowedState *dst = (WindowedState *) dst_;
 	const WindowedState *src = (const WindowedState *) src_;
-	WindowZones z;
 	int i;
 
 	if (src->head > dst->head)
 		windowed_advance(dst, src->head);
-	window_zones(dst->head, &z);
 	dst->count = pz_add_count(dst->count, src->count, "windowed_state");
 	dst->sum = pz_check_finite(dst->sum + src->sum, "windowed_state");
-	for (i = 0; i < src->nbuckets; i++)
-	{
-		TimestampTz key;
-
-		if (window_key(&z, src->buckets[i].start, &key))
-			bucket_add(dst, key, src->buckets[i].count, src->buckets[i].sum);
-	}
+	windowed_merge_buckets(dst, src->buckets, src->nbuckets);
 	for (i = 0; i < src->npending; i++)
 		windowed_add(dst, src->pending[i].ts, src->pending[i].value);
 }
@@ -314,6 +364,7 @@ windowed_changes(const WindowedState *s, int64 window_us, TimestampTz after, Tim
 typedef struct WindowedLoader
 {
 	WindowedState *s;
+	WindowZones zones; /* under the head */
 	int64 bucket_total;
 	const char *type_name;
 	bool text;
@@ -337,12 +388,23 @@ windowed_load_start(WindowedLoader *l, TimestampTz head, int64 count, double sum
 	l->s = windowed_new(head);
 	l->s->count = count;
 	l->s->sum = sum;
+	window_zones(head, &l->zones);
+}
+
+/* Room for the n buckets to come, allocated once (they come in order). */
+static void
+windowed_load_reserve(WindowedLoader *l, int n)
+{
+	if (n > 0)
+	{
+		l->s->buckets = palloc(sizeof(WindowBucket) * n);
+		l->s->cap = n;
+	}
 }
 
 static void
 windowed_load_bucket(WindowedLoader *l, TimestampTz start, int64 count, double sum)
 {
-	WindowZones z;
 	TimestampTz key;
 
 	if (start > l->s->head)
@@ -352,8 +414,7 @@ windowed_load_bucket(WindowedLoader *l, TimestampTz start, int64 count, double s
 	if (pg_add_s64_overflow(l->bucket_total, count, &l->bucket_total) ||
 		l->bucket_total > l->s->count)
 		windowed_bad(l, "The buckets hold more events than the total.");
-	window_zones(l->s->head, &z);
-	if (window_key(&z, start, &key))
+	if (window_key(&l->zones, start, &key))
 		bucket_add(l->s, key, count, sum);
 }
 
@@ -382,6 +443,7 @@ windowed_read_flat(PzReader *r)
 	sum = has_sums ? pz_read_f64(r) : 0;
 	windowed_load_start(&l, head, count, sum, false);
 	n = pz_read_count(r, WINDOWED_MAX_BUCKETS, "buckets");
+	windowed_load_reserve(&l, n);
 	for (i = 0; i < n; i++)
 	{
 		int64 c;
@@ -487,6 +549,7 @@ windowed_from_json(JsonbContainer *obj)
 		pz_bad_text(
 			tn, psprintf("There are %d buckets; at most %d are possible.", n, WINDOWED_MAX_BUCKETS),
 			NULL);
+	windowed_load_reserve(&l, n);
 	for (i = 0; i < n; i++)
 	{
 		JsonbValue e;
