@@ -71,6 +71,7 @@ windowed_new(TimestampTz first_event)
 {
 	WindowedState *s = palloc(sizeof(WindowedState));
 
+	StaticAssertStmt(sizeof(WindowedState) <= 128, "a windowed state fits a 128-byte chunk");
 	s->hdr.kind = PZ_KIND_WINDOWED;
 	s->head = first_event;
 	s->zones_until = zones_until(first_event);
@@ -80,59 +81,139 @@ windowed_new(TimestampTz first_event)
 	s->npending = 0;
 	/* no buckets until the first event is settled: many states stay small */
 	s->cap = 0;
-	s->buckets = NULL;
+	s->counts = NULL;
+	s->sums = NULL;
 	return s;
+}
+
+/* The bucket starts, minutes back from zones_until: descending. */
+static inline int32 *
+windowed_mins(const WindowedState *s)
+{
+	return (int32 *) (s->counts + s->cap);
+}
+
+static inline TimestampTz
+bucket_start(const WindowedState *s, int i)
+{
+	return s->zones_until - (int64) windowed_mins(s)[i] * USECS_PER_MINUTE;
+}
+
+/* a bucket's start (a zone key: whole minutes, within the zones) as it is held */
+static inline int32
+bucket_min(const WindowedState *s, TimestampTz key)
+{
+	return (int32) ((s->zones_until - key) / USECS_PER_MINUTE);
+}
+
+static inline double
+bucket_sum(const WindowedState *s, int i)
+{
+	return s->sums == NULL ? 0 : s->sums[i];
+}
+
+/* -0.0 is a sum of its own (it is stored as such), so only +0.0 needs no column */
+static inline bool
+sum_is_zero(double v)
+{
+	return v == 0 && !signbit(v);
+}
+
+/* Room for cap buckets, the n there are kept. */
+static void
+windowed_resize(WindowedState *s, int32 cap)
+{
+	int64 *counts = palloc((sizeof(int64) + sizeof(int32)) * cap);
+
+	if (s->nbuckets > 0)
+	{
+		memcpy(counts, s->counts, sizeof(int64) * s->nbuckets);
+		memcpy(counts + cap, windowed_mins(s), sizeof(int32) * s->nbuckets);
+	}
+	if (s->counts != NULL)
+		pfree(s->counts);
+	s->counts = counts;
+	if (s->sums != NULL)
+		s->sums = repalloc(s->sums, sizeof(double) * cap);
+	s->cap = cap;
+}
+
+/* The sums column, for a bucket whose sum is not +0.0. */
+static void
+windowed_need_sums(WindowedState *s)
+{
+	if (s->sums == NULL)
+		s->sums = palloc0(sizeof(double) * s->cap);
 }
 
 static void
 bucket_add(WindowedState *s, TimestampTz key, int64 count, double sum)
 {
+	int32 m = bucket_min(s, key);
+	int32 *mins = windowed_mins(s);
 	int lo = 0;
 	int hi = s->nbuckets;
 
 	/* events mostly arrive in time order: try the newest bucket first */
-	if (hi > 0 && s->buckets[hi - 1].start <= key)
-		lo = s->buckets[hi - 1].start == key ? hi - 1 : hi;
+	if (hi > 0 && mins[hi - 1] >= m)
+		lo = mins[hi - 1] == m ? hi - 1 : hi;
 	else
 	{
 		while (lo < hi)
 		{
 			int mid = (lo + hi) / 2;
 
-			if (s->buckets[mid].start < key)
+			if (mins[mid] > m)
 				lo = mid + 1;
 			else
 				hi = mid;
 		}
 	}
-	if (lo < s->nbuckets && s->buckets[lo].start == key)
+	if (lo < s->nbuckets && mins[lo] == m)
 	{
-		s->buckets[lo].count += count; /* bucket counts never exceed the checked total */
-		s->buckets[lo].sum = pz_check_finite(s->buckets[lo].sum + sum, "windowed_state");
+		s->counts[lo] += count; /* bucket counts never exceed the checked total */
+		if (!sum_is_zero(sum))
+		{
+			windowed_need_sums(s);
+			s->sums[lo] = pz_check_finite(s->sums[lo] + sum, "windowed_state");
+		}
 		return;
 	}
 	if (s->nbuckets == s->cap)
 	{
-		s->cap = s->cap == 0 ? 4 : s->cap * 2;
-		s->buckets = s->buckets == NULL ? palloc(sizeof(WindowBucket) * s->cap)
-										: repalloc(s->buckets, sizeof(WindowBucket) * s->cap);
+		windowed_resize(s, s->cap == 0 ? 4 : s->cap * 2);
+		mins = windowed_mins(s);
 	}
-	memmove(&s->buckets[lo + 1], &s->buckets[lo], sizeof(WindowBucket) * (s->nbuckets - lo));
-	s->buckets[lo].start = key;
-	s->buckets[lo].count = count;
-	s->buckets[lo].sum = sum;
+	memmove(&s->counts[lo + 1], &s->counts[lo], sizeof(int64) * (s->nbuckets - lo));
+	memmove(&mins[lo + 1], &mins[lo], sizeof(int32) * (s->nbuckets - lo));
+	s->counts[lo] = count;
+	mins[lo] = m;
+	if (s->sums != NULL)
+	{
+		memmove(&s->sums[lo + 1], &s->sums[lo], sizeof(double) * (s->nbuckets - lo));
+		s->sums[lo] = sum;
+	}
+	else if (!sum_is_zero(sum))
+	{
+		s->nbuckets++; /* the new column is zeroed for every bucket, this one included */
+		windowed_need_sums(s);
+		s->sums[lo] = sum;
+		return;
+	}
 	s->nbuckets++;
 }
 
 /*
  * Move the head forward and re-bucket.  Keys map monotonically, so the
  * buckets stay sorted; equal neighbours coalesce; too-old ones fall off the
- * front.
+ * front.  The starts are held from zones_until, so they are rewritten.
  */
 static void
 windowed_advance(WindowedState *s, TimestampTz head)
 {
 	WindowZones z;
+	TimestampTz old_until = s->zones_until;
+	int32 *mins = windowed_mins(s);
 	int i;
 	int out = 0;
 
@@ -144,18 +225,22 @@ windowed_advance(WindowedState *s, TimestampTz head)
 	for (i = 0; i < s->nbuckets; i++)
 	{
 		TimestampTz key;
+		int32 m;
 
-		if (!window_key(&z, s->buckets[i].start, &key))
+		if (!window_key(&z, old_until - (int64) mins[i] * USECS_PER_MINUTE, &key))
 			continue;
-		if (out > 0 && s->buckets[out - 1].start == key)
+		m = bucket_min(s, key);
+		if (out > 0 && mins[out - 1] == m)
 		{
-			s->buckets[out - 1].count += s->buckets[i].count;
-			s->buckets[out - 1].sum =
-				pz_check_finite(s->buckets[out - 1].sum + s->buckets[i].sum, "windowed_state");
+			s->counts[out - 1] += s->counts[i];
+			if (s->sums != NULL)
+				s->sums[out - 1] = pz_check_finite(s->sums[out - 1] + s->sums[i], "windowed_state");
 			continue;
 		}
-		s->buckets[out] = s->buckets[i];
-		s->buckets[out].start = key;
+		s->counts[out] = s->counts[i];
+		mins[out] = m;
+		if (s->sums != NULL)
+			s->sums[out] = s->sums[i];
 		out++;
 	}
 	s->nbuckets = out;
@@ -236,54 +321,78 @@ windowed_settle(PzState *s_)
  * every group.  Equal keys fold in the order bucket_add would fold them.
  */
 static void
-windowed_merge_buckets(WindowedState *dst, const WindowBucket *src, int nsrc)
+windowed_merge_buckets(WindowedState *dst, const WindowedState *src)
 {
 	WindowZones z;
-	WindowBucket *out;
-	int nout = 0;
+	WindowedState out = *dst;
+	int32 *dmins = windowed_mins(dst);
+	int32 *omins;
 	int i = 0;
 	int j = 0;
 
-	if (nsrc == 0)
+	if (src->nbuckets == 0)
 		return;
 	window_zones(dst->head, &z);
-	out = palloc(sizeof(WindowBucket) * (dst->nbuckets + nsrc));
+	out.nbuckets = 0;
+	out.cap = dst->nbuckets + src->nbuckets;
+	out.counts = palloc((sizeof(int64) + sizeof(int32)) * out.cap);
+	out.sums = dst->sums != NULL || src->sums != NULL ? palloc(sizeof(double) * out.cap) : NULL;
+	omins = windowed_mins(&out);
 	for (;;)
 	{
-		const WindowBucket *b;
-		TimestampTz key = 0;
-		bool from_src = j < nsrc;
+		int64 count;
+		double sum;
+		int32 m = 0;
+		bool from_src = j < src->nbuckets;
 
-		if (from_src && !window_key(&z, src[j].start, &key))
+		if (from_src)
 		{
-			j++; /* too old under dst's head */
-			continue;
+			TimestampTz key;
+
+			if (!window_key(&z, bucket_start(src, j), &key))
+			{
+				j++; /* too old under dst's head */
+				continue;
+			}
+			m = bucket_min(dst, key);
 		}
-		if (i < dst->nbuckets && (!from_src || dst->buckets[i].start <= key))
+		if (i < dst->nbuckets && (!from_src || dmins[i] >= m))
 		{
-			b = &dst->buckets[i++];
-			key = b->start;
+			m = dmins[i];
+			count = dst->counts[i];
+			sum = bucket_sum(dst, i);
+			i++;
 		}
 		else if (from_src)
-			b = &src[j++];
+		{
+			count = src->counts[j];
+			sum = bucket_sum(src, j);
+			j++;
+		}
 		else
 			break;
-		if (nout > 0 && out[nout - 1].start == key)
+		if (out.nbuckets > 0 && omins[out.nbuckets - 1] == m)
 		{
-			out[nout - 1].count += b->count; /* never more than the checked total */
-			out[nout - 1].sum = pz_check_finite(out[nout - 1].sum + b->sum, "windowed_state");
+			out.counts[out.nbuckets - 1] += count; /* never more than the checked total */
+			if (out.sums != NULL)
+				out.sums[out.nbuckets - 1] =
+					pz_check_finite(out.sums[out.nbuckets - 1] + sum, "windowed_state");
 			continue;
 		}
-		out[nout].start = key;
-		out[nout].count = b->count;
-		out[nout].sum = b->sum;
-		nout++;
+		out.counts[out.nbuckets] = count;
+		omins[out.nbuckets] = m;
+		if (out.sums != NULL)
+			out.sums[out.nbuckets] = sum;
+		out.nbuckets++;
 	}
-	if (dst->buckets != NULL)
-		pfree(dst->buckets);
-	dst->buckets = out;
-	dst->cap = dst->nbuckets + nsrc;
-	dst->nbuckets = nout;
+	if (dst->counts != NULL)
+		pfree(dst->counts);
+	if (dst->sums != NULL)
+		pfree(dst->sums);
+	dst->counts = out.counts;
+	dst->sums = out.sums;
+	dst->cap = out.cap;
+	dst->nbuckets = out.nbuckets;
 }
 
 static void
@@ -297,7 +406,7 @@ windowed_merge(PzState *dst_, const PzState *src_)
 		windowed_advance(dst, src->head);
 	dst->count = pz_add_count(dst->count, src->count, "windowed_state");
 	dst->sum = pz_check_finite(dst->sum + src->sum, "windowed_state");
-	windowed_merge_buckets(dst, src->buckets, src->nbuckets);
+	windowed_merge_buckets(dst, src);
 	for (i = 0; i < src->npending; i++)
 		windowed_add(dst, src->pending[i].ts, src->pending[i].value);
 }
@@ -312,12 +421,14 @@ windowed_read(const WindowedState *s, TimestampTz at, int64 window_us, int64 *co
 	*sum = 0;
 	for (i = s->nbuckets - 1; i >= 0; i--)
 	{
-		if (s->buckets[i].start < from)
+		TimestampTz start = bucket_start(s, i);
+
+		if (start < from)
 			break;
-		if (s->buckets[i].start > at)
+		if (start > at)
 			continue;
-		*count += s->buckets[i].count;
-		*sum += s->buckets[i].sum;
+		*count += s->counts[i];
+		*sum += bucket_sum(s, i);
 	}
 }
 
@@ -335,7 +446,7 @@ windowed_changes(const WindowedState *s, int64 window_us, TimestampTz after, Tim
 
 	for (int i = 0; i < s->nbuckets; i++)
 	{
-		TimestampTz start = s->buckets[i].start;
+		TimestampTz start = bucket_start(s, i);
 
 		if (start > after)
 			all[n++] = start;
@@ -396,10 +507,7 @@ static void
 windowed_load_reserve(WindowedLoader *l, int n)
 {
 	if (n > 0)
-	{
-		l->s->buckets = palloc(sizeof(WindowBucket) * n);
-		l->s->cap = n;
-	}
+		windowed_resize(l->s, n);
 }
 
 static void
@@ -480,7 +588,7 @@ windowed_write(PzState *s_, StringInfo buf)
 		int i;
 
 		for (i = 0; i < s->nbuckets && !has_sums; i++)
-			has_sums = s->buckets[i].sum != 0;
+			has_sums = bucket_sum(s, i) != 0;
 		pz_write_i64(buf, s->head);
 		pz_write_varint(buf, (uint64) s->count);
 		pz_write_u8(buf, has_sums);
@@ -489,13 +597,13 @@ windowed_write(PzState *s_, StringInfo buf)
 		pz_write_varint(buf, s->nbuckets);
 		for (i = 0; i < s->nbuckets; i++)
 		{
-			int64 key_min = s->buckets[i].start / USECS_PER_MINUTE;
+			int64 key_min = bucket_start(s, i) / USECS_PER_MINUTE;
 
 			pz_write_varint(buf, (uint64) (i == 0 ? head_min - key_min : key_min - prev));
 			prev = key_min;
-			pz_write_varint(buf, (uint64) s->buckets[i].count);
+			pz_write_varint(buf, (uint64) s->counts[i]);
 			if (has_sums)
-				pz_write_f64(buf, s->buckets[i].sum);
+				pz_write_f64(buf, bucket_sum(s, i));
 		}
 	}
 }
@@ -514,9 +622,9 @@ windowed_to_json(PzState *s_, StringInfo buf)
 	for (i = 0; i < s->nbuckets; i++)
 	{
 		appendStringInfoString(buf, i > 0 ? ", [" : "[");
-		pz_json_time(buf, s->buckets[i].start);
-		appendStringInfo(buf, ", " INT64_FORMAT ", ", s->buckets[i].count);
-		pz_json_float8(buf, s->buckets[i].sum);
+		pz_json_time(buf, bucket_start(s, i));
+		appendStringInfo(buf, ", " INT64_FORMAT ", ", s->counts[i]);
+		pz_json_float8(buf, bucket_sum(s, i));
 		appendStringInfoChar(buf, ']');
 	}
 	appendStringInfoString(buf, "]}");
