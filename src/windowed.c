@@ -470,7 +470,9 @@ windowed_changes(const WindowedState *s, int64 window_us, TimestampTz after, Tim
 
 /*
  * Build a state from its parts (text or binary input), checking what an
- * aggregate could have produced and re-bucketing into canonical form.
+ * aggregate could have produced and re-bucketing into canonical form.  Or,
+ * counting, check the same and count the events in [from, at] without
+ * building the buckets.
  */
 typedef struct WindowedLoader
 {
@@ -479,6 +481,10 @@ typedef struct WindowedLoader
 	int64 bucket_total;
 	const char *type_name;
 	bool text;
+	bool counting;
+	TimestampTz from;
+	TimestampTz at;
+	int64 window_count;
 } WindowedLoader;
 
 static pg_attribute_noreturn() void windowed_bad(WindowedLoader *l, const char *detail)
@@ -506,7 +512,7 @@ windowed_load_start(WindowedLoader *l, TimestampTz head, int64 count, double sum
 static void
 windowed_load_reserve(WindowedLoader *l, int n)
 {
-	if (n > 0)
+	if (n > 0 && !l->counting)
 		windowed_resize(l->s, n);
 }
 
@@ -522,8 +528,12 @@ windowed_load_bucket(WindowedLoader *l, TimestampTz start, int64 count, double s
 	if (pg_add_s64_overflow(l->bucket_total, count, &l->bucket_total) ||
 		l->bucket_total > l->s->count)
 		windowed_bad(l, "The buckets hold more events than the total.");
-	if (window_key(&l->zones, start, &key))
+	if (!window_key(&l->zones, start, &key))
+		return;
+	if (!l->counting)
 		bucket_add(l->s, key, count, sum);
+	else if (key >= l->from && key <= l->at)
+		l->window_count += count; /* no more than the checked total */
 }
 
 /*
@@ -533,10 +543,9 @@ windowed_load_bucket(WindowedLoader *l, TimestampTz start, int64 count, double s
  * before; per bucket its count and, with the flag, its sum.  A count-only
  * bucket costs 2 to 4 bytes.
  */
-static PzState *
-windowed_read_flat(PzReader *r)
+static void
+windowed_load_flat(PzReader *r, WindowedLoader *l)
 {
-	WindowedLoader l;
 	TimestampTz head = pz_read_time(r);
 	int64 count = pz_read_varint_max(r, PG_INT64_MAX, "The count");
 	uint8 has_sums = pz_read_u8(r);
@@ -549,9 +558,9 @@ windowed_read_flat(PzReader *r)
 	if (has_sums > 1)
 		pz_corrupt(r->type_name, "Unknown bucket format.");
 	sum = has_sums ? pz_read_f64(r) : 0;
-	windowed_load_start(&l, head, count, sum, false);
+	windowed_load_start(l, head, count, sum, false);
 	n = pz_read_count(r, WINDOWED_MAX_BUCKETS, "buckets");
-	windowed_load_reserve(&l, n);
+	windowed_load_reserve(l, n);
 	for (i = 0; i < n; i++)
 	{
 		int64 c;
@@ -570,8 +579,16 @@ windowed_read_flat(PzReader *r)
 		}
 		c = pz_read_varint_max(r, PG_INT64_MAX, "A bucket count");
 		v = has_sums ? pz_read_f64(r) : 0;
-		windowed_load_bucket(&l, key_min * USECS_PER_MINUTE, c, v);
+		windowed_load_bucket(l, key_min * USECS_PER_MINUTE, c, v);
 	}
+}
+
+static PzState *
+windowed_read_flat(PzReader *r)
+{
+	WindowedLoader l = {0};
+
+	windowed_load_flat(r, &l);
 	return (PzState *) l.s;
 }
 
@@ -634,7 +651,7 @@ static PzState *
 windowed_from_json(JsonbContainer *obj)
 {
 	const char *tn = "windowed_state";
-	WindowedLoader l;
+	WindowedLoader l = {0};
 	JsonbValue v;
 	JsonbContainer *buckets;
 	TimestampTz head;
@@ -730,18 +747,16 @@ skip:
 	PG_RETURN_POINTER(s);
 }
 
-static WindowedState *
-windowed_arg_read(FunctionCallInfo fcinfo, int64 *window_us, TimestampTz *at)
+/* The window and the read time of windowed_count and windowed_sum. */
+static void
+windowed_args(FunctionCallInfo fcinfo, int64 *window_us, TimestampTz *at)
 {
-	WindowedState *s = (WindowedState *) pz_state_from_datum(PG_GETARG_DATUM(0), PZ_KIND_WINDOWED);
-
 	*window_us = pz_interval_usecs(PG_GETARG_INTERVAL_P(1), "window");
 	*at = PG_NARGS() > 2 ? PG_GETARG_TIMESTAMPTZ(2) : GetCurrentTransactionStartTimestamp();
 	if (TIMESTAMP_NOT_FINITE(*at))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("the time a window is read at must be finite"),
 						errhint("Leave it out to read at now().")));
-	return s;
 }
 
 Datum
@@ -769,21 +784,35 @@ PG_FUNCTION_INFO_V1(windowed_count);
 Datum
 windowed_count(PG_FUNCTION_ARGS)
 {
+	struct varlena *flat = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(0));
+	WindowedLoader l = {0};
+	PzReader r;
 	int64 window_us;
-	TimestampTz at;
-	WindowedState *s = windowed_arg_read(fcinfo, &window_us, &at);
 
-	PG_RETURN_DATUM(windowed_count_datum(s, window_us, at));
+	/*
+	 * Counted from the stored form as it is read, without building the
+	 * state: a query reads a state several windows at a time, and building
+	 * it was most of each read.  The checks and the re-bucketing are the
+	 * same, so is the count.
+	 */
+	windowed_args(fcinfo, &window_us, &l.at);
+	l.counting = true;
+	l.from = l.at - window_us;
+	pz_reader_open(&r, VARDATA_ANY(flat), VARSIZE_ANY_EXHDR(flat), PZ_KIND_WINDOWED);
+	windowed_load_flat(&r, &l);
+	pz_reader_close(&r);
+	PG_RETURN_INT64(l.window_count);
 }
 
 PG_FUNCTION_INFO_V1(windowed_sum);
 Datum
 windowed_sum(PG_FUNCTION_ARGS)
 {
+	WindowedState *s = (WindowedState *) pz_state_from_datum(PG_GETARG_DATUM(0), PZ_KIND_WINDOWED);
 	int64 window_us;
 	TimestampTz at;
-	WindowedState *s = windowed_arg_read(fcinfo, &window_us, &at);
 
+	windowed_args(fcinfo, &window_us, &at);
 	PG_RETURN_DATUM(windowed_sum_datum(s, window_us, at));
 }
 
