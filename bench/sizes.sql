@@ -2,8 +2,8 @@
 -- of each kind, as a profile table would hold them; sizes are pg_column_size
 -- of the stored values (so TOAST compression counts where PostgreSQL applies
 -- it: to rows over 2 kB).  One row per state: state | median | p90 | max.
-DROP TABLE IF EXISTS profiles;
-CREATE TABLE profiles AS
+DROP TABLE IF EXISTS public.profiles;
+CREATE TABLE public.profiles AS
 SELECT shopper,
        count(*)                            AS events,
        recent_agg(sku, ts, 10)             AS recent,
@@ -20,7 +20,7 @@ SELECT state,
        percentile_disc(0.5) WITHIN GROUP (ORDER BY bytes) AS median,
        percentile_disc(0.9) WITHIN GROUP (ORDER BY bytes) AS p90,
        max(bytes) AS max
-FROM profiles,
+FROM public.profiles,
      LATERAL (VALUES
          (1, 'recent_state   recent_agg(sku, ts, 10)',              pg_column_size(recent)),
          (2, 'top_state      top_agg(category, ts, 10, ''7 days'')', pg_column_size(top)),

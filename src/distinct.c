@@ -33,6 +33,7 @@ distinct_new(int32 p)
 	s->hdr.kind = PZ_KIND_DISTINCT;
 	s->p = p;
 	s->regs = NULL;
+	s->npending = 0;
 	s->tsize = DISTINCT_TABLE_MIN;
 	/* the first table lives in the state: one allocation, one cache miss less */
 	memset(s->inline_table, 0, sizeof(s->inline_table));
@@ -90,12 +91,24 @@ distinct_densify(DistinctState *s)
 	s->tsize = 0;
 }
 
-/* Put an entry in the hash set (indexes are uniform: they are hash bits). */
+/*
+ * An index's home slot in a table of tsize slots: its top bits (indexes are
+ * uniform: they are hash bits).  Homes ascend with indexes, so the table
+ * holds the registers nearly in index order, and a write sorts them almost
+ * for free (distinct_sorted).
+ */
+static inline uint32
+distinct_home(const DistinctState *s, int32 tsize, uint32 idx)
+{
+	return idx >> (s->p - pg_leftmost_one_pos32((uint32) tsize));
+}
+
+/* Put an entry in the hash set. */
 static inline bool
-distinct_table_put(uint32 *table, int32 tsize, uint32 idx, uint8 rank)
+distinct_table_put(const DistinctState *s, uint32 *table, int32 tsize, uint32 idx, uint8 rank)
 {
 	uint32 mask = (uint32) tsize - 1;
-	uint32 slot = idx & mask;
+	uint32 slot = distinct_home(s, tsize, idx);
 
 	for (;;)
 	{
@@ -125,7 +138,7 @@ distinct_set(DistinctState *s, uint32 idx, uint8 rank)
 			s->regs[idx] = rank;
 		return;
 	}
-	if (!distinct_table_put(s->table, s->tsize, idx, rank))
+	if (!distinct_table_put(s, s->table, s->tsize, idx, rank))
 		return;
 	if (++s->nnz * 2 <= s->tsize)
 		return;
@@ -141,9 +154,30 @@ distinct_set(DistinctState *s, uint32 idx, uint8 rank)
 		s->table = palloc0(sizeof(uint32) * s->tsize);
 		for (i = 0; i < oldsize; i++)
 			if (old[i] != 0)
-				distinct_table_put(s->table, s->tsize, old[i] >> 8, old[i] & 0xff);
+				distinct_table_put(s, s->table, s->tsize, old[i] >> 8, old[i] & 0xff);
 		if (old != s->inline_table)
 			pfree(old);
+	}
+}
+
+/*
+ * Make an empty sparse state ready for n registers: the table the inserts
+ * would grow it to, allocated once, or the dense registers.
+ */
+static void
+distinct_reserve(DistinctState *s, int32 n)
+{
+	int32 tsize = DISTINCT_TABLE_MIN;
+
+	Assert(s->regs == NULL && s->nnz == 0 && s->table == s->inline_table);
+	while (n * 2 > tsize)
+		tsize *= 2;
+	if (tsize > DISTINCT_TABLE_MAX(s))
+		distinct_densify(s);
+	else if (tsize > DISTINCT_TABLE_MIN)
+	{
+		s->table = palloc0(sizeof(uint32) * tsize);
+		s->tsize = tsize;
 	}
 }
 
@@ -156,17 +190,36 @@ distinct_sorted(const DistinctState *s)
 {
 	uint32 *out = palloc(sizeof(uint32) * Max(s->nnz, 1));
 	int n = 0;
+	int moves = 0;
 	int i;
 
 	for (i = 0; i < s->tsize; i++)
 		if (s->table[i] != 0)
 			out[n++] = s->table[i];
-	sort_registers(out, n);
+
+	/*
+	 * Out of order are only neighbours a collision pushed past each other
+	 * and the few entries that wrapped around to the front: an insertion
+	 * sort, unless (values chosen to collide) that turns out long.
+	 */
+	for (i = 1; i < n && moves <= 4 * n; i++)
+	{
+		uint32 e = out[i];
+		int j;
+
+		for (j = i; j > 0 && out[j - 1] > e; j--)
+			out[j] = out[j - 1];
+		out[j] = e;
+		moves += i - j;
+	}
+	if (i < n)
+		sort_registers(out, n);
 	return out;
 }
 
-void
-distinct_add_hash(DistinctState *s, uint64 h)
+/* The register a hash sets, as (index << 8 | rank). */
+static inline uint32
+distinct_entry(const DistinctState *s, uint64 h)
 {
 	uint32 idx = (uint32) (h >> (64 - s->p));
 	uint64 rest = h << s->p;
@@ -174,7 +227,47 @@ distinct_add_hash(DistinctState *s, uint64 h)
 
 	/* rank: position of the first 1 bit after the index bits, from 1 */
 	rank = rest == 0 ? DISTINCT_QMAX(s) : 64 - pg_leftmost_one_pos64(rest);
-	distinct_set(s, idx, rank);
+	return (idx << 8) | rank;
+}
+
+void
+distinct_add_hash(DistinctState *s, uint64 h)
+{
+	uint32 e = distinct_entry(s, h);
+
+	distinct_set(s, e >> 8, e & 0xff);
+}
+
+/*
+ * The aggregate's transition buffers registers in the state itself and sets
+ * them a handful at a time: setting one is a random write into a register
+ * table of up to 4 kB per group, a cache miss in a hash aggregate over many
+ * groups; a handful of them, prefetched together, overlap their misses.
+ */
+void
+distinct_buffer_hash(DistinctState *s, uint64 h)
+{
+	if (s->npending == DISTINCT_PENDING)
+		distinct_settle((PzState *) s);
+	s->pending[s->npending++] = distinct_entry(s, h);
+}
+
+void
+distinct_settle(PzState *s_)
+{
+	DistinctState *s = (DistinctState *) s_;
+	int n = s->npending;
+	int i;
+
+	if (s->regs != NULL)
+		for (i = 0; i < n; i++)
+			__builtin_prefetch(&s->regs[s->pending[i] >> 8]);
+	else if (s->table != s->inline_table)
+		for (i = 0; i < n; i++)
+			__builtin_prefetch(&s->table[distinct_home(s, s->tsize, s->pending[i] >> 8)]);
+	s->npending = 0;
+	for (i = 0; i < n; i++)
+		distinct_set(s, s->pending[i] >> 8, s->pending[i] & 0xff);
 }
 
 static void
@@ -189,6 +282,8 @@ distinct_merge(PzState *dst_, const PzState *src_)
 						errmsg("cannot merge distinct_state values of precision %d and %d", dst->p,
 							   src->p),
 						errhint("Build every state of one trait with the same precision.")));
+	for (i = 0; i < src->npending; i++)
+		distinct_set(dst, src->pending[i] >> 8, src->pending[i] & 0xff);
 	if (src->regs != NULL)
 	{
 		if (dst->regs == NULL)
@@ -327,8 +422,10 @@ static void
 distinct_write(PzState *s_, StringInfo buf)
 {
 	DistinctState *s = (DistinctState *) s_;
-	int32 nonzero = distinct_nonzero(s);
+	int32 nonzero;
 
+	distinct_settle(s_); /* a no-op for settled states (aggregates settle first) */
+	nonzero = distinct_nonzero(s);
 	pz_write_u8(buf, (uint8) s->p);
 	if (nonzero <= DISTINCT_SPARSE_MAX(s))
 	{
@@ -397,6 +494,8 @@ distinct_read(PzReader *r)
 		int32 n = pz_read_count(r, DISTINCT_M(s), "registers");
 		int64 idx = 0;
 
+		/* partial aggregate states are read once each: no growing table */
+		distinct_reserve(s, n);
 		for (i = 0; i < n; i++)
 		{
 			int64 delta = pz_read_varint_max(r, DISTINCT_M(s), "A register index");
@@ -492,6 +591,7 @@ const PzKindOps pz_distinct_ops = {
 	.type_name = "distinct_state",
 	.read = distinct_read,
 	.write = distinct_write,
+	.settle = distinct_settle,
 	.merge = distinct_merge,
 	.to_json = distinct_to_json,
 	.from_json = distinct_from_json,
@@ -527,7 +627,7 @@ distinct_agg_trans(PG_FUNCTION_ARGS)
 	old = MemoryContextSwitchTo(aggcontext);
 	if (s == NULL)
 		s = distinct_new(p);
-	distinct_add_hash(s, distinct_hash(val, len));
+	distinct_buffer_hash(s, distinct_hash(val, len));
 	MemoryContextSwitchTo(old);
 	PG_RETURN_POINTER(s);
 }

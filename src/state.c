@@ -330,6 +330,37 @@ pz_state_flatten(PzState *s)
 	return (struct varlena *) buf.data;
 }
 
+PzKind
+pz_reader_open(PzReader *r, const char *data, int len, PzKind expect)
+{
+	const char *type_name = expect ? pz_kind_ops(expect)->type_name : "trait state";
+	uint8 version;
+	uint8 kind;
+
+	pz_reader_init(r, data, len, type_name);
+	version = pz_read_u8(r);
+	if (version != PZ_FORMAT_VERSION)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("unsupported binary format version %d for %s", version, type_name),
+				 errhint("This build of personalize reads format version %d.", PZ_FORMAT_VERSION)));
+	kind = pz_read_u8(r);
+	if (kind == 0 || kind >= PZ_KIND_COUNT)
+		pz_corrupt(type_name, psprintf("Unknown state kind %d.", kind));
+	if (expect && kind != expect)
+		pz_corrupt(type_name, psprintf("The data holds a %s, not a %s.",
+									   pz_kind_ops((PzKind) kind)->type_name, type_name));
+	r->type_name = pz_kind_ops((PzKind) kind)->type_name;
+	return (PzKind) kind;
+}
+
+void
+pz_reader_close(PzReader *r)
+{
+	if (r->cur != r->end)
+		pz_corrupt(r->type_name, "Extra bytes follow the state.");
+}
+
 /*
  * Read a state from the bytes after the varlena header.  expect == 0 accepts
  * any kind (aggregate deserialization); otherwise the kind must match.
@@ -337,29 +368,11 @@ pz_state_flatten(PzState *s)
 PzState *
 pz_state_read_bytes(const char *data, int len, PzKind expect)
 {
-	const char *type_name = expect ? pz_kind_ops(expect)->type_name : "trait state";
 	PzReader r;
-	uint8 version;
-	uint8 kind;
-	PzState *s;
+	PzKind kind = pz_reader_open(&r, data, len, expect);
+	PzState *s = pz_kind_ops(kind)->read(&r);
 
-	pz_reader_init(&r, data, len, type_name);
-	version = pz_read_u8(&r);
-	if (version != PZ_FORMAT_VERSION)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("unsupported binary format version %d for %s", version, type_name),
-				 errhint("This build of personalize reads format version %d.", PZ_FORMAT_VERSION)));
-	kind = pz_read_u8(&r);
-	if (kind == 0 || kind >= PZ_KIND_COUNT)
-		pz_corrupt(type_name, psprintf("Unknown state kind %d.", kind));
-	if (expect && kind != expect)
-		pz_corrupt(type_name, psprintf("The data holds a %s, not a %s.",
-									   pz_kind_ops((PzKind) kind)->type_name, type_name));
-	r.type_name = pz_kind_ops((PzKind) kind)->type_name;
-	s = pz_kind_ops((PzKind) kind)->read(&r);
-	if (r.cur != r.end)
-		pz_corrupt(r.type_name, "Extra bytes follow the state.");
+	pz_reader_close(&r);
 	return s;
 }
 

@@ -201,6 +201,14 @@ extern const PzKindOps *pz_kind_ops(PzKind kind);
 /* flat <-> in-memory */
 extern struct varlena *pz_state_flatten(PzState *s);
 extern PzState *pz_state_unflatten(struct varlena *flat, PzKind expect);
+/*
+ * Check the header of a state's flat bytes (without varlena header) and
+ * leave r at its body, for a reader that needs no state built; returns the
+ * kind.  expect == 0 accepts any kind.  pz_reader_close: the body must be
+ * read to its end.
+ */
+extern PzKind pz_reader_open(PzReader *r, const char *data, int len, PzKind expect);
+extern void pz_reader_close(PzReader *r);
 /* the same from a state's flat bytes without varlena header (version, kind, body) */
 extern PzState *pz_state_read_bytes(const char *data, int len, PzKind expect);
 extern PzState *pz_state_from_datum(Datum d, PzKind expect);

@@ -71,6 +71,7 @@ windowed_new(TimestampTz first_event)
 {
 	WindowedState *s = palloc(sizeof(WindowedState));
 
+	StaticAssertStmt(sizeof(WindowedState) <= 128, "a windowed state fits a 128-byte chunk");
 	s->hdr.kind = PZ_KIND_WINDOWED;
 	s->head = first_event;
 	s->zones_until = zones_until(first_event);
@@ -80,59 +81,139 @@ windowed_new(TimestampTz first_event)
 	s->npending = 0;
 	/* no buckets until the first event is settled: many states stay small */
 	s->cap = 0;
-	s->buckets = NULL;
+	s->counts = NULL;
+	s->sums = NULL;
 	return s;
+}
+
+/* The bucket starts, minutes back from zones_until: descending. */
+static inline int32 *
+windowed_mins(const WindowedState *s)
+{
+	return (int32 *) (s->counts + s->cap);
+}
+
+static inline TimestampTz
+bucket_start(const WindowedState *s, int i)
+{
+	return s->zones_until - (int64) windowed_mins(s)[i] * USECS_PER_MINUTE;
+}
+
+/* a bucket's start (a zone key: whole minutes, within the zones) as it is held */
+static inline int32
+bucket_min(const WindowedState *s, TimestampTz key)
+{
+	return (int32) ((s->zones_until - key) / USECS_PER_MINUTE);
+}
+
+static inline double
+bucket_sum(const WindowedState *s, int i)
+{
+	return s->sums == NULL ? 0 : s->sums[i];
+}
+
+/* -0.0 is a sum of its own (it is stored as such), so only +0.0 needs no column */
+static inline bool
+sum_is_zero(double v)
+{
+	return v == 0 && !signbit(v);
+}
+
+/* Room for cap buckets, the n there are kept. */
+static void
+windowed_resize(WindowedState *s, int32 cap)
+{
+	int64 *counts = palloc((sizeof(int64) + sizeof(int32)) * cap);
+
+	if (s->nbuckets > 0)
+	{
+		memcpy(counts, s->counts, sizeof(int64) * s->nbuckets);
+		memcpy(counts + cap, windowed_mins(s), sizeof(int32) * s->nbuckets);
+	}
+	if (s->counts != NULL)
+		pfree(s->counts);
+	s->counts = counts;
+	if (s->sums != NULL)
+		s->sums = repalloc(s->sums, sizeof(double) * cap);
+	s->cap = cap;
+}
+
+/* The sums column, for a bucket whose sum is not +0.0. */
+static void
+windowed_need_sums(WindowedState *s)
+{
+	if (s->sums == NULL)
+		s->sums = palloc0(sizeof(double) * s->cap);
 }
 
 static void
 bucket_add(WindowedState *s, TimestampTz key, int64 count, double sum)
 {
+	int32 m = bucket_min(s, key);
+	int32 *mins = windowed_mins(s);
 	int lo = 0;
 	int hi = s->nbuckets;
 
 	/* events mostly arrive in time order: try the newest bucket first */
-	if (hi > 0 && s->buckets[hi - 1].start <= key)
-		lo = s->buckets[hi - 1].start == key ? hi - 1 : hi;
+	if (hi > 0 && mins[hi - 1] >= m)
+		lo = mins[hi - 1] == m ? hi - 1 : hi;
 	else
 	{
 		while (lo < hi)
 		{
 			int mid = (lo + hi) / 2;
 
-			if (s->buckets[mid].start < key)
+			if (mins[mid] > m)
 				lo = mid + 1;
 			else
 				hi = mid;
 		}
 	}
-	if (lo < s->nbuckets && s->buckets[lo].start == key)
+	if (lo < s->nbuckets && mins[lo] == m)
 	{
-		s->buckets[lo].count += count; /* bucket counts never exceed the checked total */
-		s->buckets[lo].sum = pz_check_finite(s->buckets[lo].sum + sum, "windowed_state");
+		s->counts[lo] += count; /* bucket counts never exceed the checked total */
+		if (!sum_is_zero(sum))
+		{
+			windowed_need_sums(s);
+			s->sums[lo] = pz_check_finite(s->sums[lo] + sum, "windowed_state");
+		}
 		return;
 	}
 	if (s->nbuckets == s->cap)
 	{
-		s->cap = s->cap == 0 ? 4 : s->cap * 2;
-		s->buckets = s->buckets == NULL ? palloc(sizeof(WindowBucket) * s->cap)
-										: repalloc(s->buckets, sizeof(WindowBucket) * s->cap);
+		windowed_resize(s, s->cap == 0 ? 4 : s->cap * 2);
+		mins = windowed_mins(s);
 	}
-	memmove(&s->buckets[lo + 1], &s->buckets[lo], sizeof(WindowBucket) * (s->nbuckets - lo));
-	s->buckets[lo].start = key;
-	s->buckets[lo].count = count;
-	s->buckets[lo].sum = sum;
+	memmove(&s->counts[lo + 1], &s->counts[lo], sizeof(int64) * (s->nbuckets - lo));
+	memmove(&mins[lo + 1], &mins[lo], sizeof(int32) * (s->nbuckets - lo));
+	s->counts[lo] = count;
+	mins[lo] = m;
+	if (s->sums != NULL)
+	{
+		memmove(&s->sums[lo + 1], &s->sums[lo], sizeof(double) * (s->nbuckets - lo));
+		s->sums[lo] = sum;
+	}
+	else if (!sum_is_zero(sum))
+	{
+		s->nbuckets++; /* the new column is zeroed for every bucket, this one included */
+		windowed_need_sums(s);
+		s->sums[lo] = sum;
+		return;
+	}
 	s->nbuckets++;
 }
 
 /*
  * Move the head forward and re-bucket.  Keys map monotonically, so the
  * buckets stay sorted; equal neighbours coalesce; too-old ones fall off the
- * front.
+ * front.  The starts are held from zones_until, so they are rewritten.
  */
 static void
 windowed_advance(WindowedState *s, TimestampTz head)
 {
 	WindowZones z;
+	TimestampTz old_until = s->zones_until;
+	int32 *mins = windowed_mins(s);
 	int i;
 	int out = 0;
 
@@ -144,18 +225,22 @@ windowed_advance(WindowedState *s, TimestampTz head)
 	for (i = 0; i < s->nbuckets; i++)
 	{
 		TimestampTz key;
+		int32 m;
 
-		if (!window_key(&z, s->buckets[i].start, &key))
+		if (!window_key(&z, old_until - (int64) mins[i] * USECS_PER_MINUTE, &key))
 			continue;
-		if (out > 0 && s->buckets[out - 1].start == key)
+		m = bucket_min(s, key);
+		if (out > 0 && mins[out - 1] == m)
 		{
-			s->buckets[out - 1].count += s->buckets[i].count;
-			s->buckets[out - 1].sum =
-				pz_check_finite(s->buckets[out - 1].sum + s->buckets[i].sum, "windowed_state");
+			s->counts[out - 1] += s->counts[i];
+			if (s->sums != NULL)
+				s->sums[out - 1] = pz_check_finite(s->sums[out - 1] + s->sums[i], "windowed_state");
 			continue;
 		}
-		s->buckets[out] = s->buckets[i];
-		s->buckets[out].start = key;
+		s->counts[out] = s->counts[i];
+		mins[out] = m;
+		if (s->sums != NULL)
+			s->sums[out] = s->sums[i];
 		out++;
 	}
 	s->nbuckets = out;
@@ -228,26 +313,100 @@ windowed_settle(PzState *s_)
 		windowed_count_event(s, &z, s->pending[i].ts, s->pending[i].value);
 }
 
+/*
+ * Fold src's buckets into dst's, re-keyed under dst's zones.  Both are
+ * sorted, and re-keying keeps src's sorted (keys map monotonically), so one
+ * pass merges them: adding them one by one would search and shift for each,
+ * and a parallel aggregate's combine merges a partial state per worker into
+ * every group.  Equal keys fold in the order bucket_add would fold them.
+ */
+static void
+windowed_merge_buckets(WindowedState *dst, const WindowedState *src)
+{
+	WindowZones z;
+	WindowedState out = *dst;
+	int32 *dmins = windowed_mins(dst);
+	int32 *omins;
+	int i = 0;
+	int j = 0;
+
+	if (src->nbuckets == 0)
+		return;
+	window_zones(dst->head, &z);
+	out.nbuckets = 0;
+	out.cap = dst->nbuckets + src->nbuckets;
+	out.counts = palloc((sizeof(int64) + sizeof(int32)) * out.cap);
+	out.sums = dst->sums != NULL || src->sums != NULL ? palloc(sizeof(double) * out.cap) : NULL;
+	omins = windowed_mins(&out);
+	for (;;)
+	{
+		int64 count;
+		double sum;
+		int32 m = 0;
+		bool from_src = j < src->nbuckets;
+
+		if (from_src)
+		{
+			TimestampTz key;
+
+			if (!window_key(&z, bucket_start(src, j), &key))
+			{
+				j++; /* too old under dst's head */
+				continue;
+			}
+			m = bucket_min(dst, key);
+		}
+		if (i < dst->nbuckets && (!from_src || dmins[i] >= m))
+		{
+			m = dmins[i];
+			count = dst->counts[i];
+			sum = bucket_sum(dst, i);
+			i++;
+		}
+		else if (from_src)
+		{
+			count = src->counts[j];
+			sum = bucket_sum(src, j);
+			j++;
+		}
+		else
+			break;
+		if (out.nbuckets > 0 && omins[out.nbuckets - 1] == m)
+		{
+			out.counts[out.nbuckets - 1] += count; /* never more than the checked total */
+			if (out.sums != NULL)
+				out.sums[out.nbuckets - 1] =
+					pz_check_finite(out.sums[out.nbuckets - 1] + sum, "windowed_state");
+			continue;
+		}
+		out.counts[out.nbuckets] = count;
+		omins[out.nbuckets] = m;
+		if (out.sums != NULL)
+			out.sums[out.nbuckets] = sum;
+		out.nbuckets++;
+	}
+	if (dst->counts != NULL)
+		pfree(dst->counts);
+	if (dst->sums != NULL)
+		pfree(dst->sums);
+	dst->counts = out.counts;
+	dst->sums = out.sums;
+	dst->cap = out.cap;
+	dst->nbuckets = out.nbuckets;
+}
+
 static void
 windowed_merge(PzState *dst_, const PzState *src_)
 {
 	WindowedState *dst = (WindowedState *) dst_;
 	const WindowedState *src = (const WindowedState *) src_;
-	WindowZones z;
 	int i;
 
 	if (src->head > dst->head)
 		windowed_advance(dst, src->head);
-	window_zones(dst->head, &z);
 	dst->count = pz_add_count(dst->count, src->count, "windowed_state");
 	dst->sum = pz_check_finite(dst->sum + src->sum, "windowed_state");
-	for (i = 0; i < src->nbuckets; i++)
-	{
-		TimestampTz key;
-
-		if (window_key(&z, src->buckets[i].start, &key))
-			bucket_add(dst, key, src->buckets[i].count, src->buckets[i].sum);
-	}
+	windowed_merge_buckets(dst, src);
 	for (i = 0; i < src->npending; i++)
 		windowed_add(dst, src->pending[i].ts, src->pending[i].value);
 }
@@ -262,12 +421,14 @@ windowed_read(const WindowedState *s, TimestampTz at, int64 window_us, int64 *co
 	*sum = 0;
 	for (i = s->nbuckets - 1; i >= 0; i--)
 	{
-		if (s->buckets[i].start < from)
+		TimestampTz start = bucket_start(s, i);
+
+		if (start < from)
 			break;
-		if (s->buckets[i].start > at)
+		if (start > at)
 			continue;
-		*count += s->buckets[i].count;
-		*sum += s->buckets[i].sum;
+		*count += s->counts[i];
+		*sum += bucket_sum(s, i);
 	}
 }
 
@@ -285,7 +446,7 @@ windowed_changes(const WindowedState *s, int64 window_us, TimestampTz after, Tim
 
 	for (int i = 0; i < s->nbuckets; i++)
 	{
-		TimestampTz start = s->buckets[i].start;
+		TimestampTz start = bucket_start(s, i);
 
 		if (start > after)
 			all[n++] = start;
@@ -309,14 +470,21 @@ windowed_changes(const WindowedState *s, int64 window_us, TimestampTz after, Tim
 
 /*
  * Build a state from its parts (text or binary input), checking what an
- * aggregate could have produced and re-bucketing into canonical form.
+ * aggregate could have produced and re-bucketing into canonical form.  Or,
+ * counting, check the same and count the events in [from, at] without
+ * building the buckets.
  */
 typedef struct WindowedLoader
 {
 	WindowedState *s;
+	WindowZones zones; /* under the head */
 	int64 bucket_total;
 	const char *type_name;
 	bool text;
+	bool counting;
+	TimestampTz from;
+	TimestampTz at;
+	int64 window_count;
 } WindowedLoader;
 
 static pg_attribute_noreturn() void windowed_bad(WindowedLoader *l, const char *detail)
@@ -337,12 +505,20 @@ windowed_load_start(WindowedLoader *l, TimestampTz head, int64 count, double sum
 	l->s = windowed_new(head);
 	l->s->count = count;
 	l->s->sum = sum;
+	window_zones(head, &l->zones);
+}
+
+/* Room for the n buckets to come, allocated once (they come in order). */
+static void
+windowed_load_reserve(WindowedLoader *l, int n)
+{
+	if (n > 0 && !l->counting)
+		windowed_resize(l->s, n);
 }
 
 static void
 windowed_load_bucket(WindowedLoader *l, TimestampTz start, int64 count, double sum)
 {
-	WindowZones z;
 	TimestampTz key;
 
 	if (start > l->s->head)
@@ -352,9 +528,12 @@ windowed_load_bucket(WindowedLoader *l, TimestampTz start, int64 count, double s
 	if (pg_add_s64_overflow(l->bucket_total, count, &l->bucket_total) ||
 		l->bucket_total > l->s->count)
 		windowed_bad(l, "The buckets hold more events than the total.");
-	window_zones(l->s->head, &z);
-	if (window_key(&z, start, &key))
+	if (!window_key(&l->zones, start, &key))
+		return;
+	if (!l->counting)
 		bucket_add(l->s, key, count, sum);
+	else if (key >= l->from && key <= l->at)
+		l->window_count += count; /* no more than the checked total */
 }
 
 /*
@@ -364,10 +543,9 @@ windowed_load_bucket(WindowedLoader *l, TimestampTz start, int64 count, double s
  * before; per bucket its count and, with the flag, its sum.  A count-only
  * bucket costs 2 to 4 bytes.
  */
-static PzState *
-windowed_read_flat(PzReader *r)
+static void
+windowed_load_flat(PzReader *r, WindowedLoader *l)
 {
-	WindowedLoader l;
 	TimestampTz head = pz_read_time(r);
 	int64 count = pz_read_varint_max(r, PG_INT64_MAX, "The count");
 	uint8 has_sums = pz_read_u8(r);
@@ -380,8 +558,9 @@ windowed_read_flat(PzReader *r)
 	if (has_sums > 1)
 		pz_corrupt(r->type_name, "Unknown bucket format.");
 	sum = has_sums ? pz_read_f64(r) : 0;
-	windowed_load_start(&l, head, count, sum, false);
+	windowed_load_start(l, head, count, sum, false);
 	n = pz_read_count(r, WINDOWED_MAX_BUCKETS, "buckets");
+	windowed_load_reserve(l, n);
 	for (i = 0; i < n; i++)
 	{
 		int64 c;
@@ -400,8 +579,16 @@ windowed_read_flat(PzReader *r)
 		}
 		c = pz_read_varint_max(r, PG_INT64_MAX, "A bucket count");
 		v = has_sums ? pz_read_f64(r) : 0;
-		windowed_load_bucket(&l, key_min * USECS_PER_MINUTE, c, v);
+		windowed_load_bucket(l, key_min * USECS_PER_MINUTE, c, v);
 	}
+}
+
+static PzState *
+windowed_read_flat(PzReader *r)
+{
+	WindowedLoader l = {0};
+
+	windowed_load_flat(r, &l);
 	return (PzState *) l.s;
 }
 
@@ -418,7 +605,7 @@ windowed_write(PzState *s_, StringInfo buf)
 		int i;
 
 		for (i = 0; i < s->nbuckets && !has_sums; i++)
-			has_sums = s->buckets[i].sum != 0;
+			has_sums = bucket_sum(s, i) != 0;
 		pz_write_i64(buf, s->head);
 		pz_write_varint(buf, (uint64) s->count);
 		pz_write_u8(buf, has_sums);
@@ -427,13 +614,13 @@ windowed_write(PzState *s_, StringInfo buf)
 		pz_write_varint(buf, s->nbuckets);
 		for (i = 0; i < s->nbuckets; i++)
 		{
-			int64 key_min = s->buckets[i].start / USECS_PER_MINUTE;
+			int64 key_min = bucket_start(s, i) / USECS_PER_MINUTE;
 
 			pz_write_varint(buf, (uint64) (i == 0 ? head_min - key_min : key_min - prev));
 			prev = key_min;
-			pz_write_varint(buf, (uint64) s->buckets[i].count);
+			pz_write_varint(buf, (uint64) s->counts[i]);
 			if (has_sums)
-				pz_write_f64(buf, s->buckets[i].sum);
+				pz_write_f64(buf, bucket_sum(s, i));
 		}
 	}
 }
@@ -452,9 +639,9 @@ windowed_to_json(PzState *s_, StringInfo buf)
 	for (i = 0; i < s->nbuckets; i++)
 	{
 		appendStringInfoString(buf, i > 0 ? ", [" : "[");
-		pz_json_time(buf, s->buckets[i].start);
-		appendStringInfo(buf, ", " INT64_FORMAT ", ", s->buckets[i].count);
-		pz_json_float8(buf, s->buckets[i].sum);
+		pz_json_time(buf, bucket_start(s, i));
+		appendStringInfo(buf, ", " INT64_FORMAT ", ", s->counts[i]);
+		pz_json_float8(buf, bucket_sum(s, i));
 		appendStringInfoChar(buf, ']');
 	}
 	appendStringInfoString(buf, "]}");
@@ -464,7 +651,7 @@ static PzState *
 windowed_from_json(JsonbContainer *obj)
 {
 	const char *tn = "windowed_state";
-	WindowedLoader l;
+	WindowedLoader l = {0};
 	JsonbValue v;
 	JsonbContainer *buckets;
 	TimestampTz head;
@@ -487,6 +674,7 @@ windowed_from_json(JsonbContainer *obj)
 		pz_bad_text(
 			tn, psprintf("There are %d buckets; at most %d are possible.", n, WINDOWED_MAX_BUCKETS),
 			NULL);
+	windowed_load_reserve(&l, n);
 	for (i = 0; i < n; i++)
 	{
 		JsonbValue e;
@@ -559,18 +747,16 @@ skip:
 	PG_RETURN_POINTER(s);
 }
 
-static WindowedState *
-windowed_arg_read(FunctionCallInfo fcinfo, int64 *window_us, TimestampTz *at)
+/* The window and the read time of windowed_count and windowed_sum. */
+static void
+windowed_args(FunctionCallInfo fcinfo, int64 *window_us, TimestampTz *at)
 {
-	WindowedState *s = (WindowedState *) pz_state_from_datum(PG_GETARG_DATUM(0), PZ_KIND_WINDOWED);
-
 	*window_us = pz_interval_usecs(PG_GETARG_INTERVAL_P(1), "window");
 	*at = PG_NARGS() > 2 ? PG_GETARG_TIMESTAMPTZ(2) : GetCurrentTransactionStartTimestamp();
 	if (TIMESTAMP_NOT_FINITE(*at))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("the time a window is read at must be finite"),
 						errhint("Leave it out to read at now().")));
-	return s;
 }
 
 Datum
@@ -598,21 +784,35 @@ PG_FUNCTION_INFO_V1(windowed_count);
 Datum
 windowed_count(PG_FUNCTION_ARGS)
 {
+	struct varlena *flat = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(0));
+	WindowedLoader l = {0};
+	PzReader r;
 	int64 window_us;
-	TimestampTz at;
-	WindowedState *s = windowed_arg_read(fcinfo, &window_us, &at);
 
-	PG_RETURN_DATUM(windowed_count_datum(s, window_us, at));
+	/*
+	 * Counted from the stored form as it is read, without building the
+	 * state: a query reads a state several windows at a time, and building
+	 * it was most of each read.  The checks and the re-bucketing are the
+	 * same, so is the count.
+	 */
+	windowed_args(fcinfo, &window_us, &l.at);
+	l.counting = true;
+	l.from = l.at - window_us;
+	pz_reader_open(&r, VARDATA_ANY(flat), VARSIZE_ANY_EXHDR(flat), PZ_KIND_WINDOWED);
+	windowed_load_flat(&r, &l);
+	pz_reader_close(&r);
+	PG_RETURN_INT64(l.window_count);
 }
 
 PG_FUNCTION_INFO_V1(windowed_sum);
 Datum
 windowed_sum(PG_FUNCTION_ARGS)
 {
+	WindowedState *s = (WindowedState *) pz_state_from_datum(PG_GETARG_DATUM(0), PZ_KIND_WINDOWED);
 	int64 window_us;
 	TimestampTz at;
-	WindowedState *s = windowed_arg_read(fcinfo, &window_us, &at);
 
+	windowed_args(fcinfo, &window_us, &at);
 	PG_RETURN_DATUM(windowed_sum_datum(s, window_us, at));
 }
 

@@ -22,13 +22,6 @@
 
 #include "state.h"
 
-typedef struct WindowBucket
-{
-	TimestampTz start;
-	int64 count;
-	double sum;
-} WindowBucket;
-
 /*
  * events an aggregate buffers before it buckets them (see windowed_buffer);
  * few, so that the whole state fits a 128-byte chunk: a hash aggregate over
@@ -42,17 +35,25 @@ typedef struct WindowEvent
 	double value;
 } WindowEvent;
 
+/*
+ * The buckets, by start ascending, are held as columns: a count-only bucket
+ * takes 12 bytes (its count, and its start as a 32-bit distance back from
+ * zones_until in minutes, which the zones keep under 92 days), its sum only
+ * once some bucket's is not 0.  A hash aggregate over many groups is bound
+ * by the memory it touches.
+ */
 typedef struct WindowedState
 {
 	PzState hdr;
+	int32 nbuckets;
 	TimestampTz head;        /* latest event time */
 	TimestampTz zones_until; /* end of head's hour: the zone edges move when head passes it */
 	int64 count;             /* lifetime totals */
 	double sum;
-	int32 nbuckets;
 	int32 cap;
-	WindowBucket *buckets; /* by start, ascending */
-	int32 npending;        /* buffered events, not yet in totals or buckets */
+	int32 npending; /* buffered events, not yet in totals or buckets */
+	int64 *counts;  /* [cap] counts, then [cap] int32 starts (windowed_mins) */
+	double *sums;   /* [cap] sums, or NULL while every bucket's is 0 */
 	WindowEvent pending[WINDOWED_PENDING];
 } WindowedState;
 
