@@ -983,6 +983,242 @@ CREATE FUNCTION metric_op(metric_state) RETURNS text
 COMMENT ON FUNCTION metric_op(metric_state) IS 'the op of the state: count, sum, min or max';
 
 -- ===========================================================================
+-- Combinable aggregates (src/combinable.c): the trait aggregates in the form
+-- Citus combines across nodes.  Each <name>_combinable takes the arguments
+-- of <name> and gives the same state; its STYPE is that state type (held
+-- as an expanded object while it runs), not internal, so that Citus runs
+-- the transition on the workers and combines the partial states, shipped
+-- as text, on the coordinator (docs/scale-out.md).
+-- ===========================================================================
+
+CREATE FUNCTION _state_combine(recent_state, recent_state) RETURNS recent_state
+    AS 'MODULE_PATHNAME', 'pz_combinable_combine' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION _state_combine(recent_state, recent_state) IS
+    'The combine function of the combinable aggregates of recent_state: the two states merged (NULL is the empty state).';
+CREATE FUNCTION _state_combine(top_state, top_state) RETURNS top_state
+    AS 'MODULE_PATHNAME', 'pz_combinable_combine' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION _state_combine(top_state, top_state) IS
+    'The combine function of the combinable aggregates of top_state: the two states merged (NULL is the empty state).';
+CREATE FUNCTION _state_combine(windowed_state, windowed_state) RETURNS windowed_state
+    AS 'MODULE_PATHNAME', 'pz_combinable_combine' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION _state_combine(windowed_state, windowed_state) IS
+    'The combine function of the combinable aggregates of windowed_state: the two states merged (NULL is the empty state).';
+CREATE FUNCTION _state_combine(distinct_state, distinct_state) RETURNS distinct_state
+    AS 'MODULE_PATHNAME', 'pz_combinable_combine' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION _state_combine(distinct_state, distinct_state) IS
+    'The combine function of the combinable aggregates of distinct_state: the two states merged (NULL is the empty state).';
+CREATE FUNCTION _state_combine(first_state, first_state) RETURNS first_state
+    AS 'MODULE_PATHNAME', 'pz_combinable_combine' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION _state_combine(first_state, first_state) IS
+    'The combine function of the combinable aggregates of first_state: the two states merged (NULL is the empty state).';
+CREATE FUNCTION _state_combine(last_state, last_state) RETURNS last_state
+    AS 'MODULE_PATHNAME', 'pz_combinable_combine' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION _state_combine(last_state, last_state) IS
+    'The combine function of the combinable aggregates of last_state: the two states merged (NULL is the empty state).';
+CREATE FUNCTION _state_combine(session_state, session_state) RETURNS session_state
+    AS 'MODULE_PATHNAME', 'pz_combinable_combine' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION _state_combine(session_state, session_state) IS
+    'The combine function of the combinable aggregates of session_state: the two states merged (NULL is the empty state).';
+CREATE FUNCTION _state_combine(metric_state, metric_state) RETURNS metric_state
+    AS 'MODULE_PATHNAME', 'pz_combinable_combine' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION _state_combine(metric_state, metric_state) IS
+    'The combine function of the combinable aggregates of metric_state: the two states merged (NULL is the empty state).';
+
+CREATE FUNCTION recent_agg_combinable_trans(recent_state, value text, ts timestamptz, n integer) RETURNS recent_state
+    AS 'MODULE_PATHNAME', 'pz_recent_combinable_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION recent_agg_combinable_trans(recent_state, text, timestamptz, integer) IS 'aggregate support: recent_agg_combinable transition';
+CREATE AGGREGATE recent_agg_combinable(value text, ts timestamptz, n integer) (
+    SFUNC = recent_agg_combinable_trans, STYPE = recent_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE recent_agg_combinable(text, timestamptz, integer) IS
+    'recent_agg in the form Citus combines across nodes (STYPE recent_state): the same arguments, the same state.';
+CREATE FUNCTION recent_agg_combinable_trans(recent_state, value bigint, ts timestamptz, n integer) RETURNS recent_state
+    AS 'MODULE_PATHNAME', 'pz_recent_combinable_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION recent_agg_combinable_trans(recent_state, bigint, timestamptz, integer) IS 'aggregate support: recent_agg_combinable transition';
+CREATE AGGREGATE recent_agg_combinable(value bigint, ts timestamptz, n integer) (
+    SFUNC = recent_agg_combinable_trans, STYPE = recent_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE recent_agg_combinable(bigint, timestamptz, integer) IS
+    'recent_agg in the form Citus combines across nodes (STYPE recent_state): the same arguments, the same state.';
+CREATE FUNCTION top_agg_combinable_trans(top_state, value text, ts timestamptz, n integer, half_life interval) RETURNS top_state
+    AS 'MODULE_PATHNAME', 'pz_top_combinable_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION top_agg_combinable_trans(top_state, text, timestamptz, integer, interval) IS 'aggregate support: top_agg_combinable transition';
+CREATE AGGREGATE top_agg_combinable(value text, ts timestamptz, n integer, half_life interval) (
+    SFUNC = top_agg_combinable_trans, STYPE = top_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE top_agg_combinable(text, timestamptz, integer, interval) IS
+    'top_agg in the form Citus combines across nodes (STYPE top_state): the same arguments, the same state.';
+CREATE FUNCTION top_agg_combinable_trans(top_state, value text, ts timestamptz, n integer, half_life interval, weight float8) RETURNS top_state
+    AS 'MODULE_PATHNAME', 'pz_top_combinable_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION top_agg_combinable_trans(top_state, text, timestamptz, integer, interval, float8) IS 'aggregate support: top_agg_combinable transition';
+CREATE AGGREGATE top_agg_combinable(value text, ts timestamptz, n integer, half_life interval, weight float8) (
+    SFUNC = top_agg_combinable_trans, STYPE = top_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE top_agg_combinable(text, timestamptz, integer, interval, float8) IS
+    'top_agg in the form Citus combines across nodes (STYPE top_state): the same arguments, the same state.';
+CREATE FUNCTION top_agg_combinable_trans(top_state, value bigint, ts timestamptz, n integer, half_life interval) RETURNS top_state
+    AS 'MODULE_PATHNAME', 'pz_top_combinable_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION top_agg_combinable_trans(top_state, bigint, timestamptz, integer, interval) IS 'aggregate support: top_agg_combinable transition';
+CREATE AGGREGATE top_agg_combinable(value bigint, ts timestamptz, n integer, half_life interval) (
+    SFUNC = top_agg_combinable_trans, STYPE = top_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE top_agg_combinable(bigint, timestamptz, integer, interval) IS
+    'top_agg in the form Citus combines across nodes (STYPE top_state): the same arguments, the same state.';
+CREATE FUNCTION top_agg_combinable_trans(top_state, value bigint, ts timestamptz, n integer, half_life interval, weight float8) RETURNS top_state
+    AS 'MODULE_PATHNAME', 'pz_top_combinable_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION top_agg_combinable_trans(top_state, bigint, timestamptz, integer, interval, float8) IS 'aggregate support: top_agg_combinable transition';
+CREATE AGGREGATE top_agg_combinable(value bigint, ts timestamptz, n integer, half_life interval, weight float8) (
+    SFUNC = top_agg_combinable_trans, STYPE = top_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE top_agg_combinable(bigint, timestamptz, integer, interval, float8) IS
+    'top_agg in the form Citus combines across nodes (STYPE top_state): the same arguments, the same state.';
+CREATE FUNCTION windowed_agg_combinable_trans(windowed_state, ts timestamptz) RETURNS windowed_state
+    AS 'MODULE_PATHNAME', 'pz_windowed_combinable_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION windowed_agg_combinable_trans(windowed_state, timestamptz) IS 'aggregate support: windowed_agg_combinable transition';
+CREATE AGGREGATE windowed_agg_combinable(ts timestamptz) (
+    SFUNC = windowed_agg_combinable_trans, STYPE = windowed_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE windowed_agg_combinable(timestamptz) IS
+    'windowed_agg in the form Citus combines across nodes (STYPE windowed_state): the same arguments, the same state.';
+CREATE FUNCTION windowed_agg_combinable_trans(windowed_state, ts timestamptz, value float8) RETURNS windowed_state
+    AS 'MODULE_PATHNAME', 'pz_windowed_combinable_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION windowed_agg_combinable_trans(windowed_state, timestamptz, float8) IS 'aggregate support: windowed_agg_combinable transition';
+CREATE AGGREGATE windowed_agg_combinable(ts timestamptz, value float8) (
+    SFUNC = windowed_agg_combinable_trans, STYPE = windowed_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE windowed_agg_combinable(timestamptz, float8) IS
+    'windowed_agg in the form Citus combines across nodes (STYPE windowed_state): the same arguments, the same state.';
+CREATE FUNCTION distinct_agg_combinable_trans(distinct_state, value text) RETURNS distinct_state
+    AS 'MODULE_PATHNAME', 'pz_distinct_combinable_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION distinct_agg_combinable_trans(distinct_state, text) IS 'aggregate support: distinct_agg_combinable transition';
+CREATE AGGREGATE distinct_agg_combinable(value text) (
+    SFUNC = distinct_agg_combinable_trans, STYPE = distinct_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE distinct_agg_combinable(text) IS
+    'distinct_agg in the form Citus combines across nodes (STYPE distinct_state): the same arguments, the same state.';
+CREATE FUNCTION distinct_agg_combinable_trans(distinct_state, value text, p integer) RETURNS distinct_state
+    AS 'MODULE_PATHNAME', 'pz_distinct_combinable_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION distinct_agg_combinable_trans(distinct_state, text, integer) IS 'aggregate support: distinct_agg_combinable transition';
+CREATE AGGREGATE distinct_agg_combinable(value text, p integer) (
+    SFUNC = distinct_agg_combinable_trans, STYPE = distinct_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE distinct_agg_combinable(text, integer) IS
+    'distinct_agg in the form Citus combines across nodes (STYPE distinct_state): the same arguments, the same state.';
+CREATE FUNCTION distinct_agg_combinable_trans(distinct_state, value bigint) RETURNS distinct_state
+    AS 'MODULE_PATHNAME', 'pz_distinct_combinable_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION distinct_agg_combinable_trans(distinct_state, bigint) IS 'aggregate support: distinct_agg_combinable transition';
+CREATE AGGREGATE distinct_agg_combinable(value bigint) (
+    SFUNC = distinct_agg_combinable_trans, STYPE = distinct_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE distinct_agg_combinable(bigint) IS
+    'distinct_agg in the form Citus combines across nodes (STYPE distinct_state): the same arguments, the same state.';
+CREATE FUNCTION distinct_agg_combinable_trans(distinct_state, value bigint, p integer) RETURNS distinct_state
+    AS 'MODULE_PATHNAME', 'pz_distinct_combinable_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION distinct_agg_combinable_trans(distinct_state, bigint, integer) IS 'aggregate support: distinct_agg_combinable transition';
+CREATE AGGREGATE distinct_agg_combinable(value bigint, p integer) (
+    SFUNC = distinct_agg_combinable_trans, STYPE = distinct_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE distinct_agg_combinable(bigint, integer) IS
+    'distinct_agg in the form Citus combines across nodes (STYPE distinct_state): the same arguments, the same state.';
+CREATE FUNCTION first_agg_combinable_trans(first_state, value text, ts timestamptz) RETURNS first_state
+    AS 'MODULE_PATHNAME', 'pz_first_combinable_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION first_agg_combinable_trans(first_state, text, timestamptz) IS 'aggregate support: first_agg_combinable transition';
+CREATE AGGREGATE first_agg_combinable(value text, ts timestamptz) (
+    SFUNC = first_agg_combinable_trans, STYPE = first_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE first_agg_combinable(text, timestamptz) IS
+    'first_agg in the form Citus combines across nodes (STYPE first_state): the same arguments, the same state.';
+CREATE FUNCTION last_agg_combinable_trans(last_state, value text, ts timestamptz) RETURNS last_state
+    AS 'MODULE_PATHNAME', 'pz_last_combinable_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION last_agg_combinable_trans(last_state, text, timestamptz) IS 'aggregate support: last_agg_combinable transition';
+CREATE AGGREGATE last_agg_combinable(value text, ts timestamptz) (
+    SFUNC = last_agg_combinable_trans, STYPE = last_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE last_agg_combinable(text, timestamptz) IS
+    'last_agg in the form Citus combines across nodes (STYPE last_state): the same arguments, the same state.';
+CREATE FUNCTION first_agg_combinable_trans(first_state, value bigint, ts timestamptz) RETURNS first_state
+    AS 'MODULE_PATHNAME', 'pz_first_combinable_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION first_agg_combinable_trans(first_state, bigint, timestamptz) IS 'aggregate support: first_agg_combinable transition';
+CREATE AGGREGATE first_agg_combinable(value bigint, ts timestamptz) (
+    SFUNC = first_agg_combinable_trans, STYPE = first_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE first_agg_combinable(bigint, timestamptz) IS
+    'first_agg in the form Citus combines across nodes (STYPE first_state): the same arguments, the same state.';
+CREATE FUNCTION last_agg_combinable_trans(last_state, value bigint, ts timestamptz) RETURNS last_state
+    AS 'MODULE_PATHNAME', 'pz_last_combinable_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION last_agg_combinable_trans(last_state, bigint, timestamptz) IS 'aggregate support: last_agg_combinable transition';
+CREATE AGGREGATE last_agg_combinable(value bigint, ts timestamptz) (
+    SFUNC = last_agg_combinable_trans, STYPE = last_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE last_agg_combinable(bigint, timestamptz) IS
+    'last_agg in the form Citus combines across nodes (STYPE last_state): the same arguments, the same state.';
+CREATE FUNCTION session_agg_combinable_trans(session_state, ts timestamptz, category text, item text) RETURNS session_state
+    AS 'MODULE_PATHNAME', 'pz_session_combinable_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION session_agg_combinable_trans(session_state, timestamptz, text, text) IS 'aggregate support: session_agg_combinable transition';
+CREATE AGGREGATE session_agg_combinable(ts timestamptz, category text, item text) (
+    SFUNC = session_agg_combinable_trans, STYPE = session_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE session_agg_combinable(timestamptz, text, text) IS
+    'session_agg in the form Citus combines across nodes (STYPE session_state): the same arguments, the same state.';
+CREATE FUNCTION session_agg_combinable_trans(session_state, ts timestamptz, category text, item text, gap interval) RETURNS session_state
+    AS 'MODULE_PATHNAME', 'pz_session_combinable_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION session_agg_combinable_trans(session_state, timestamptz, text, text, interval) IS 'aggregate support: session_agg_combinable transition';
+CREATE AGGREGATE session_agg_combinable(ts timestamptz, category text, item text, gap interval) (
+    SFUNC = session_agg_combinable_trans, STYPE = session_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE session_agg_combinable(timestamptz, text, text, interval) IS
+    'session_agg in the form Citus combines across nodes (STYPE session_state): the same arguments, the same state.';
+CREATE FUNCTION metric_agg_combinable_trans(metric_state, op text, value numeric) RETURNS metric_state
+    AS 'MODULE_PATHNAME', 'pz_metric_combinable_trans' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION metric_agg_combinable_trans(metric_state, text, numeric) IS 'aggregate support: metric_agg_combinable transition';
+CREATE AGGREGATE metric_agg_combinable(op text, value numeric) (
+    SFUNC = metric_agg_combinable_trans, STYPE = metric_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE metric_agg_combinable(text, numeric) IS
+    'metric_agg in the form Citus combines across nodes (STYPE metric_state): the same arguments, the same state.';
+
+CREATE AGGREGATE merge_agg_combinable(recent_state) (
+    SFUNC = _state_combine, STYPE = recent_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE merge_agg_combinable(recent_state) IS
+    'merge_agg(recent_state) in the form Citus combines across nodes: the merge of the states; NULL inputs are skipped.';
+CREATE AGGREGATE merge_agg_combinable(top_state) (
+    SFUNC = _state_combine, STYPE = top_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE merge_agg_combinable(top_state) IS
+    'merge_agg(top_state) in the form Citus combines across nodes: the merge of the states; NULL inputs are skipped.';
+CREATE AGGREGATE merge_agg_combinable(windowed_state) (
+    SFUNC = _state_combine, STYPE = windowed_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE merge_agg_combinable(windowed_state) IS
+    'merge_agg(windowed_state) in the form Citus combines across nodes: the merge of the states; NULL inputs are skipped.';
+CREATE AGGREGATE merge_agg_combinable(distinct_state) (
+    SFUNC = _state_combine, STYPE = distinct_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE merge_agg_combinable(distinct_state) IS
+    'merge_agg(distinct_state) in the form Citus combines across nodes: the merge of the states; NULL inputs are skipped.';
+CREATE AGGREGATE merge_agg_combinable(first_state) (
+    SFUNC = _state_combine, STYPE = first_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE merge_agg_combinable(first_state) IS
+    'merge_agg(first_state) in the form Citus combines across nodes: the merge of the states; NULL inputs are skipped.';
+CREATE AGGREGATE merge_agg_combinable(last_state) (
+    SFUNC = _state_combine, STYPE = last_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE merge_agg_combinable(last_state) IS
+    'merge_agg(last_state) in the form Citus combines across nodes: the merge of the states; NULL inputs are skipped.';
+CREATE AGGREGATE merge_agg_combinable(session_state) (
+    SFUNC = _state_combine, STYPE = session_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE merge_agg_combinable(session_state) IS
+    'merge_agg(session_state) in the form Citus combines across nodes: the merge of the states; NULL inputs are skipped.';
+CREATE AGGREGATE merge_agg_combinable(metric_state) (
+    SFUNC = _state_combine, STYPE = metric_state, COMBINEFUNC = _state_combine, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE merge_agg_combinable(metric_state) IS
+    'merge_agg(metric_state) in the form Citus combines across nodes: the merge of the states; NULL inputs are skipped.';
+
+-- ===========================================================================
 -- Configuration tables
 -- ===========================================================================
 

@@ -13,7 +13,13 @@
 #   4. a source that Citus distributed after its registration: the waits do
 #      not say that its inserts were applied (wait_for_apply() false with a
 #      WARNING naming it, await_apply() an ERROR), personalize.unstreamed_sources
-#      lists it; unregistered, they do.
+#      lists it; unregistered, they do;
+#   5. the combinable aggregates (src/combinable.c) are combined by Citus:
+#      grouped by a column that is not the distribution column, the workers
+#      run worker_partial_agg over their shards and the coordinator combines
+#      the partial states, and every aggregate gives what it gives over a
+#      plain local copy of the rows; the local aggregates (STYPE internal)
+#      are not combined: Citus pulls the rows.
 # Where Citus is not installed, the whole file is skipped, with the reason.
 use strict;
 use warnings;
@@ -131,4 +137,42 @@ sql(q{SELECT personalize.unregister_source('later_orders')});
 is(sql(q{SELECT personalize.wait_for_apply('60 s')}), 't', 'unregistered: the waits are true again');
 
 $_->stop for @nodes;
+# --- 5. the combinable aggregates are combined across nodes -------------------------
+sql(q{
+	CREATE TABLE dist_events (customer_id bigint, sku text, cat text, ts timestamptz, amount numeric);
+	SELECT create_distributed_table('dist_events', 'customer_id');
+	INSERT INTO dist_events
+	SELECT c, 'sku-' || ((c * 7 + x) % 23), 'cat-' || ((c + x * x) % 5),
+	       '2026-01-01'::timestamptz + (c * 37 + x * 11) * interval '1 min', (c * x) % 17
+	FROM generate_series(1, 300) c, generate_series(1, 1 + c % 9) x;
+	CREATE TABLE plain_events AS SELECT * FROM dist_events;
+});
+my $per_cat = q{SELECT cat, personalize.recent_agg_combinable(sku, ts, 5)::text AS r,
+	       personalize.top_agg_combinable(sku, ts, 3, '2 days')::text AS t,
+	       personalize.windowed_agg_combinable(ts)::text AS w,
+	       personalize.distinct_agg_combinable(sku)::text AS d,
+	       personalize.first_agg_combinable(sku, ts)::text AS f,
+	       personalize.last_agg_combinable(sku, ts)::text AS l,
+	       personalize.session_agg_combinable(ts, cat, sku)::text AS s,
+	       personalize.metric_agg_combinable('sum', amount)::text AS m
+	FROM %s GROUP BY cat ORDER BY cat};
+my $plan = sql('EXPLAIN (VERBOSE, COSTS OFF) ' . sprintf($per_cat, 'dist_events'));
+like($plan, qr/worker_partial_agg\(.*recent_agg_combinable/s,
+	'grouped by a column that is not the distribution column: the workers aggregate their shards (worker_partial_agg)');
+like($plan, qr/coord_combine_agg/, 'and the coordinator combines the partial states (coord_combine_agg)');
+my $dist = sql(sprintf($per_cat, 'dist_events'));
+is($dist, sql(sprintf($per_cat, 'plain_events')), 'every combinable aggregate equals its result over a plain local table');
+like($dist, qr/^cat-0\|.*\ncat-4\|/s, 'five groups of states');
+is(sql(sprintf(q{SELECT string_agg(x, ',') FROM (%s) q(x)},
+	q{SELECT personalize.recent_agg(sku, ts, 5)::text FROM dist_events GROUP BY cat ORDER BY cat})),
+	sql(q{SELECT string_agg(r, ',') FROM (SELECT personalize.recent_agg_combinable(sku, ts, 5)::text AS r
+	      FROM dist_events GROUP BY cat ORDER BY cat) q}),
+	'the local aggregate gives the same states');
+unlike(sql(q{EXPLAIN (VERBOSE, COSTS OFF) SELECT cat, personalize.recent_agg(sku, ts, 5) FROM dist_events GROUP BY cat}),
+	qr/worker_partial_agg/, 'the local aggregate (STYPE internal) is not combined: Citus pulls its rows');
+is(sql(q{SELECT count(*) FROM (SELECT customer_id, personalize.merge_agg_combinable(s) AS m
+	      FROM (SELECT customer_id, cat, personalize.recent_agg_combinable(sku, ts, 3) AS s
+	              FROM dist_events GROUP BY customer_id, cat) q GROUP BY customer_id) z WHERE m IS NULL}), '0',
+	'merge_agg_combinable over states made on the workers');
+
 done_testing();
