@@ -98,12 +98,31 @@ expanded_flatten_into(ExpandedObjectHeader *eohptr, void *result, Size allocated
 	memcpy(result, es->flat, allocated_size);
 }
 
+#define EXPANDED_CXT_NAME "personalize expanded states"
+
+/*
+ * The context of the expanded objects under cxt: one child for all of
+ * them.  An object must live in a child of the aggregate's context, or
+ * nodeAgg copies it at every row; but a context for each (as expanded
+ * arrays have) made a hash aggregate of many groups quadratic, since it
+ * measures its memory by walking every child context at each new group.
+ * The objects are never deleted one by one: an aggregate keeps its one
+ * object to the end, and the aggregate's context goes with all of them.
+ */
+static MemoryContext
+expanded_context(MemoryContext cxt)
+{
+	for (MemoryContext c = cxt->firstchild; c != NULL; c = c->nextchild)
+		if (strcmp(c->name, EXPANDED_CXT_NAME) == 0)
+			return c;
+	return AllocSetContextCreate(cxt, EXPANDED_CXT_NAME, ALLOCSET_DEFAULT_SIZES);
+}
+
 /* a new expanded object under cxt holding s (which lives in cxt) */
 static PzExpandedState *
 expanded_new(PzState *s, MemoryContext cxt)
 {
-	MemoryContext objcxt =
-		AllocSetContextCreate(cxt, "personalize expanded state", ALLOCSET_SMALL_SIZES);
+	MemoryContext objcxt = expanded_context(cxt);
 	PzExpandedState *es = MemoryContextAllocZero(objcxt, sizeof(PzExpandedState));
 
 	EOH_init_header(&es->hdr, &expanded_state_methods, objcxt);
