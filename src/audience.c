@@ -989,8 +989,10 @@ side_usecs(ExprState *side, Oid type, PzAudienceRun *run, TimestampTz t, double 
 /*
  * The first moment after now at which an atom (a comparison monotone in
  * the clock) has another value, to the microsecond; 0 if none within
- * CLOCK_HORIZON_US.  Monotone: if it has the same value at the horizon as
- * now, it never flips (two evaluations).  Otherwise the flip is estimated
+ * CLOCK_HORIZON_US, or before bound if bound is not 0 (a moment already
+ * known to come first: a flip after it does not matter).  Monotone: if it
+ * has the same value at the horizon as now, it never flips before it (two
+ * evaluations).  Otherwise the flip is estimated
  * from its two sides (the side with the clock moves about linearly with
  * it: now() - interval '30 days' crosses last_seen 30 days after it),
  * bracketed by steps growing from the estimate, and found by halving: a
@@ -998,10 +1000,11 @@ side_usecs(ExprState *side, Oid type, PzAudienceRun *run, TimestampTz t, double 
  * time, and still exact when it is not (months, daylight saving, dates).
  */
 static TimestampTz
-atom_flip(RunAtom *atom, PzAudienceRun *run)
+atom_flip(RunAtom *atom, PzAudienceRun *run, TimestampTz bound)
 {
 	TimestampTz now = run->now;
-	TimestampTz horizon = now + CLOCK_HORIZON_US;
+	TimestampTz horizon =
+		bound != 0 && bound < now + CLOCK_HORIZON_US ? bound : now + CLOCK_HORIZON_US;
 	int v0 = eval_at(atom->cmp, run, now);
 	TimestampTz est = now + 1, lo, hi;
 	double o, s0, s1;
@@ -1061,10 +1064,13 @@ atom_flip(RunAtom *atom, PzAudienceRun *run)
  * only where a windowed column changes or a clock comparison flips can it
  * change, and it is evaluated there, in order.  If a column has more
  * changes than were looked at, the last one looked at is returned: the
- * profile is looked at again then.
+ * profile is looked at again then.  A bound (not 0) is a moment already
+ * scheduled for the row by another audience: what comes after it is not
+ * looked for, and 0 is returned then (the row is looked at again at the
+ * bound, and its next moments are found from there).
  */
 static TimestampTz
-run_schedule(PzAudienceRun *run, RunAudience *a, int current)
+run_schedule(PzAudienceRun *run, RunAudience *a, int current, TimestampTz bound)
 {
 	const PcSpec *spec = run->spec;
 	int max = a->nwindows * WINDOW_LOOKAHEAD + a->natoms;
@@ -1093,11 +1099,13 @@ run_schedule(PzAudienceRun *run, RunAudience *a, int current)
 	}
 	for (int i = 0; i < a->natoms; i++)
 	{
-		TimestampTz f = atom_flip(&a->atoms[i], run);
+		TimestampTz f = atom_flip(&a->atoms[i], run, bound);
 
 		if (f != 0)
 			cand[n++] = f;
 	}
+	if (bound != 0 && bound < horizon)
+		horizon = bound;
 	qsort(cand, n, sizeof(TimestampTz), pz_timestamp_cmp);
 	for (int i = 0; i < n && found == 0; i++)
 	{
@@ -1123,7 +1131,7 @@ run_schedule(PzAudienceRun *run, RunAudience *a, int current)
 		run->slot->tts_values[PZ_VIEW_NBASE + a->windows[w]] = saved[w];
 		run->slot->tts_isnull[PZ_VIEW_NBASE + a->windows[w]] = saved_null[w];
 	}
-	if (found == 0 && horizon != DT_NOEND)
+	if (found == 0 && horizon != DT_NOEND && horizon != bound)
 		found = horizon;
 	return found;
 }
@@ -1158,7 +1166,7 @@ run_eval_rows(PzAudienceRun *run, int r0, int r1, int only_k)
 			run->result[r * run->n + k] = v == 1;
 			if (a->timed)
 			{
-				TimestampTz t = run_schedule(run, a, v);
+				TimestampTz t = run_schedule(run, a, v, run->due[r]);
 
 				if (t != 0 && (run->due[r] == 0 || t < run->due[r]))
 					run->due[r] = t;
