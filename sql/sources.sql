@@ -246,3 +246,14 @@ RESET ROLE;
 \c :regress_db
 DROP DATABASE pz_sources;
 DROP ROLE pz_src_reader, pz_src_admin, pz_src_nobody;
+
+-- a field's text as a number: the stream's reading (src/field.c, a fast path
+-- for up to 18 digits without an exponent) is numeric_in's, value and scale
+SELECT t AS text, personalize._field_number(t)::text AS stream, (trim(t)::numeric)::text AS numeric_in,
+       personalize._field_number(t)::text IS NOT DISTINCT FROM (trim(t)::numeric)::text AS same
+  FROM unnest(ARRAY['5', '-5', '+5', ' 42 ', '1.50', '-0', '-0.00', '0.000', '.5', '5.', '007',
+                    '123456789012345678', '-123456789012345678', '1234567890123456789',
+                    '0.000000000000000001', '99999999.999999999', '12345678901234567890.5',
+                    '1e3', '-2.5E-2', '1.25e+2']) t;
+SELECT t AS text, personalize._field_number(t) AS stream
+  FROM unnest(ARRAY['', ' ', '-', '.', '1.2.3', '1e', '1e10000', 'abc', '12a', '--1', '1 2']) t;

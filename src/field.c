@@ -14,6 +14,7 @@
 #include "parser/parse_coerce.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/numeric.h"
 #include "utils/regproc.h"
 
 #include "field.h"
@@ -82,24 +83,41 @@ pz_column_text_sql(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(psprintf("(e.%s)::text", col)));
 }
 
+/*
+ * A field's text as a number: blanks, a sign, digits with one point, an
+ * exponent within +-1000.  Most fields (amounts, quantities) have at most 18
+ * digits and no exponent: their digits, read as an int64 scaled by a power of
+ * ten, give the Numeric without numeric_in (the same value and scale, "1.50"
+ * stays 1.50; numeric_in was a tenth of the stream's fold of an order).
+ */
 bool
 pz_field_number(const char *v, int32 len, Numeric *num, double *f)
 {
-	int i = 0, digits = 0, expdigits = 0;
+	int i = 0, digits = 0, expdigits = 0, scale = 0;
 	char *s;
 	long exp = 0;
+	bool neg = false;
+	int64 whole = 0;
 
 	while (i < len && isspace((unsigned char) v[i]))
 		i++;
 	if (i < len && (v[i] == '+' || v[i] == '-'))
-		i++;
+		neg = v[i++] == '-';
 	while (i < len && isdigit((unsigned char) v[i]))
+	{
+		if (digits < 18)
+			whole = whole * 10 + (v[i] - '0');
 		i++, digits++;
+	}
 	if (i < len && v[i] == '.')
 	{
 		i++;
 		while (i < len && isdigit((unsigned char) v[i]))
-			i++, digits++;
+		{
+			if (digits < 18)
+				whole = whole * 10 + (v[i] - '0');
+			i++, digits++, scale++;
+		}
 	}
 	if (digits == 0)
 		return false;
@@ -120,6 +138,11 @@ pz_field_number(const char *v, int32 len, Numeric *num, double *f)
 		i++;
 	if (i != len || exp > 1000 || exp < -1000)
 		return false;
+	if (num != NULL && f == NULL && expdigits == 0 && digits <= 18)
+	{
+		*num = int64_div_fast_to_numeric(neg ? -whole : whole, scale);
+		return true;
+	}
 	s = pnstrdup(v, len);
 	if (f != NULL)
 	{
