@@ -61,6 +61,14 @@ pz_audience_init(void)
 		"The worker deletes older events, a few thousand at a time.  0 keeps every event.",
 		&pz_audience_retention, 30 * 24 * 3600, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL,
 		NULL);
+	DefineCustomIntVariable(
+		"personalize.audience_cache_size",
+		"Profiles whose audience memberships and scheduled moment the streaming worker keeps in "
+		"memory.",
+		"A batch then reads only the profiles the worker has not seen since another session last "
+		"changed memberships.  About 80 bytes a profile; a full cache is emptied.  0 turns it "
+		"off.",
+		&pz_audience_cache_size, 250000, 0, 100000000, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	CacheRegisterRelcacheCallback(aud_inval, (Datum) 0);
 	aud_notify_init();
 }
@@ -292,6 +300,7 @@ aud_lock(void)
 								  "for their lock."),
 						errhint("Run it outside REPEATABLE READ and SERIALIZABLE transactions.")));
 	pz_lock(PZ_LOCK_AUDIENCES);
+	aud_cache_note_lock();
 }
 
 /* run SPI writes as the extension's owner, who alone may write the tables */

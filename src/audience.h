@@ -28,8 +28,16 @@ extern int pz_audience_delay;
 /* personalize.audience_events_retention (s): 0 keeps every event */
 extern int pz_audience_retention;
 
+/* personalize.audience_cache_size: profiles the worker's cache of memberships keeps */
+extern int pz_audience_cache_size;
+
 /* GUCs and the invalidation callback, from _PG_init */
 extern void pz_audience_init(void);
+/* the shared count of membership writers (audience_cache.c), from the shmem hooks */
+extern void pz_audience_shmem_request(void);
+extern void pz_audience_shmem_startup(void);
+/* the streaming worker keeps a cache of memberships and moments (after connecting) */
+extern void pz_audience_cache_start(void);
 
 typedef struct PzAudienceRun PzAudienceRun;
 

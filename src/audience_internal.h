@@ -177,6 +177,33 @@ eval_at(ExprState *state, PzAudienceRun *run, TimestampTz t)
 /* the earliest moment this process scheduled (DT_NOBEGIN: none) */
 extern TimestampTz aud_next_due_hint;
 
+/* ---- the worker's cache of memberships and moments (audience_cache.c) ---- */
+
+/* what the worker knows of a profile: its audiences' ids and its moment (0: none) */
+typedef struct AudCacheEntry
+{
+	int64 profile_id;
+	TimestampTz due;
+	int32 n;
+	int32 cap;
+	int32 *ids;
+} AudCacheEntry;
+
+/* aud_lock calls it once it holds the lock: another writer counts itself, the worker checks */
+extern void aud_cache_note_lock(void);
+/* whether this process keeps the cache (the streaming worker) */
+extern bool aud_cache_usable(void);
+/* the profile's entry, or NULL if the cache does not know it */
+extern AudCacheEntry *aud_cache_find(int64 profile_id);
+/* a new entry, empty, for what was just read of the profile (NULL: no cache) */
+extern AudCacheEntry *aud_cache_enter(int64 profile_id);
+extern void aud_cache_add_member(AudCacheEntry *e, int32 audience_id);
+/* what the worker writes: an entry or exit, a moment, a profile gone, everything */
+extern void aud_cache_set(int64 profile_id, int32 audience_id, bool in);
+extern void aud_cache_set_due(int64 profile_id, TimestampTz due);
+extern void aud_cache_forget(int64 profile_id);
+extern void aud_cache_clear(void);
+
 /* ---- time (audience_time.c) ---- */
 /*
  * The next moment after now at which audience a's result for the row in

@@ -561,46 +561,82 @@ aud_run_flush(PzAudienceRun *run)
 		elog(ERROR, "personalize audiences: SPI_connect failed");
 	as_owner = aud_writer_begin(&saved);
 	{
-		Datum v[1] = {PointerGetDatum(aud_int8_array(ids, nrows))};
+		/* memberships and moments: what the worker's cache knows, the others read */
+		int64 *miss = palloc(sizeof(int64) * nrows);
+		int nmiss = 0;
+		bool cache = aud_cache_usable();
 
-		aud_run_plan(
-			aud_keep_plan(&plan_read_members,
-						  "SELECT profile_id, audience_id FROM personalize.audience_memberships "
-						  "WHERE profile_id = ANY ($1)",
-						  1, (Oid[]){INT8ARRAYOID}),
-			v, SPI_OK_SELECT, "reading memberships");
-		for (uint64 i = 0; i < SPI_processed; i++)
+		for (int r = 0; r < nrows; r++)
 		{
-			bool isnull;
-			int64 p = DatumGetInt64(
-				SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-			int32 a = DatumGetInt32(
-				SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
-			RowEntry *e = hash_search(rowmap, &p, HASH_FIND, NULL);
+			RowEntry *e = hash_search(rowmap, &ids[r], HASH_FIND, NULL);
+			AudCacheEntry *c;
 
-			if (e == NULL)
+			if (e->row != r)
 				continue;
-			for (int k = 0; k < run->n; k++)
-				if (run->aud[k].def->id == a)
-					current[e->row * run->n + k] = 1;
+			if ((c = aud_cache_find(ids[r])) == NULL)
+			{
+				miss[nmiss++] = ids[r];
+				continue;
+			}
+			old_due[r] = c->due;
+			for (int i = 0; i < c->n; i++)
+				for (int k = 0; k < run->n; k++)
+					if (run->aud[k].def->id == c->ids[i])
+						current[r * run->n + k] = 1;
 		}
-		if (dues)
+		if (nmiss > 0)
 		{
-			aud_run_plan(aud_keep_plan(&plan_read_dues,
-									   "SELECT profile_id, due FROM personalize.audience_due "
-									   "WHERE profile_id = ANY ($1)",
-									   1, (Oid[]){INT8ARRAYOID}),
-						 v, SPI_OK_SELECT, "reading the schedule");
+			Datum v[1] = {PointerGetDatum(aud_int8_array(miss, nmiss))};
+
+			/* an entry for each, empty: the reads below fill it */
+			for (int i = 0; cache && i < nmiss; i++)
+				(void) aud_cache_enter(miss[i]);
+			aud_run_plan(aud_keep_plan(
+							 &plan_read_members,
+							 "SELECT profile_id, audience_id FROM personalize.audience_memberships "
+							 "WHERE profile_id = ANY ($1)",
+							 1, (Oid[]){INT8ARRAYOID}),
+						 v, SPI_OK_SELECT, "reading memberships");
 			for (uint64 i = 0; i < SPI_processed; i++)
 			{
 				bool isnull;
 				int64 p = DatumGetInt64(
 					SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+				int32 a = DatumGetInt32(
+					SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
 				RowEntry *e = hash_search(rowmap, &p, HASH_FIND, NULL);
+				AudCacheEntry *c = cache ? aud_cache_find(p) : NULL;
 
-				if (e != NULL)
-					old_due[e->row] = DatumGetTimestampTz(
+				if (c != NULL)
+					aud_cache_add_member(c, a);
+				if (e == NULL)
+					continue;
+				for (int k = 0; k < run->n; k++)
+					if (run->aud[k].def->id == a)
+						current[e->row * run->n + k] = 1;
+			}
+			/* the moments are read for the cache even when this run writes none */
+			if (dues || cache)
+			{
+				aud_run_plan(aud_keep_plan(&plan_read_dues,
+										   "SELECT profile_id, due FROM personalize.audience_due "
+										   "WHERE profile_id = ANY ($1)",
+										   1, (Oid[]){INT8ARRAYOID}),
+							 v, SPI_OK_SELECT, "reading the schedule");
+				for (uint64 i = 0; i < SPI_processed; i++)
+				{
+					bool isnull;
+					int64 p = DatumGetInt64(
+						SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+					TimestampTz due = DatumGetTimestampTz(
 						SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+					RowEntry *e = hash_search(rowmap, &p, HASH_FIND, NULL);
+
+					if (cache)
+						aud_cache_set_due(p, due);
+					if (e != NULL)
+						old_due[e->row] = due;
+				}
 			}
 		}
 	}
@@ -625,6 +661,8 @@ aud_run_flush(PzAudienceRun *run)
 		}
 	}
 	write_changes(run, nch, ch_aud, ch_pid, ch_e);
+	for (int i = 0; i < nch; i++)
+		aud_cache_set(ch_pid[i], ch_aud[i], ch_e[i]);
 
 	if (dues)
 	{
@@ -669,6 +707,8 @@ aud_run_flush(PzAudienceRun *run)
 									   "ON CONFLICT (profile_id) DO UPDATE SET due = excluded.due",
 									   2, (Oid[]){INT8ARRAYOID, TIMESTAMPTZARRAYOID}),
 						 v, SPI_OK_INSERT, "scheduling");
+			for (int i = 0; i < nset; i++)
+				aud_cache_set_due(set_id[i], set_due[i]);
 		}
 		if (nclear > 0)
 		{
@@ -679,6 +719,8 @@ aud_run_flush(PzAudienceRun *run)
 							  "DELETE FROM personalize.audience_due WHERE profile_id = ANY ($1)", 1,
 							  (Oid[]){INT8ARRAYOID}),
 				v, SPI_OK_DELETE, "unscheduling");
+			for (int i = 0; i < nclear; i++)
+				aud_cache_set_due(clear_id[i], 0);
 		}
 	}
 	record_errors(run);
@@ -732,6 +774,8 @@ run_write_gone(PzAudienceRun *run)
 		v, SPI_OK_INSERT_RETURNING, "ending memberships");
 	aud_notify_events(SPI_tuptable, SPI_processed);
 	run->changes += SPI_processed;
+	for (int i = 0; i < run->ngone; i++)
+		aud_cache_forget(run->gone[i]);
 	if (as_owner)
 		pz_run_as_end(&saved);
 	SPI_finish();
@@ -814,6 +858,9 @@ pz_audiences_forget(int64 profile_id, int nids, const int64 *ids)
 			2, (Oid[]){INT8OID, TIMESTAMPTZOID}, v, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "forget: could not end audience memberships");
 	aud_notify_events(SPI_tuptable, SPI_processed);
+	aud_cache_forget(profile_id);
+	for (int i = 0; i < nids; i++)
+		aud_cache_forget(ids[i]);
 	if (as_owner)
 		pz_run_as_end(&saved);
 	SPI_finish();

@@ -53,6 +53,7 @@ pz_audiences_apply_due(int limit)
 		if (SPI_execute_with_args("DELETE FROM personalize.audience_due d WHERE d.due <= $1", 1,
 								  (Oid[]){TIMESTAMPTZOID}, v, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "personalize audiences: could not clean the schedule");
+		aud_cache_clear();
 	}
 	else
 	{
@@ -110,6 +111,8 @@ pz_audiences_apply_due(int limit)
 					"DELETE FROM personalize.audience_due WHERE profile_id = ANY ($1)", 1,
 					(Oid[]){INT8ARRAYOID}, v, NULL, false, 0) != SPI_OK_DELETE)
 				elog(ERROR, "personalize audiences: could not clean the schedule");
+			for (int i = 0; i < ngone; i++)
+				aud_cache_forget(gone[i]);
 		}
 	}
 	SPI_finish();

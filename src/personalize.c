@@ -39,6 +39,7 @@ pz_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	pz_identity_shmem_request();
+	pz_audience_shmem_request();
 	pz_worker_shmem_request();
 }
 
@@ -48,6 +49,7 @@ pz_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	pz_identity_shmem_startup();
+	pz_audience_shmem_startup();
 	pz_worker_shmem_startup();
 }
 

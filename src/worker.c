@@ -1003,6 +1003,7 @@ pz_worker_main(Datum arg)
 	worker_settings();
 	worker_keep_freed_memory();
 	pz_profile_places = true;
+	pz_audience_cache_start();
 
 	SpinLockAcquire(&pz_worker_me->mutex);
 	pz_worker_me->dboid = MyDatabaseId;

@@ -666,6 +666,38 @@ is(sql(q{SELECT personalize.refresh_audience('two_orders')}), '0', 'refresh_audi
 is(sql(q{SELECT orders FROM personalize.profile_view WHERE profile_id = } . $merged), '3', 'the third order was applied once');
 is(sql(q{SELECT restarts FROM personalize.worker_status}), $restarts, 'and the worker never failed meanwhile');
 
+# the worker keeps what it wrote of memberships and moments in memory
+# (src/audience_cache.c): what sessions change (a condition altered, a
+# forget()) must be what the worker compares with at its next event
+my $story = sub {
+	my ($aud, $pid) = @_;
+	return sql(qq{SELECT string_agg(format('%s:%s', CASE WHEN entered THEN 'in' ELSE 'out' END, why), ',' ORDER BY id)
+	                FROM personalize.audience_events WHERE audience = '$aud' AND profile_id = $pid});
+};
+sql(q{SELECT personalize.alter_audience('two_orders', 'orders >= 100')});
+is(sql(qq{SELECT personalize.in_audience($merged, 'two_orders')}), 'f',
+	'a session alters the condition: the merged profile leaves');
+sql(q{INSERT INTO shop.orders (order_id, customer_id, email, sku, category, amount, ordered_at) VALUES
+        (990004, 990001, NULL, 'sku-c', 'cat-c', 10, now())});
+wait_applied('an order after the session\'s exit');
+is($story->('two_orders', $merged), 'in:merge,out:refresh', 'the worker saw the session\'s exit: no second one');
+sql(q{SELECT personalize.alter_audience('two_orders', 'orders >= 2')});
+is(sql(qq{SELECT personalize.in_audience($merged, 'two_orders')}), 't', 'altered back: it enters again');
+sql(q{INSERT INTO shop.orders (order_id, customer_id, email, sku, category, amount, ordered_at) VALUES
+        (990005, 990001, NULL, 'sku-c', 'cat-c', 10, now())});
+wait_applied('an order after the session\'s entry');
+is($story->('two_orders', $merged), 'in:merge,out:refresh,in:refresh', 'the worker saw the session\'s entry: no second one');
+sql(qq{SELECT personalize.forget('customer_id', '990001')});
+sql(q{INSERT INTO shop.orders (order_id, customer_id, email, sku, category, amount, ordered_at) VALUES
+        (990006, 990001, NULL, 'sku-c', 'cat-c', 10, now()), (990007, 990001, NULL, 'sku-c', 'cat-c', 10, now())});
+wait_applied('two orders after forget()');
+my $again = sql(q{SELECT personalize.resolve('customer_id', '990001')});
+is(sql(qq{SELECT personalize.in_audience($again, 'two_orders')}), 't', 'after forget(), two new orders: a member again');
+# (the profile id may be the erased one's again: its story then starts with the erasure's exit)
+is($story->('two_orders', $again), $again eq $merged ? 'out:erasure,in:event' : 'in:event',
+	'entered by the worker once, after the erasure\'s exit');
+is(sql(q{SELECT personalize.refresh_audience('two_orders')}), '0', 'refresh_audience finds nothing to fix');
+
 # --- 6. retention -------------------------------------------------------------------
 # events older than personalize.audience_events_retention go
 my $events_before = sql(q{SELECT count(*) FROM personalize.audience_events});
