@@ -474,3 +474,21 @@ CREATE AGGREGATE merge_agg_combinable(metric_state) (
 );
 COMMENT ON AGGREGATE merge_agg_combinable(metric_state) IS
     'merge_agg(metric_state) in the form Citus combines across nodes: the merge of the states; NULL inputs are skipped.';
+
+-- drop_audience takes the membership writers' lock before it deletes rows the
+-- worker may be writing (it deleted them first, and could deadlock with it)
+CREATE OR REPLACE FUNCTION _drop_audience(name text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    aid integer;
+BEGIN
+    -- the membership writers' lock first: the worker, holding it, may be
+    -- writing this audience's rows, and would wait for ours (a deadlock)
+    PERFORM personalize._audiences_changed();
+    DELETE FROM personalize.audiences a WHERE a.name = _drop_audience.name RETURNING a.id INTO aid;
+    IF aid IS NULL THEN
+        RAISE EXCEPTION 'audience % does not exist', coalesce(quote_literal(name), 'NULL')
+            USING ERRCODE = 'undefined_object', HINT = 'personalize.audiences lists the audiences.';
+    END IF;
+    DELETE FROM personalize.audience_memberships m WHERE m.audience_id = aid;
+END $$;

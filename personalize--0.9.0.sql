@@ -3624,13 +3624,15 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     aid integer;
 BEGIN
+    -- the membership writers' lock first: the worker, holding it, may be
+    -- writing this audience's rows, and would wait for ours (a deadlock)
+    PERFORM personalize._audiences_changed();
     DELETE FROM personalize.audiences a WHERE a.name = _drop_audience.name RETURNING a.id INTO aid;
     IF aid IS NULL THEN
         RAISE EXCEPTION 'audience % does not exist', coalesce(quote_literal(name), 'NULL')
             USING ERRCODE = 'undefined_object', HINT = 'personalize.audiences lists the audiences.';
     END IF;
     DELETE FROM personalize.audience_memberships m WHERE m.audience_id = aid;
-    PERFORM personalize._audiences_changed();
 END $$;
 
 CREATE FUNCTION _refresh_audience(name text) RETURNS bigint

@@ -18,6 +18,15 @@
  * before it takes the lock: entries of an audience that no longer exists
  * are never read, since a run looks only at its audiences' ids.)
  *
+ * The lock is a transaction lock, but one first taken in a subtransaction
+ * that aborts is released with it: each taking of it checks the count
+ * again, and every read of a run follows the taking in the run's start.
+ * The count is kept per database (in one of AUDIENCE_SLOTS slots: two
+ * databases that share one only empty each other's caches more often), as
+ * the lock is.  Tables that change under the lock's nose (a TRUNCATE, the
+ * extension dropped and created again, a restore) are caught by their
+ * oids and file nodes, checked at the same moment.
+ *
  * Bounded by personalize.audience_cache_size profiles: a full cache is
  * emptied and filled again.  Without shared_preload_libraries there is no
  * count and no cache; other backends never use it.
@@ -25,28 +34,50 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "miscadmin.h"
 #include "port/atomics.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/hsearch.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 
 #include "audience_internal.h"
 
 int pz_audience_cache_size = 250000;
 
+#define AUDIENCE_SLOTS 64
+
 typedef struct AudienceShared
 {
-	pg_atomic_uint64 writes; /* membership writes by processes other than a worker */
+	/* membership writes by processes other than a worker, per database slot */
+	pg_atomic_uint64 writes[AUDIENCE_SLOTS];
 } AudienceShared;
 
 static AudienceShared *shared = NULL;
 static bool enabled = false;           /* this process is a streaming worker */
 static uint64 built_under = 0;         /* the count the cache reflects */
+static Oid built_tables[4];            /* memberships' and schedule's oid and file node */
 static HTAB *entries = NULL;           /* profile id -> AudCacheEntry */
 static MemoryContext cache_cxt = NULL; /* the entries' id arrays */
-static bool changed_in_xact = false;   /* changed by the current transaction */
+/* the newest subtransaction of the current transaction that changed the cache */
+static SubTransactionId changed_in = InvalidSubTransactionId;
+
+#define WRITES (&shared->writes[MyDatabaseId % AUDIENCE_SLOTS])
+
+/* the cache is changed (an entry read in, written): its subtransaction noted */
+static void
+noted_change(void)
+{
+	SubTransactionId sub = GetCurrentSubTransactionId();
+
+	if (changed_in == InvalidSubTransactionId || sub > changed_in)
+		changed_in = sub;
+}
 
 void
 pz_audience_shmem_request(void)
@@ -62,7 +93,8 @@ pz_audience_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	shared = ShmemInitStruct("personalize audiences", sizeof(AudienceShared), &found);
 	if (!found)
-		pg_atomic_init_u64(&shared->writes, 0);
+		for (int i = 0; i < AUDIENCE_SLOTS; i++)
+			pg_atomic_init_u64(&shared->writes[i], 0);
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -81,21 +113,30 @@ cache_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 	{
-		if (changed_in_xact)
+		if (changed_in != InvalidSubTransactionId)
 			cache_reset();
-		changed_in_xact = false;
+		changed_in = InvalidSubTransactionId;
 	}
 	else if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
-		changed_in_xact = false;
+		changed_in = InvalidSubTransactionId;
 }
 
 static void
 cache_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid,
 					   void *arg)
 {
-	/* what the aborted subtransaction changed is not told apart: all goes */
-	if (event == SUBXACT_EVENT_ABORT_SUB && changed_in_xact)
+	/*
+	 * Subtransactions are numbered in the order they start, so one that
+	 * changed the cache and is undone now is this one or a child of it:
+	 * what it changed is not told apart, all goes.  (An evaluation's
+	 * subtransaction that fails changed nothing.)
+	 */
+	if (event == SUBXACT_EVENT_ABORT_SUB && changed_in != InvalidSubTransactionId &&
+		changed_in >= mySubid)
+	{
 		cache_reset();
+		changed_in = InvalidSubTransactionId;
+	}
 }
 
 void
@@ -110,26 +151,53 @@ pz_audience_cache_start(void)
 	RegisterSubXactCallback(cache_subxact_callback, NULL);
 }
 
+/* the oid and file node of personalize.<name>, into t[0..1] */
+static void
+table_identity(Oid nsp, const char *name, Oid *t)
+{
+	HeapTuple tup;
+
+	t[0] = get_relname_relid(name, nsp);
+	t[1] = InvalidOid;
+	if (!OidIsValid(t[0]))
+		return;
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(t[0]));
+	if (HeapTupleIsValid(tup))
+	{
+		t[1] = ((Form_pg_class) GETSTRUCT(tup))->relfilenode;
+		ReleaseSysCache(tup);
+	}
+}
+
 void
 aud_cache_note_lock(void)
 {
+	Oid tables[4];
+	Oid nsp;
+
 	if (shared == NULL)
 		return;
 	if (!enabled)
 	{
 		/* another writer: the workers' caches no longer hold */
-		pg_atomic_fetch_add_u64(&shared->writes, 1);
+		pg_atomic_fetch_add_u64(WRITES, 1);
 		return;
 	}
 	/*
-	 * The worker, now holding the lock: did anyone else write since?  (With
-	 * the cache turned off, its writes do not reach the entries either: they
-	 * must not be found when it is turned on again.)
+	 * The worker, now holding the lock: did anyone else write since, or are
+	 * these other tables?  (With the cache turned off, its writes do not
+	 * reach the entries either: they must not be found when it is turned on
+	 * again.)
 	 */
-	if (pg_atomic_read_u64(&shared->writes) != built_under || pz_audience_cache_size <= 0)
+	nsp = get_namespace_oid("personalize", true);
+	table_identity(nsp, "audience_memberships", tables);
+	table_identity(nsp, "audience_due", tables + 2);
+	if (pg_atomic_read_u64(WRITES) != built_under || pz_audience_cache_size <= 0 ||
+		memcmp(tables, built_tables, sizeof(tables)) != 0)
 	{
 		cache_reset();
-		built_under = pg_atomic_read_u64(&shared->writes);
+		built_under = pg_atomic_read_u64(WRITES);
+		memcpy(built_tables, tables, sizeof(tables));
 	}
 }
 
@@ -167,7 +235,7 @@ aud_cache_enter(int64 profile_id)
 		entries = hash_create("personalize audience cache", 1024, &info,
 							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
-	changed_in_xact = true;
+	noted_change();
 	e = hash_search(entries, &profile_id, HASH_ENTER, &found);
 	e->due = 0;
 	e->n = 0;
@@ -196,7 +264,7 @@ aud_cache_add_member(AudCacheEntry *e, int32 audience_id)
 		e->cap = cap;
 	}
 	e->ids[e->n++] = audience_id;
-	changed_in_xact = true;
+	noted_change();
 }
 
 void
@@ -206,7 +274,7 @@ aud_cache_set(int64 profile_id, int32 audience_id, bool in)
 
 	if (e == NULL)
 		return;
-	changed_in_xact = true;
+	noted_change();
 	if (in)
 	{
 		aud_cache_add_member(e, audience_id);
@@ -227,7 +295,7 @@ aud_cache_set_due(int64 profile_id, TimestampTz due)
 
 	if (e == NULL)
 		return;
-	changed_in_xact = true;
+	noted_change();
 	e->due = due;
 }
 
@@ -238,7 +306,7 @@ aud_cache_forget(int64 profile_id)
 
 	if (e == NULL)
 		return;
-	changed_in_xact = true;
+	noted_change();
 	if (e->ids != NULL)
 		pfree(e->ids);
 	(void) hash_search(entries, &profile_id, HASH_REMOVE, NULL);
@@ -249,6 +317,6 @@ aud_cache_clear(void)
 {
 	if (!enabled)
 		return;
-	changed_in_xact = true;
+	noted_change();
 	cache_reset();
 }
