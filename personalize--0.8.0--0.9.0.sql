@@ -492,3 +492,7 @@ BEGIN
     END IF;
     DELETE FROM personalize.audience_memberships m WHERE m.audience_id = aid;
 END $$;
+
+-- room on each page for a profile's next version (pages written from now on;
+-- VACUUM FULL personalize.profiles rewrites the existing ones)
+ALTER TABLE profiles SET (fillfactor = 70);

@@ -700,7 +700,11 @@ CREATE TABLE profiles (
     last_seen        timestamptz,
     updated_at       timestamptz NOT NULL DEFAULT now(),
     rebuild_pending  boolean NOT NULL DEFAULT false
-);
+)
+-- room on each page for the row's next version: the stream rewrites a
+-- profile at every batch, and an update that finds no room on its page
+-- also inserts into the primary key (15 % of the worker's time at 100)
+WITH (fillfactor = 70);
 COMMENT ON TABLE profiles IS
     'One row per profile: its key identifier, trait states, first and last event time.  rebuild_pending: a split left states that must be rebuilt from the sources.';
 
