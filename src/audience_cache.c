@@ -14,9 +14,8 @@
  * worker now holds the lock), and the cache is emptied.  The worker's own
  * writes update the cache as they are made; a transaction or
  * subtransaction of the worker that aborts after changing the cache
- * empties it.  (drop_audience deletes the dropped audience's memberships
- * before it takes the lock: entries of an audience that no longer exists
- * are never read, since a run looks only at its audiences' ids.)
+ * empties it.  (Entries may keep the id of an audience dropped since:
+ * they are never read, since a run looks only at its audiences' ids.)
  *
  * The lock is a transaction lock, but one first taken in a subtransaction
  * that aborts is released with it: each taking of it checks the count
