@@ -57,6 +57,21 @@ extern PzAudienceRun *pz_audience_run_begin(const char *why, int32 only_audience
  */
 extern void pz_audience_run_add(PzAudienceRun *run, HeapTuple row, TupleDesc desc);
 
+/*
+ * The streaming worker's way, which has just read and merged the profile
+ * it writes: build the row and the Profile in the context
+ * pz_audience_run_row_context returns (it may evaluate what was added
+ * before, to make room), then hand both over, not copied.  The run reads
+ * the states its conditions need from the Profile, as merged, instead of
+ * decoding the row's bytes again; both live until the run evaluates them.
+ * Call pz_audience_run_add_profile before the page the profile was read
+ * from is released.
+ */
+extern MemoryContext pz_audience_run_row_context(PzAudienceRun *run, TupleDesc desc);
+struct Profile;
+extern void pz_audience_run_add_profile(PzAudienceRun *run, HeapTuple row, TupleDesc desc,
+										struct Profile *p);
+
 /* A profile that is gone (merged into another): it leaves every audience. */
 extern void pz_audience_run_gone(PzAudienceRun *run, int64 profile_id);
 

@@ -145,7 +145,9 @@ struct PzAudienceRun
 	TupleDesc row_desc;     /* a copy of it */
 	int row_attr[R_COUNT];
 	int nrows;
-	HeapTuple *rows;
+	HeapTuple *rows;        /* in rows_cxt */
+	struct Profile **held;  /* per row: the worker's merged profile (in rows_cxt), or NULL */
+	MemoryContext rows_cxt; /* the rows and what they hold; emptied by each flush */
 	int ngone;
 	int gone_cap;
 	int64 *gone;

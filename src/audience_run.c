@@ -113,7 +113,10 @@ pz_audience_run_begin(const char *why, int32 only_audience)
 		}
 	}
 	run->n = n;
+	run->rows_cxt =
+		AllocSetContextCreate(run->cxt, "personalize audience rows", ALLOCSET_DEFAULT_SIZES);
 	run->rows = palloc(sizeof(HeapTuple) * RUN_CHUNK);
+	run->held = palloc(sizeof(Profile *) * RUN_CHUNK);
 	run->result = palloc(sizeof(uint8) * RUN_CHUNK * Max(n, 1));
 	run->due = palloc(sizeof(TimestampTz) * RUN_CHUNK);
 	run->failed = palloc(sizeof(bool) * RUN_CHUNK);
@@ -215,8 +218,13 @@ run_prepare(PzAudienceRun *run)
 	MemoryContextSwitchTo(old);
 }
 
-void
-pz_audience_run_add(PzAudienceRun *run, HeapTuple row, TupleDesc desc)
+/*
+ * Room for one more row of desc: the rows of another descriptor, or a
+ * full chunk (RUN_CHUNK rows, or work_mem of rows and what they hold), are
+ * evaluated and written first.
+ */
+static void
+run_make_room(PzAudienceRun *run, TupleDesc desc)
 {
 	MemoryContext old;
 
@@ -241,11 +249,46 @@ pz_audience_run_add(PzAudienceRun *run, HeapTuple row, TupleDesc desc)
 		MemoryContextSwitchTo(old);
 		run->row_desc_src = desc;
 	}
-	if (run->nrows == RUN_CHUNK)
+	if (run->nrows == RUN_CHUNK ||
+		(run->nrows > 0 &&
+		 MemoryContextMemAllocated(run->rows_cxt, true) >= (Size) work_mem * 1024))
 		aud_run_flush(run);
-	old = MemoryContextSwitchTo(run->cxt);
-	run->rows[run->nrows++] = heap_copytuple(row);
+}
+
+void
+pz_audience_run_add(PzAudienceRun *run, HeapTuple row, TupleDesc desc)
+{
+	MemoryContext old;
+
+	run_make_room(run, desc);
+	old = MemoryContextSwitchTo(run->rows_cxt);
+	run->rows[run->nrows] = heap_copytuple(row);
 	MemoryContextSwitchTo(old);
+	run->held[run->nrows++] = NULL;
+}
+
+MemoryContext
+pz_audience_run_row_context(PzAudienceRun *run, TupleDesc desc)
+{
+	run_make_room(run, desc);
+	return run->rows_cxt;
+}
+
+void
+pz_audience_run_add_profile(PzAudienceRun *run, HeapTuple row, TupleDesc desc, Profile *p)
+{
+	MemoryContext old;
+
+	/* pz_audience_run_row_context made room, and row and p live in rows_cxt */
+	Assert(run->row_desc_src == desc && run->nrows < RUN_CHUNK);
+	Assert(GetMemoryChunkContext(row) == run->rows_cxt && p->mcxt == run->rows_cxt);
+	if (run->row_desc_src != desc || run->nrows >= RUN_CHUNK)
+		elog(ERROR, "personalize audiences: a profile added without room made for it");
+	old = MemoryContextSwitchTo(run->rows_cxt);
+	profile_own_bytes(p);
+	MemoryContextSwitchTo(old);
+	run->rows[run->nrows] = row;
+	run->held[run->nrows++] = p;
 }
 
 /* ---- evaluation ---- */
@@ -306,8 +349,11 @@ run_fill_row(PzAudienceRun *run, int r)
 #undef COPY_BASE
 	if (spec != NULL)
 	{
-		Profile *p =
-			rnp[run->row_attr[R_STATES]] ? NULL : profile_from_datum(rvp[run->row_attr[R_STATES]]);
+		/* the worker's merged profile, or the row's bytes read again */
+		Profile *p = run->held[r] != NULL ? run->held[r]
+					 : rnp[run->row_attr[R_STATES]]
+						 ? NULL
+						 : profile_from_datum(rvp[run->row_attr[R_STATES]]);
 
 		pc_spec_read_wanted(spec, p, run->states, run->need_trait);
 		for (int i = 0; i < spec->ncols; i++)
@@ -533,11 +579,11 @@ aud_run_flush(PzAudienceRun *run)
 		return;
 	run_evaluate(run);
 
-	old = MemoryContextSwitchTo(run->cxt);
+	old = MemoryContextSwitchTo(run->rows_cxt);
 	ids = palloc(sizeof(int64) * nrows);
 	info.keysize = sizeof(int64);
 	info.entrysize = sizeof(RowEntry);
-	info.hcxt = run->cxt;
+	info.hcxt = run->rows_cxt;
 	rowmap = hash_create("personalize audience rows", nrows, &info,
 						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	for (int r = 0; r < nrows; r++)
@@ -728,10 +774,9 @@ aud_run_flush(PzAudienceRun *run)
 		pz_run_as_end(&saved);
 	SPI_finish();
 
-	for (int r = 0; r < nrows; r++)
-		heap_freetuple(run->rows[r]);
 	run->nrows = 0;
-	hash_destroy(rowmap);
+	/* the rows, the profiles held and this flush's arrays */
+	MemoryContextReset(run->rows_cxt);
 }
 
 void

@@ -834,7 +834,13 @@ pz_profiles_merge_deltas(int n, const int64 *ids, Profile *const *deltas,
 			memcpy(nulls, slot->tts_isnull, sizeof(bool) * desc->natts);
 			tid = slot->tts_tid;
 		}
-		old = MemoryContextSwitchTo(row_cxt);
+		/*
+		 * With audiences, the row and the merged profile go to the run, which
+		 * evaluates them later on the states merged here; else they are
+		 * garbage once written.
+		 */
+		old = MemoryContextSwitchTo(audiences != NULL ? pz_audience_run_row_context(audiences, desc)
+													  : row_cxt);
 		p = profile_from_datum(values[st]);
 		profile_merge(p, deltas[i]);
 		values[st] = PointerGetDatum(profile_flatten(p));
@@ -847,7 +853,7 @@ pz_profiles_merge_deltas(int n, const int64 *ids, Profile *const *deltas,
 		CatalogTupleUpdateWithInfo(store.profiles, &tid, newtup, store.profiles_ind);
 		MemoryContextSwitchTo(old);
 		if (audiences != NULL)
-			pz_audience_run_add(audiences, newtup, desc);
+			pz_audience_run_add_profile(audiences, newtup, desc, p);
 		profile_place_remember(ids[i], &newtup->t_self);
 		if (BufferIsValid(buf))
 			ReleaseBuffer(buf);

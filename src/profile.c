@@ -309,6 +309,24 @@ profile_from_datum(Datum d)
 	return profile_from_flat(pg_detoast_datum_packed((struct varlena *) DatumGetPointer(d)));
 }
 
+void
+profile_own_bytes(Profile *p)
+{
+	for (int i = 0; i < p->n; i++)
+	{
+		ProfileEntry *e = &p->entries[i];
+
+		if (e->state == NULL && !e->owns_flat)
+		{
+			char *copy = MemoryContextAlloc(p->mcxt, e->flat_len);
+
+			memcpy(copy, e->flat, e->flat_len);
+			e->flat = copy;
+			e->owns_flat = true;
+		}
+	}
+}
+
 struct varlena *
 profile_flatten(Profile *p)
 {

@@ -70,6 +70,11 @@ extern Profile *profile_from_bytes(const char *data, int len, bool validate);
 extern Profile *profile_from_flat(struct varlena *flat);
 /* a detoasted datum's profile (framing checked, states read lazily) */
 extern Profile *profile_from_datum(Datum d);
+/*
+ * Make p independent of the bytes it was read from (a buffer's page): the
+ * entries still flat get their own copy, in p's context.
+ */
+extern void profile_own_bytes(Profile *p);
 
 /* the flat form (canonical), allocated in CurrentMemoryContext */
 extern struct varlena *profile_flatten(Profile *p);
