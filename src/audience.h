@@ -59,13 +59,13 @@ extern void pz_audience_run_add(PzAudienceRun *run, HeapTuple row, TupleDesc des
 
 /*
  * The streaming worker's way, which has just read and merged the profile
- * it writes: build the row and the Profile in the context
- * pz_audience_run_row_context returns (it may evaluate what was added
- * before, to make room), then hand both over, not copied.  The run reads
- * the states its conditions need from the Profile, as merged, instead of
- * decoding the row's bytes again; both live until the run evaluates them.
- * Call pz_audience_run_add_profile before the page the profile was read
- * from is released.
+ * it writes: read the Profile in the context pz_audience_run_row_context
+ * returns (it may evaluate what was added before, to make room), merge,
+ * then hand it over with its row (copied).  The run reads the states its
+ * conditions need from the Profile, as merged, instead of decoding the
+ * row's bytes again; it keeps both until it evaluates them.  Call
+ * pz_audience_run_add_profile before the page the profile was read from
+ * is released.
  */
 extern MemoryContext pz_audience_run_row_context(PzAudienceRun *run, TupleDesc desc);
 struct Profile;

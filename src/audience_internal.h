@@ -109,12 +109,36 @@ typedef struct RunAtom
 	Oid other_type;
 } RunAtom;
 
+/*
+ * A part of a condition that reads the clock and no column, such as
+ * now() - interval '7 days': a parameter (2, 3, ...) of the audience's
+ * expressions, computed when first read at a moment, and kept for the
+ * run's fixed moments (now, a day later, the horizon), which every
+ * profile's evaluation and schedule read again (audience_time.c).
+ */
+#define AUD_MEMO_MOMENTS 3
+typedef struct RunTerm
+{
+	ExprState *expr; /* reads only the clock (parameter 1) */
+	Oid type;
+	int16 typlen;
+	bool typbyval;
+	uint64 epoch; /* cur is its value at the moment of this epoch */
+	Datum cur;
+	bool cur_null;
+	bool memo_ok[AUD_MEMO_MOMENTS];
+	bool memo_null[AUD_MEMO_MOMENTS];
+	Datum memo[AUD_MEMO_MOMENTS];
+} RunTerm;
+
 typedef struct RunAudience
 {
 	AudienceDef *def;
 	ExprState *state;
 	int natoms;
 	RunAtom *atoms;
+	int nterms;
+	RunTerm *terms;
 	bool timed;
 	int nwindows;
 	int *windows; /* the spec columns of the windowed columns it reads */
@@ -138,7 +162,10 @@ struct PzAudienceRun
 	bool *need_trait; /* per spec trait */
 	TupleTableSlot *slot;
 	ExprContext *econtext;
-	ParamListInfo params;
+	ParamListInfo params;   /* 1: the clock; 2..: the terms of clock_aud, fetched */
+	RunAudience *clock_aud; /* the audience whose expressions are evaluated */
+	int clock_moment;       /* the clock's fixed moment (0 now, 1 a day on, 2 horizon), or -1 */
+	uint64 clock_epoch;     /* bumped each time the clock is set */
 	PzState **states;
 	/* rows to evaluate */
 	TupleDesc row_desc_src; /* the descriptor the rows came with */
@@ -164,14 +191,20 @@ extern const char *const aud_profile_row_sql;
 /* evaluate the rows collected, compare with the stored memberships, write */
 extern void aud_run_flush(PzAudienceRun *run);
 
-/* 0 false, 1 true, 2 NULL */
+/* the clock at t for audience a's expressions (audience_time.c) */
+extern void aud_set_clock(PzAudienceRun *run, RunAudience *a, TimestampTz t);
+/* the run's ParamListInfo fetch hook: the clock, and a's terms at it */
+extern ParamExternData *aud_fetch_param(ParamListInfo params, int paramid, bool speculative,
+										ParamExternData *workspace);
+
+/* an expression of audience a at moment t: 0 false, 1 true, 2 NULL */
 static inline int
-eval_at(ExprState *state, PzAudienceRun *run, TimestampTz t)
+eval_at(RunAudience *a, ExprState *state, PzAudienceRun *run, TimestampTz t)
 {
 	bool isnull;
 	Datum d;
 
-	run->params->params[0].value = TimestampTzGetDatum(t);
+	aud_set_clock(run, a, t);
 	d = ExecEvalExprSwitchContext(state, run->econtext, &isnull);
 	return isnull ? 2 : DatumGetBool(d) ? 1 : 0;
 }

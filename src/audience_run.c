@@ -27,6 +27,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -127,6 +128,42 @@ pz_audience_run_begin(const char *why, int32 only_audience)
 	return run;
 }
 
+/*
+ * The parts of an expression that read the clock and no column become
+ * parameters 2, 3, ... (the same part once): their values at a moment are
+ * computed once, not once per profile (aud_fetch_param).
+ */
+static Node *
+clock_terms(Node *node, List **terms)
+{
+	if (node == NULL)
+		return NULL;
+	if (!IsA(node, Param) && !IsA(node, Const) && pz_condition_reads_clock(node) &&
+		!contain_var_clause(node))
+	{
+		Param *p = makeNode(Param);
+		int i = 0;
+		ListCell *lc;
+
+		foreach (lc, *terms)
+		{
+			if (equal(lfirst(lc), node))
+				break;
+			i++;
+		}
+		if (lc == NULL)
+			*terms = lappend(*terms, node);
+		p->paramkind = PARAM_EXTERN;
+		p->paramid = 2 + i;
+		p->paramtype = exprType(node);
+		p->paramtypmod = exprTypmod(node);
+		p->paramcollid = exprCollation(node);
+		p->location = -1;
+		return (Node *) p;
+	}
+	return expression_tree_mutator(node, clock_terms, terms);
+}
+
 /* audience k's ExprStates, as its owner (ExecInitExpr checks EXECUTE); may ERROR */
 static void
 prepare_one(PzAudienceRun *run, int k)
@@ -134,6 +171,7 @@ prepare_one(PzAudienceRun *run, int k)
 	RunAudience *a = &run->aud[k];
 	PzCondition *c = a->def->cond;
 	PzUserContext saved;
+	List *terms = NIL;
 	ListCell *lc;
 	int i = 0;
 
@@ -141,7 +179,7 @@ prepare_one(PzAudienceRun *run, int k)
 		return;
 	pz_run_as_begin(a->def->owner, &saved);
 	pz_condition_check_columns(c, aud_set->view, a->def->owner);
-	a->state = ExecInitExpr(c->expr, NULL);
+	a->state = ExecInitExpr((Expr *) clock_terms(copyObject((Node *) c->expr), &terms), NULL);
 	a->natoms = list_length(c->atoms);
 	a->atoms = palloc(sizeof(RunAtom) * Max(a->natoms, 1));
 	foreach (lc, c->atoms)
@@ -151,11 +189,23 @@ prepare_one(PzAudienceRun *run, int k)
 		bool clock_left = pz_condition_reads_clock((Node *) l);
 		RunAtom *at = &a->atoms[i++];
 
-		at->cmp = ExecInitExpr((Expr *) op, NULL);
-		at->clock_side = ExecInitExpr(clock_left ? l : r, NULL);
+		at->cmp = ExecInitExpr((Expr *) clock_terms(copyObject((Node *) op), &terms), NULL);
+		at->clock_side = ExecInitExpr(
+			(Expr *) clock_terms(copyObject((Node *) (clock_left ? l : r)), &terms), NULL);
 		at->other_side = ExecInitExpr(clock_left ? r : l, NULL);
 		at->clock_type = exprType((Node *) (clock_left ? l : r));
 		at->other_type = exprType((Node *) (clock_left ? r : l));
+	}
+	a->nterms = list_length(terms);
+	a->terms = palloc0(sizeof(RunTerm) * Max(a->nterms, 1));
+	i = 0;
+	foreach (lc, terms)
+	{
+		RunTerm *t = &a->terms[i++];
+
+		t->expr = ExecInitExpr((Expr *) lfirst(lc), NULL);
+		t->type = exprType(lfirst(lc));
+		get_typlenbyval(t->type, &t->typlen, &t->typbyval);
 	}
 	pz_run_as_end(&saved);
 }
@@ -202,18 +252,24 @@ static void
 run_prepare(PzAudienceRun *run)
 {
 	MemoryContext old = MemoryContextSwitchTo(run->cxt);
+	int nparams = 1;
 
 	run->slot = MakeSingleTupleTableSlot(run->view_desc, &TTSOpsVirtual);
 	run->econtext = CreateStandaloneExprContext();
-	run->params = makeParamList(1);
-	run->params->numParams = 1;
-	run->params->params[0].ptype = TIMESTAMPTZOID;
-	run->params->params[0].pflags = PARAM_FLAG_CONST;
-	run->params->params[0].isnull = false;
-	run->econtext->ecxt_param_list_info = run->params;
 	run->econtext->ecxt_scantuple = run->slot;
 	if (run->n > 0)
 		prepare_range(run, 0, run->n);
+	/* the clock, then room for the most terms an audience has */
+	for (int k = 0; k < run->n; k++)
+		nparams = Max(nparams, 1 + (run->aud[k].state != NULL ? run->aud[k].nterms : 0));
+	run->params = makeParamList(nparams);
+	run->params->params[0].ptype = TIMESTAMPTZOID;
+	run->params->params[0].pflags = PARAM_FLAG_CONST;
+	run->params->params[0].isnull = false;
+	run->params->paramFetch = aud_fetch_param;
+	run->params->paramFetchArg = run;
+	run->clock_moment = -1;
+	run->econtext->ecxt_param_list_info = run->params;
 	run->prepared = true;
 	MemoryContextSwitchTo(old);
 }
@@ -279,15 +335,14 @@ pz_audience_run_add_profile(PzAudienceRun *run, HeapTuple row, TupleDesc desc, P
 {
 	MemoryContext old;
 
-	/* pz_audience_run_row_context made room, and row and p live in rows_cxt */
-	Assert(run->row_desc_src == desc && run->nrows < RUN_CHUNK);
-	Assert(GetMemoryChunkContext(row) == run->rows_cxt && p->mcxt == run->rows_cxt);
+	/* pz_audience_run_row_context made room, and p lives in rows_cxt */
+	Assert(p->mcxt == run->rows_cxt);
 	if (run->row_desc_src != desc || run->nrows >= RUN_CHUNK)
 		elog(ERROR, "personalize audiences: a profile added without room made for it");
 	old = MemoryContextSwitchTo(run->rows_cxt);
 	profile_own_bytes(p);
+	run->rows[run->nrows] = heap_copytuple(row);
 	MemoryContextSwitchTo(old);
-	run->rows[run->nrows] = row;
 	run->held[run->nrows++] = p;
 }
 
@@ -391,7 +446,7 @@ run_eval_rows(PzAudienceRun *run, int r0, int r1, int only_k)
 				continue;
 			SetUserIdAndSecContext(a->def->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 													  SECURITY_RESTRICTED_OPERATION);
-			v = eval_at(a->state, run, run->now);
+			v = eval_at(a, a->state, run, run->now);
 			run->result[r * run->n + k] = v == 1;
 			if (a->timed)
 			{

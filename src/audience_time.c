@@ -17,6 +17,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/date.h"
+#include "utils/datum.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
@@ -28,14 +29,77 @@
 /* the clock is searched this far ahead for a comparison's flip */
 #define CLOCK_HORIZON_US ((int64) 200 * 366 * USECS_PER_DAY)
 
+/* ---- the clock, and the terms that read only it ---- */
+
+void
+aud_set_clock(PzAudienceRun *run, RunAudience *a, TimestampTz t)
+{
+	run->params->params[0].value = TimestampTzGetDatum(t);
+	run->clock_aud = a;
+	run->clock_epoch++;
+	run->clock_moment = t == run->now                      ? 0
+						: t == run->now + USECS_PER_DAY    ? 1
+						: t == run->now + CLOCK_HORIZON_US ? 2
+														   : -1;
+}
+
+/*
+ * Parameter 1 is the clock; parameter 2 + j term j of the audience being
+ * evaluated, computed at the clock's moment when first read (a term under
+ * a branch not taken is not computed, as in the condition itself), and
+ * kept for the rest of the run if the moment is one of the fixed ones.
+ */
+ParamExternData *
+aud_fetch_param(ParamListInfo params, int paramid, bool speculative, ParamExternData *workspace)
+{
+	PzAudienceRun *run = params->paramFetchArg;
+	RunAudience *a = run->clock_aud;
+	int m = run->clock_moment;
+	RunTerm *term;
+
+	if (paramid == 1 || a == NULL || paramid - 2 >= a->nterms)
+		return &params->params[paramid - 1];
+	term = &a->terms[paramid - 2];
+	if (m >= 0 && term->memo_ok[m])
+	{
+		workspace->value = term->memo[m];
+		workspace->isnull = term->memo_null[m];
+	}
+	else
+	{
+		if (term->epoch != run->clock_epoch)
+		{
+			/* in the row's memory: read only until the clock is set again */
+			term->cur = ExecEvalExprSwitchContext(term->expr, run->econtext, &term->cur_null);
+			term->epoch = run->clock_epoch;
+		}
+		workspace->value = term->cur;
+		workspace->isnull = term->cur_null;
+		if (m >= 0)
+		{
+			MemoryContext old = MemoryContextSwitchTo(run->cxt);
+
+			term->memo[m] =
+				term->cur_null ? (Datum) 0 : datumCopy(term->cur, term->typbyval, term->typlen);
+			MemoryContextSwitchTo(old);
+			term->memo_null[m] = term->cur_null;
+			term->memo_ok[m] = true;
+		}
+	}
+	workspace->pflags = PARAM_FLAG_CONST;
+	workspace->ptype = term->type;
+	return workspace;
+}
+
 /* a side's value in microseconds, for an estimate; false if it is not a time */
 static bool
-side_usecs(ExprState *side, Oid type, PzAudienceRun *run, TimestampTz t, double *out)
+side_usecs(RunAudience *a, ExprState *side, Oid type, PzAudienceRun *run, TimestampTz t,
+		   double *out)
 {
 	bool isnull;
 	Datum d;
 
-	run->params->params[0].value = TimestampTzGetDatum(t);
+	aud_set_clock(run, a, t);
 	d = ExecEvalExprSwitchContext(side, run->econtext, &isnull);
 	if (isnull)
 		return false;
@@ -75,35 +139,36 @@ side_usecs(ExprState *side, Oid type, PzAudienceRun *run, TimestampTz t, double 
  * time, and still exact when it is not (months, daylight saving, dates).
  */
 static TimestampTz
-atom_flip(RunAtom *atom, PzAudienceRun *run, TimestampTz bound)
+atom_flip(RunAudience *a, RunAtom *atom, PzAudienceRun *run, TimestampTz bound)
 {
 	TimestampTz now = run->now;
 	TimestampTz horizon =
 		bound != 0 && bound < now + CLOCK_HORIZON_US ? bound : now + CLOCK_HORIZON_US;
-	int v0 = eval_at(atom->cmp, run, now);
+	int v0 = eval_at(a, atom->cmp, run, now);
 	TimestampTz est = now + 1, lo, hi;
 	double o, s0, s1;
 	int64 step = 1;
 
-	if (eval_at(atom->cmp, run, horizon) == v0)
+	if (eval_at(a, atom->cmp, run, horizon) == v0)
 		return 0;
-	if (side_usecs(atom->other_side, atom->other_type, run, now, &o) &&
-		side_usecs(atom->clock_side, atom->clock_type, run, now, &s0) &&
-		side_usecs(atom->clock_side, atom->clock_type, run, now + USECS_PER_DAY, &s1) && s1 != s0)
+	if (side_usecs(a, atom->other_side, atom->other_type, run, now, &o) &&
+		side_usecs(a, atom->clock_side, atom->clock_type, run, now, &s0) &&
+		side_usecs(a, atom->clock_side, atom->clock_type, run, now + USECS_PER_DAY, &s1) &&
+		s1 != s0)
 	{
 		double at = (double) now + (o - s0) * (double) USECS_PER_DAY / (s1 - s0);
 
 		if (at > (double) now && at < (double) horizon)
 			est = (TimestampTz) at;
 	}
-	if (eval_at(atom->cmp, run, est) != v0)
+	if (eval_at(a, atom->cmp, run, est) != v0)
 	{
 		/* flipped at est: find a moment before it that is not */
 		hi = est;
 		for (;;)
 		{
 			lo = hi - step > now ? hi - step : now;
-			if (lo == now || eval_at(atom->cmp, run, lo) == v0)
+			if (lo == now || eval_at(a, atom->cmp, run, lo) == v0)
 				break;
 			hi = lo;
 			step *= 4;
@@ -115,7 +180,7 @@ atom_flip(RunAtom *atom, PzAudienceRun *run, TimestampTz bound)
 		for (;;)
 		{
 			hi = lo + step < horizon ? lo + step : horizon;
-			if (hi == horizon || eval_at(atom->cmp, run, hi) != v0)
+			if (hi == horizon || eval_at(a, atom->cmp, run, hi) != v0)
 				break;
 			lo = hi;
 			step *= 4;
@@ -125,7 +190,7 @@ atom_flip(RunAtom *atom, PzAudienceRun *run, TimestampTz bound)
 	{
 		TimestampTz mid = lo + (hi - lo) / 2;
 
-		if (eval_at(atom->cmp, run, mid) != v0)
+		if (eval_at(a, atom->cmp, run, mid) != v0)
 			hi = mid;
 		else
 			lo = mid;
@@ -174,7 +239,7 @@ aud_run_schedule(PzAudienceRun *run, RunAudience *a, int current, TimestampTz bo
 	}
 	for (int i = 0; i < a->natoms; i++)
 	{
-		TimestampTz f = atom_flip(&a->atoms[i], run, bound);
+		TimestampTz f = atom_flip(a, &a->atoms[i], run, bound);
 
 		if (f != 0)
 			cand[n++] = f;
@@ -198,7 +263,7 @@ aud_run_schedule(PzAudienceRun *run, RunAudience *a, int current, TimestampTz bo
 				pc_column_value(col, run->states[col->slot], t,
 								&run->slot->tts_isnull[PZ_VIEW_NBASE + a->windows[w]], NULL);
 		}
-		if (eval_at(a->state, run, t) != current)
+		if (eval_at(a, a->state, run, t) != current)
 			found = t;
 	}
 	for (int w = 0; w < a->nwindows; w++)

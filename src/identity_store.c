@@ -835,13 +835,14 @@ pz_profiles_merge_deltas(int n, const int64 *ids, Profile *const *deltas,
 			tid = slot->tts_tid;
 		}
 		/*
-		 * With audiences, the row and the merged profile go to the run, which
-		 * evaluates them later on the states merged here; else they are
-		 * garbage once written.
+		 * With audiences, the merged profile goes to the run, which evaluates
+		 * it later on the states merged here: it is read (and merges) in the
+		 * run's context, and the rest is garbage once written.
 		 */
 		old = MemoryContextSwitchTo(audiences != NULL ? pz_audience_run_row_context(audiences, desc)
 													  : row_cxt);
 		p = profile_from_datum(values[st]);
+		MemoryContextSwitchTo(row_cxt);
 		profile_merge(p, deltas[i]);
 		values[st] = PointerGetDatum(profile_flatten(p));
 		if (nulls[first] || first_seen[i] < DatumGetTimestampTz(values[first]))
