@@ -65,8 +65,10 @@ extern void pz_audience_run_add(PzAudienceRun *run, HeapTuple row, TupleDesc des
  * conditions need from the Profile, as merged, instead of decoding the
  * row's bytes again; it keeps both until it evaluates them.  Call
  * pz_audience_run_add_profile before the page the profile was read from
- * is released.
+ * is released.  Only if pz_audience_run_reads_traits: otherwise nothing
+ * would read the profile, and pz_audience_run_add is the way.
  */
+extern bool pz_audience_run_reads_traits(PzAudienceRun *run);
 extern MemoryContext pz_audience_run_row_context(PzAudienceRun *run, TupleDesc desc);
 struct Profile;
 extern void pz_audience_run_add_profile(PzAudienceRun *run, HeapTuple row, TupleDesc desc,

@@ -266,6 +266,9 @@ run_prepare(PzAudienceRun *run)
 	run->params->params[0].ptype = TIMESTAMPTZOID;
 	run->params->params[0].pflags = PARAM_FLAG_CONST;
 	run->params->params[0].isnull = false;
+	/* the terms' entries are fetched (aud_fetch_param), never read as they are */
+	for (int i = 1; i < nparams; i++)
+		run->params->params[i].ptype = InvalidOid;
 	run->params->paramFetch = aud_fetch_param;
 	run->params->paramFetchArg = run;
 	run->clock_moment = -1;
@@ -323,6 +326,16 @@ pz_audience_run_add(PzAudienceRun *run, HeapTuple row, TupleDesc desc)
 	run->held[run->nrows++] = NULL;
 }
 
+/* whether a condition reads a trait column (else a held profile would go unread) */
+bool
+pz_audience_run_reads_traits(PzAudienceRun *run)
+{
+	for (int i = 0; run->spec != NULL && i < run->spec->ntraits; i++)
+		if (run->need_trait[i])
+			return true;
+	return false;
+}
+
 MemoryContext
 pz_audience_run_row_context(PzAudienceRun *run, TupleDesc desc)
 {
@@ -340,7 +353,7 @@ pz_audience_run_add_profile(PzAudienceRun *run, HeapTuple row, TupleDesc desc, P
 	if (run->row_desc_src != desc || run->nrows >= RUN_CHUNK)
 		elog(ERROR, "personalize audiences: a profile added without room made for it");
 	old = MemoryContextSwitchTo(run->rows_cxt);
-	profile_own_bytes(p);
+	profile_as_written(p);
 	run->rows[run->nrows] = heap_copytuple(row);
 	MemoryContextSwitchTo(old);
 	run->held[run->nrows++] = p;

@@ -788,6 +788,8 @@ pz_profiles_merge_deltas(int n, const int64 *ids, Profile *const *deltas,
 	TupleDesc desc;
 	BlockNumber nblocks;
 	int st, first, last, upd;
+	/* the run takes the merged profiles if its conditions read traits */
+	bool hold = audiences != NULL && pz_audience_run_reads_traits(audiences);
 
 	if (n == 0)
 		return;
@@ -814,6 +816,7 @@ pz_profiles_merge_deltas(int n, const int64 *ids, Profile *const *deltas,
 		ItemPointerData tid;
 		HeapTuple newtup;
 		Profile *p;
+		struct varlena *flat;
 
 		/* (the index scan allocates what must outlive a row: not in row_cxt) */
 		if (profile_place_fetch(ids[i], nblocks, &placed, &buf))
@@ -835,13 +838,16 @@ pz_profiles_merge_deltas(int n, const int64 *ids, Profile *const *deltas,
 			tid = slot->tts_tid;
 		}
 		/*
-		 * With audiences, the merged profile goes to the run, which evaluates
-		 * it later on the states merged here: it is read (and merges) in the
-		 * run's context, and the rest is garbage once written.
+		 * With audiences that read traits, the merged profile goes to the
+		 * run, which evaluates it later on the states merged here: it is read
+		 * (and merges) in the run's context, and the rest is garbage once
+		 * written.
 		 */
-		old = MemoryContextSwitchTo(audiences != NULL ? pz_audience_run_row_context(audiences, desc)
-													  : row_cxt);
-		p = profile_from_datum(values[st]);
+		old = MemoryContextSwitchTo(row_cxt);
+		flat = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(values[st]));
+		if (hold)
+			MemoryContextSwitchTo(pz_audience_run_row_context(audiences, desc));
+		p = profile_from_flat(flat);
 		MemoryContextSwitchTo(row_cxt);
 		profile_merge(p, deltas[i]);
 		values[st] = PointerGetDatum(profile_flatten(p));
@@ -853,8 +859,10 @@ pz_profiles_merge_deltas(int n, const int64 *ids, Profile *const *deltas,
 		newtup = heap_form_tuple(desc, values, nulls);
 		CatalogTupleUpdateWithInfo(store.profiles, &tid, newtup, store.profiles_ind);
 		MemoryContextSwitchTo(old);
-		if (audiences != NULL)
+		if (hold)
 			pz_audience_run_add_profile(audiences, newtup, desc, p);
+		else if (audiences != NULL)
+			pz_audience_run_add(audiences, newtup, desc);
 		profile_place_remember(ids[i], &newtup->t_self);
 		if (BufferIsValid(buf))
 			ReleaseBuffer(buf);

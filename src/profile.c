@@ -29,6 +29,7 @@
 #include "utils/syscache.h"
 
 #include "profile.h"
+#include "top.h"
 
 #define PROFILE_TYPE_NAME "profile"
 
@@ -310,12 +311,15 @@ profile_from_datum(Datum d)
 }
 
 void
-profile_own_bytes(Profile *p)
+profile_as_written(Profile *p)
 {
 	for (int i = 0; i < p->n; i++)
 	{
 		ProfileEntry *e = &p->entries[i];
 
+		/* the others are as written once settled (profile_flatten settles them) */
+		if (e->state != NULL && e->kind == PZ_KIND_TOP)
+			top_make_canonical((TopState *) e->state);
 		if (e->state == NULL && !e->owns_flat)
 		{
 			char *copy = MemoryContextAlloc(p->mcxt, e->flat_len);

@@ -71,10 +71,12 @@ extern Profile *profile_from_flat(struct varlena *flat);
 /* a detoasted datum's profile (framing checked, states read lazily) */
 extern Profile *profile_from_datum(Datum d);
 /*
- * Make p independent of the bytes it was read from (a buffer's page): the
- * entries still flat get their own copy, in p's context.
+ * Make p what reading its written form (profile_flatten, just done) gives,
+ * and independent of the bytes it was read from (a buffer's page): the
+ * entries still flat get their own copy, in p's context, and states whose
+ * memory form holds more than they write are cut to what they write.
  */
-extern void profile_own_bytes(Profile *p);
+extern void profile_as_written(Profile *p);
 
 /* the flat form (canonical), allocated in CurrentMemoryContext */
 extern struct varlena *profile_flatten(Profile *p);

@@ -229,6 +229,25 @@ top_view(const TopState *s, int *n)
 	return v;
 }
 
+/*
+ * Make s what reading its written form gives: in memory a state keeps up
+ * to 4 N candidates, weighted relative to an older base, and writes the N
+ * heaviest relative to its latest event (top_view); a reader of the state
+ * as just written (the audiences of the profile the worker merged) must
+ * see those N, in that order.
+ */
+void
+top_make_canonical(TopState *s)
+{
+	int n;
+	TopItem *v = top_view(s, &n);
+
+	memcpy(s->items, v, sizeof(TopItem) * n);
+	s->count = n;
+	s->base = s->latest;
+	pfree(v);
+}
+
 static void
 top_write(PzState *s_, StringInfo buf)
 {

@@ -105,6 +105,10 @@ sql('CREATE EXTENSION personalize');
 run_file("$shop/schema.sql");
 run_file("$shop/traffic.sql");
 run_file("$shop/config.sql");
+# a top trait smaller than a customer's three categories: the worker's
+# merged state holds more candidates than the N it writes and the view reads
+sql(q{SELECT personalize.add_trait('top_two_categories', 'top', field => 'category',
+        sources => '{shop.web_events,shop.orders}', n => 2, half_life => '14 days')});
 
 # --- 1. writers, merges and SIGKILLs; memberships equal the recomputation -----
 # [name, condition]: event-driven ones, a windowed one (scheduled an hour
@@ -119,6 +123,7 @@ my @audiences = (
 	[ 'active',       q{last_seen > now() - interval '2 seconds'} ],
 	[ 'lapsed_buyer', q{orders > 0 AND last_seen <= now() - interval '3 seconds'} ],
 	[ 'gold_browser', q{loyalty_tier = 'gold' AND cardinality(last_viewed) >= 2} ],
+	[ 'three_of_two', q{cardinality(top_two_categories) > 2} ],
 );
 for my $a (@audiences)
 {
@@ -286,6 +291,10 @@ check_history('after the kills');
 check_memberships('after the kills',
 	{ map { $_ => 1 } qw(buyers unhappy big_spenders hot size_44 dormant lapsed_buyer gold_browser) });
 is(sql(q{SELECT coalesce(sum(errors), 0) FROM personalize.audiences}), '0', 'no evaluation failed');
+is(sql(q{SELECT count(*) FROM personalize.audience_events WHERE audience = 'three_of_two'}), '0',
+	'a top column holds its N values when the worker evaluates what it merged (no one ever entered three_of_two)');
+ok(sql(q{SELECT count(*) FROM personalize.profile_view WHERE cardinality(top_two_categories) = 2}) > 0,
+	'profiles with two categories in top_two_categories exist');
 is(sql(q{SELECT count(*) FROM personalize.audience_members WHERE audience = 'active'}), '0',
 	'no one is active seconds after the last event');
 ok(sql(q{SELECT count(*) FROM personalize.audience_events WHERE audience = 'active' AND why = 'time' AND NOT entered}) > 0,
