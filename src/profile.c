@@ -29,7 +29,6 @@
 #include "utils/syscache.h"
 
 #include "profile.h"
-#include "top.h"
 
 #define PROFILE_TYPE_NAME "profile"
 
@@ -317,9 +316,9 @@ profile_as_written(Profile *p)
 	{
 		ProfileEntry *e = &p->entries[i];
 
-		/* the others are as written once settled (profile_flatten settles them) */
-		if (e->state != NULL && e->kind == PZ_KIND_TOP)
-			top_make_canonical((TopState *) e->state);
+		/* settled by profile_flatten: most kinds are then as written */
+		if (e->state != NULL && pz_kind_ops(e->kind)->as_written != NULL)
+			pz_kind_ops(e->kind)->as_written(e->state);
 		if (e->state == NULL && !e->owns_flat)
 		{
 			char *copy = MemoryContextAlloc(p->mcxt, e->flat_len);

@@ -179,6 +179,11 @@ typedef struct PzKindOps
 	 * the state's own memory context; called before write and merge
 	 */
 	void (*settle)(PzState *s);
+	/*
+	 * optional, for kinds whose memory form holds more than they write:
+	 * make a settled state what reading its written form gives
+	 */
+	void (*as_written)(PzState *s);
 	/* fold src into dst; dst's memory is CurrentMemoryContext; src unchanged */
 	void (*merge)(PzState *dst, const PzState *src);
 	/* text output: a JSON object */

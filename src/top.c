@@ -236,9 +236,10 @@ top_view(const TopState *s, int *n)
  * as just written (the audiences of the profile the worker merged) must
  * see those N, in that order.
  */
-void
-top_make_canonical(TopState *s)
+static void
+top_as_written(PzState *s_)
 {
+	TopState *s = (TopState *) s_;
 	int n;
 	TopItem *v = top_view(s, &n);
 
@@ -395,6 +396,7 @@ const PzKindOps pz_top_ops = {
 	.read = top_read,
 	.write = top_write,
 	.merge = top_merge,
+	.as_written = top_as_written,
 	.to_json = top_to_json,
 	.from_json = top_from_json,
 };

@@ -50,7 +50,5 @@ extern void top_add(TopState *s, const char *val, int32 len, TimestampTz ts, dou
  * its flat form, whose values are sorted.
  */
 extern Datum top_values_datum(const TopState *s, int32 k);
-/* s as reading its written form gives it: the N heaviest, relative to the latest event */
-extern void top_make_canonical(TopState *s);
 
 #endif /* PERSONALIZE_TOP_H */
