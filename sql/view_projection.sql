@@ -57,19 +57,44 @@ LEFT JOIN LATERAL profile_columns(p.p,
          never_wsum double precision, never_at timestamptz) ON true;
 
 -- the rows of a query with the projection on, less those with it off, and
--- the other way round: 0 when both are the same multiset
+-- the other way round: 0 when both are the same multiset.  The planner's
+-- own plan (both hooks off) is the reference; the query runs with the
+-- projection on and off, each with the custom scan on and off.
 CREATE FUNCTION vp_diff(q text) RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
-    n bigint;
+    n bigint := 0;
+    m bigint;
+    setting record;
 BEGIN
-    SET LOCAL personalize.view_projection = on;
-    EXECUTE format('CREATE TEMP TABLE vp_on AS %s', q);
     SET LOCAL personalize.view_projection = off;
+    SET LOCAL personalize.view_custom_scan = off;
     EXECUTE format('CREATE TEMP TABLE vp_off AS %s', q);
-    SELECT count(*) INTO n FROM ((TABLE vp_on EXCEPT ALL TABLE vp_off)
-                                 UNION ALL (TABLE vp_off EXCEPT ALL TABLE vp_on)) d;
-    DROP TABLE vp_on, vp_off;
+    FOR setting IN SELECT * FROM (VALUES ('on', 'on'), ('on', 'off'), ('off', 'on')) v(projection, custom) LOOP
+        PERFORM set_config('personalize.view_projection', setting.projection, true);
+        PERFORM set_config('personalize.view_custom_scan', setting.custom, true);
+        EXECUTE format('CREATE TEMP TABLE vp_on AS %s', q);
+        SELECT count(*) INTO m FROM ((TABLE vp_on EXCEPT ALL TABLE vp_off)
+                                     UNION ALL (TABLE vp_off EXCEPT ALL TABLE vp_on)) d;
+        n := n + m;
+        DROP TABLE vp_on;
+    END LOOP;
+    DROP TABLE vp_off;
     RETURN n;
+END $$;
+
+-- the plan's nodes that compute the view's columns: Custom Scans
+-- (ProfileColumns), and Function Scans of profile_columns() left as they were
+CREATE FUNCTION vp_nodes(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    line text;
+    nodes text[] := '{}';
+BEGIN
+    FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP
+        IF line ~ 'Custom Scan \(ProfileColumns\)|Function Scan on profile_columns' THEN
+            nodes := nodes || regexp_replace(line, '^[ ->]*', '');
+        END IF;
+    END LOOP;
+    RETURN array_to_string(nodes, ', ');
 END $$;
 
 -- the entries of the spec a plan's call reads, and how many it skips
@@ -114,7 +139,12 @@ FROM unnest(ARRAY[
     $q$SELECT shopper, orders FROM vp_view WHERE shopper IN (SELECT shopper FROM vp_view WHERE skus > 5)$q$,
     $q$SELECT orders FROM vp_view UNION ALL SELECT skus FROM vp_view$q$,
     $q$WITH x AS MATERIALIZED (SELECT * FROM vp_view) SELECT shopper, orders FROM x$q$,
-    $q$SELECT shopper, to_jsonb(v) -> 'affinity' AS a FROM vp_view v$q$
+    $q$SELECT shopper, to_jsonb(v) -> 'affinity' AS a FROM vp_view v$q$,
+    $q$SELECT g, (SELECT v.orders FROM vp_view v WHERE v.shopper = g) AS o FROM generate_series(1, 40) g$q$,
+    $q$SELECT g, x.skus FROM generate_series(1, 40) g, LATERAL (SELECT v.skus FROM vp_view v WHERE v.shopper IN (g, g + 1) ORDER BY 1 LIMIT 1) x$q$,
+    $q$SELECT p.shopper, x.o FROM vp_profiles p LEFT JOIN (SELECT v.shopper, coalesce(v.orders, -1) AS o FROM vp_view v WHERE v.skus > 3) x ON x.shopper = p.shopper$q$,
+    $q$SELECT p.shopper, c.orders FROM vp_profiles p JOIN LATERAL profile_columns(p.p, '9:count;8:value') AS c(orders bigint, spent numeric) ON c.spent > p.shopper / 10$q$,
+    $q$SELECT p.shopper, c.orders FROM vp_profiles p LEFT JOIN LATERAL profile_columns(p.p, '9:count;8:value') AS c(orders bigint, spent numeric) ON c.spent > p.shopper / 10$q$
 ]) q;
 
 -- in a parallel plan too
@@ -123,10 +153,54 @@ SET parallel_tuple_cost = 0;
 SET min_parallel_table_scan_size = 0;
 SET max_parallel_workers_per_gather = 2;
 SELECT vp_diff('SELECT affinity[1] AS top, sum(orders) FROM vp_view GROUP BY 1') AS differ;
+-- the custom scan runs in the parallel workers, under the Gather
+EXPLAIN (COSTS OFF) SELECT affinity[1] AS top, sum(orders) FROM vp_view GROUP BY 1;
 RESET parallel_setup_cost;
 RESET parallel_tuple_cost;
 RESET min_parallel_table_scan_size;
 RESET max_parallel_workers_per_gather;
+
+-- ===== the plan: a Custom Scan (ProfileColumns) for each call ==============
+
+-- the view's Nested Loop over a Function Scan becomes one Custom Scan
+SELECT vp_nodes('SELECT shopper, orders FROM vp_view');
+SELECT vp_nodes('SELECT a.shopper FROM vp_view a JOIN vp_view b ON a.last_cat = b.last_cat');
+SELECT vp_nodes('SELECT shopper FROM vp_view WHERE spent > 20');
+-- off: as PostgreSQL plans the view
+SET personalize.view_custom_scan = off;
+SELECT vp_nodes('SELECT shopper, orders FROM vp_view');
+RESET personalize.view_custom_scan;
+-- a call whose column definition list does not fit is left to fail as it would
+SELECT vp_nodes($q$SELECT c.* FROM vp_profiles p, LATERAL profile_columns(p.p, '9:count') AS c(orders numeric)$q$);
+SELECT c.* FROM vp_profiles p, LATERAL profile_columns(p.p, '9:count') AS c(orders numeric);
+-- a spec that is not valid: the call's ERROR, now when planned
+SELECT c.* FROM vp_profiles p, LATERAL profile_columns(p.p, '9:nothing') AS c(orders bigint);
+-- EXPLAIN shows the call, the join's type and its filters
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT p.shopper, c.orders FROM vp_profiles p LEFT JOIN LATERAL profile_columns(p.p, '9:count;8:value') AS c(orders bigint, spent numeric) ON c.spent > p.shopper / 10 WHERE p.shopper < 5 AND c.orders IS DISTINCT FROM 3;
+-- EXPLAIN ANALYZE counts the rows
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT shopper FROM vp_view WHERE shopper % 3 = 0 AND coalesce(orders, 0) >= 0;
+
+-- a whole-row reference to the call: UPDATE ... FROM keeps a copy of each
+-- joined row of the view, which the custom scan projects
+BEGIN;
+WITH u AS (UPDATE vp_events e SET amount = amount FROM vp_view v
+           WHERE v.shopper = e.shopper AND v.orders > 30 RETURNING e.shopper, v.orders, v.affinity)
+SELECT count(*), count(DISTINCT shopper), sum(orders), count(affinity) FROM u;
+SET LOCAL personalize.view_custom_scan = off;
+WITH u AS (UPDATE vp_events e SET amount = amount FROM vp_view v
+           WHERE v.shopper = e.shopper AND v.orders > 30 RETURNING e.shopper, v.orders, v.affinity)
+SELECT count(*), count(DISTINCT shopper), sum(orders), count(affinity) FROM u;
+ROLLBACK;
+
+-- a scrollable cursor reads backward as well as forward
+BEGIN;
+DECLARE vp_cur SCROLL CURSOR FOR SELECT shopper, orders, skus FROM vp_view WHERE shopper BETWEEN 10 AND 14;
+FETCH ALL vp_cur;
+FETCH BACKWARD 2 vp_cur;
+FETCH ABSOLUTE 2 vp_cur;
+COMMIT;
 
 -- ===== which entries a plan reads =========================================
 

@@ -82,6 +82,7 @@ _PG_init(void)
 	pz_worker_init();
 	pz_audience_init();
 	pz_profile_scan_init();
+	pz_profile_columns_scan_init();
 	MarkGUCPrefixReserved("personalize");
 
 	/*

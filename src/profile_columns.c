@@ -303,6 +303,87 @@ pc_check_tupdesc(const PcSpec *c, TupleDesc td)
 }
 
 /*
+ * A small per-backend cache of parsed specs, for the custom scan
+ * (profile_columns_scan.c): a point read through the view is planned once
+ * and run many times, and parsing its spec and building its columns'
+ * descriptor (a type look-up per column) were a measurable part of each
+ * run.  Callers get copies, so an entry may go at any time.
+ */
+#define PC_SPEC_CACHE_SIZE 16
+
+typedef struct PcSpecCacheEntry
+{
+	MemoryContext cxt; /* NULL: free */
+	char *text;
+	int len;
+	PcSpec *spec;
+	TupleDesc desc;
+} PcSpecCacheEntry;
+
+static PcSpecCacheEntry pc_spec_cache[PC_SPEC_CACHE_SIZE];
+static int pc_spec_cache_next = 0;
+
+static PcSpec *
+pc_spec_copy(const PcSpec *s)
+{
+	PcSpec *c = palloc(sizeof(PcSpec));
+
+	*c = *s;
+	c->cols = palloc(sizeof(PcColumn) * Max(s->ncols, 1));
+	memcpy(c->cols, s->cols, sizeof(PcColumn) * s->ncols);
+	c->traits = palloc(sizeof(PcTrait) * Max(s->ntraits, 1));
+	memcpy(c->traits, s->traits, sizeof(PcTrait) * s->ntraits);
+	c->trait_read = palloc(sizeof(bool) * Max(s->ntraits, 1));
+	memcpy(c->trait_read, s->trait_read, sizeof(bool) * s->ntraits);
+	c->colnames = NULL;
+	return c;
+}
+
+PcSpec *
+pc_spec_parse_cached(const char *spec, int len, TupleDesc *desc)
+{
+	PcSpecCacheEntry *e = NULL;
+	MemoryContext old;
+
+	for (int i = 0; i < PC_SPEC_CACHE_SIZE && e == NULL; i++)
+		if (pc_spec_cache[i].cxt != NULL && pc_spec_cache[i].len == len &&
+			memcmp(pc_spec_cache[i].text, spec, len) == 0)
+			e = &pc_spec_cache[i];
+	if (e == NULL)
+	{
+		/*
+		 * Parsed in a child of the caller's context, which an ERROR of a spec
+		 * that is not valid frees with it; kept in the cache once it parsed.
+		 */
+		MemoryContext cxt =
+			AllocSetContextCreate(CurrentMemoryContext, "personalize spec", ALLOCSET_SMALL_SIZES);
+		PcSpec *parsed;
+		TupleDesc d;
+
+		old = MemoryContextSwitchTo(cxt);
+		parsed = pc_spec_parse(spec, len);
+		d = CreateTemplateTupleDesc(parsed->ncols);
+		for (int i = 0; i < parsed->ncols; i++)
+			TupleDescInitEntry(d, i + 1, NULL, pc_column_type(parsed, i), -1, 0);
+		MemoryContextSetParent(cxt, CacheMemoryContext);
+		e = &pc_spec_cache[pc_spec_cache_next];
+		pc_spec_cache_next = (pc_spec_cache_next + 1) % PC_SPEC_CACHE_SIZE;
+		if (e->cxt != NULL)
+			MemoryContextDelete(e->cxt);
+		e->cxt = cxt;
+		e->text = palloc(Max(len, 1));
+		memcpy(e->text, spec, len);
+		e->len = len;
+		e->spec = parsed;
+		e->desc = d;
+		MemoryContextSwitchTo(old);
+	}
+	if (desc != NULL)
+		*desc = CreateTupleDescCopy(e->desc);
+	return pc_spec_copy(e->spec);
+}
+
+/*
  * The cache for this call's spec and column definition list: built on the
  * first call (and again should either change), kept in fn_mcxt.
  */

@@ -17,6 +17,7 @@
 
 #include "postgres.h"
 
+#include "access/tupdesc.h"
 #include "utils/timestamp.h"
 
 #include "profile.h"
@@ -66,6 +67,13 @@ typedef struct PcSpec
 
 /* Parse a spec (ERROR with a hint if it is not valid), in CurrentMemoryContext. */
 extern PcSpec *pc_spec_parse(const char *spec, int len);
+
+/*
+ * The same, from a per-backend cache of parsed specs, copied into
+ * CurrentMemoryContext; with desc, a tuple descriptor of the columns'
+ * types (unnamed) too.
+ */
+extern PcSpec *pc_spec_parse_cached(const char *spec, int len, TupleDesc *desc);
 
 /* the type of a column's values: int8, numeric, text, timestamptz, text[], jsonb, float8 */
 extern Oid pc_column_type(const PcSpec *spec, int col);

@@ -43,9 +43,8 @@ bool pz_view_projection = true;
 
 static set_rel_pathlist_hook_type prev_set_rel_pathlist_hook = NULL;
 
-/* whether a function is personalize.profile_columns(profile, text) */
-static bool
-is_profile_columns(Oid funcid)
+bool
+pz_is_profile_columns(Oid funcid)
 {
 	char *name = get_func_name(funcid);
 	Oid nsp;
@@ -110,7 +109,7 @@ project_profile_columns(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblE
 	if (list_length(fexpr->args) != 2 || !IsA(lsecond(fexpr->args), Const))
 		return;
 	spec = lsecond_node(Const, fexpr->args);
-	if (spec->constisnull || spec->consttype != TEXTOID || !is_profile_columns(fexpr->funcid))
+	if (spec->constisnull || spec->consttype != TEXTOID || !pz_is_profile_columns(fexpr->funcid))
 		return;
 
 	/* the columns read above the scan, and by its own filters */

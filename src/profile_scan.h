@@ -1,7 +1,9 @@
 /*
  * profile_scan.h
- *	  Scans of the profile view read only the trait columns the query names
- *	  (profile_scan.c: a planner hook).
+ *	  Scans of the profile view: they read only the trait columns the query
+ *	  names (profile_scan.c, a planner hook), and compute them in a custom
+ *	  scan node rather than a join with a function scan
+ *	  (profile_columns_scan.c).
  */
 #ifndef PERSONALIZE_PROFILE_SCAN_H
 #define PERSONALIZE_PROFILE_SCAN_H
@@ -9,7 +11,14 @@
 /* personalize.view_projection */
 extern bool pz_view_projection;
 
-/* its GUC and the planner hook, from _PG_init */
+/* personalize.view_custom_scan */
+extern bool pz_view_custom_scan;
+
+/* whether a function is personalize.profile_columns(profile, text) */
+extern bool pz_is_profile_columns(Oid funcid);
+
+/* their GUCs and planner hooks, from _PG_init */
 extern void pz_profile_scan_init(void);
+extern void pz_profile_columns_scan_init(void);
 
 #endif /* PERSONALIZE_PROFILE_SCAN_H */
