@@ -125,17 +125,10 @@ columns_call(Plan *plan)
 	if (plan == NULL || !IsA(plan, FunctionScan) || plan->initPlan != NIL)
 		return NULL;
 	fs = (FunctionScan *) plan;
-	if (list_length(fs->functions) != 1 || fs->funcordinality)
+	if ((f = pz_profile_columns_call(fs->functions, fs->funcordinality)) == NULL)
 		return NULL;
 	rtf = linitial_node(RangeTblFunction, fs->functions);
-	if (!IsA(rtf->funcexpr, FuncExpr))
-		return NULL;
-	f = (FuncExpr *) rtf->funcexpr;
-	if (f->funcretset || list_length(f->args) != 2 || !IsA(lsecond(f->args), Const))
-		return NULL;
 	spec = lsecond_node(Const, f->args);
-	if (spec->constisnull || spec->consttype != TEXTOID || !pz_is_profile_columns(f->funcid))
-		return NULL;
 	/* a spec that is not valid ERRORs here as the call would when run */
 	parsed = pc_spec_parse_cached(VARDATA_ANY(DatumGetPointer(spec->constvalue)),
 								  VARSIZE_ANY_EXHDR(DatumGetPointer(spec->constvalue)), NULL);

@@ -88,6 +88,27 @@ spec_projected(const char *spec, int len, const Bitmapset *needed, bool *changed
 	return cstring_to_text_with_len(out.data, out.len);
 }
 
+FuncExpr *
+pz_profile_columns_call(List *functions, bool ordinality)
+{
+	RangeTblFunction *rtf;
+	FuncExpr *fexpr;
+	Const *spec;
+
+	if (list_length(functions) != 1 || ordinality)
+		return NULL;
+	rtf = linitial_node(RangeTblFunction, functions);
+	if (!IsA(rtf->funcexpr, FuncExpr))
+		return NULL;
+	fexpr = (FuncExpr *) rtf->funcexpr;
+	if (fexpr->funcretset || list_length(fexpr->args) != 2 || !IsA(lsecond(fexpr->args), Const))
+		return NULL;
+	spec = lsecond_node(Const, fexpr->args);
+	if (spec->constisnull || spec->consttype != TEXTOID || !pz_is_profile_columns(fexpr->funcid))
+		return NULL;
+	return fexpr;
+}
+
 static void
 project_profile_columns(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEntry *rte)
 {
@@ -100,17 +121,11 @@ project_profile_columns(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblE
 	bool changed;
 	text *t;
 
-	if (rte->rtekind != RTE_FUNCTION || list_length(rte->functions) != 1 || rte->funcordinality)
+	if (rte->rtekind != RTE_FUNCTION ||
+		(fexpr = pz_profile_columns_call(rte->functions, rte->funcordinality)) == NULL)
 		return;
 	rtf = linitial_node(RangeTblFunction, rte->functions);
-	if (!IsA(rtf->funcexpr, FuncExpr))
-		return;
-	fexpr = (FuncExpr *) rtf->funcexpr;
-	if (list_length(fexpr->args) != 2 || !IsA(lsecond(fexpr->args), Const))
-		return;
 	spec = lsecond_node(Const, fexpr->args);
-	if (spec->constisnull || spec->consttype != TEXTOID || !pz_is_profile_columns(fexpr->funcid))
-		return;
 
 	/* the columns read above the scan, and by its own filters */
 	pull_varattnos((Node *) rel->reltarget->exprs, rti, &attrs);

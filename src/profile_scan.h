@@ -8,6 +8,8 @@
 #ifndef PERSONALIZE_PROFILE_SCAN_H
 #define PERSONALIZE_PROFILE_SCAN_H
 
+#include "nodes/primnodes.h"
+
 /* personalize.view_projection */
 extern bool pz_view_projection;
 
@@ -16,6 +18,13 @@ extern bool pz_view_custom_scan;
 
 /* whether a function is personalize.profile_columns(profile, text) */
 extern bool pz_is_profile_columns(Oid funcid);
+
+/*
+ * The call of profile_columns(states, '<spec>') that a function scan (the
+ * functions of its range table entry or plan, and its ordinality) reads
+ * alone, with a constant spec; NULL otherwise.
+ */
+extern FuncExpr *pz_profile_columns_call(List *functions, bool ordinality);
 
 /* their GUCs and planner hooks, from _PG_init */
 extern void pz_profile_scan_init(void);
