@@ -21,19 +21,3 @@ SELECT normalize_identifier('nc_code', 'xyz') AS blocked_again;
 SELECT drop_namespace('nc_code');
 SELECT normalize_identifier('nc_code', 'xyz');
 DROP FUNCTION public.nc_norm(text);
-
--- _namespace_name(id), the profile view's key_namespace: the name of the
--- namespace with that id as the table holds it, NULL for none
-SELECT create_namespace('nc_view');
-SELECT _namespace_name(id) = 'nc_view' AS named FROM namespaces WHERE name = 'nc_view';
-SELECT _namespace_name(-1) AS no_such_id, _namespace_name(NULL) AS null_id;
--- made and dropped in one transaction, read on the way
-BEGIN;
-SELECT create_namespace('nc_view_2');
-SELECT _namespace_name(id) AS made_in_transaction FROM namespaces WHERE name = 'nc_view_2';
-SELECT id AS nc2 FROM namespaces WHERE name = 'nc_view_2' \gset
-SELECT drop_namespace('nc_view_2');
-SELECT _namespace_name(:nc2) AS dropped_in_transaction;
-ROLLBACK;
-SELECT _namespace_name(:nc2) AS rolled_back;
-SELECT drop_namespace('nc_view');

@@ -170,11 +170,34 @@ SELECT vp_nodes('SELECT shopper FROM vp_view WHERE spent > 20');
 SET personalize.view_custom_scan = off;
 SELECT vp_nodes('SELECT shopper, orders FROM vp_view');
 RESET personalize.view_custom_scan;
--- a call whose column definition list does not fit is left to fail as it would
+-- a call whose column definition list does not fit fails as the call would, on its first row
 SELECT vp_nodes($q$SELECT c.* FROM vp_profiles p, LATERAL profile_columns(p.p, '9:count') AS c(orders numeric)$q$);
 SELECT c.* FROM vp_profiles p, LATERAL profile_columns(p.p, '9:count') AS c(orders numeric);
--- a spec that is not valid: the call's ERROR, now when planned
+-- a spec that is not valid: the call's ERROR, when the first row is computed,
+-- not when planned (EXPLAIN) nor when no row is
+EXPLAIN (COSTS OFF) SELECT c.* FROM vp_profiles p, LATERAL profile_columns(p.p, '9:nothing') AS c(orders bigint);
+SELECT c.* FROM vp_profiles p, LATERAL profile_columns(p.p, '9:nothing') AS c(orders bigint) WHERE p.shopper < 0;
 SELECT c.* FROM vp_profiles p, LATERAL profile_columns(p.p, '9:nothing') AS c(orders bigint);
+-- a call that does not read the outer row is computed once by the Function
+-- Scan, and one with a volatile argument too: both are left as they are
+SELECT vp_nodes($q$SELECT g, c.* FROM generate_series(1, 3) g, LATERAL profile_columns('{}', '9:count') AS c(orders bigint)$q$);
+SELECT vp_nodes($q$SELECT c.* FROM vp_profiles p, LATERAL profile_columns(CASE WHEN random() < 2 THEN p.p END, '9:count') AS c(orders bigint)$q$);
+-- EXECUTE on profile_columns() is checked, as the Function Scan checks it
+CREATE ROLE vp_reader;
+GRANT SELECT ON vp_view TO vp_reader;
+REVOKE EXECUTE ON FUNCTION profile_columns(profile, text) FROM PUBLIC;
+SET ROLE vp_reader;
+SELECT count(orders) FROM vp_view;                                          -- ERROR
+SET personalize.view_custom_scan = off;
+SELECT count(orders) FROM vp_view;                                          -- ERROR
+RESET personalize.view_custom_scan;
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION profile_columns(profile, text) TO PUBLIC;
+SET ROLE vp_reader;
+SELECT count(orders) > 0 AS reads_again FROM vp_view;
+RESET ROLE;
+REVOKE SELECT ON vp_view FROM vp_reader;
+DROP ROLE vp_reader;
 -- EXPLAIN shows the call, the join's type and its filters
 EXPLAIN (VERBOSE, COSTS OFF)
 SELECT p.shopper, c.orders FROM vp_profiles p LEFT JOIN LATERAL profile_columns(p.p, '9:count;8:value') AS c(orders bigint, spent numeric) ON c.spent > p.shopper / 10 WHERE p.shopper < 5 AND c.orders IS DISTINCT FROM 3;

@@ -275,31 +275,50 @@ pc_accessor_name(PcAccessor acc)
 	return pc_accessors[acc].name;
 }
 
-/* Check the column definition list against the parsed spec. */
-static void
-pc_check_tupdesc(const PcSpec *c, TupleDesc td)
+/*
+ * Check a column definition list (n columns: names, types, typmods) against
+ * the parsed spec: ERROR with a hint unless each column has its entry's type.
+ */
+void
+pc_check_columns(const PcSpec *c, int n, const char *const *names, const Oid *types,
+				 const int32 *typmods)
 {
-	int i;
-
-	if (td->natts != c->ncols)
+	if (n != c->ncols)
 		ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
 						errmsg("profile_columns returns one column per spec entry: %d, not %d",
-							   c->ncols, td->natts),
+							   c->ncols, n),
 						errhint("Declare one column for each entry of the spec, in its order.")));
-	for (i = 0; i < td->natts; i++)
+	for (int i = 0; i < n; i++)
 	{
-		Form_pg_attribute att = TupleDescAttr(td, i);
 		const PcAccessorInfo *acc = &pc_accessors[c->cols[i].acc];
 
-		if (att->atttypid != acc->type || att->atttypmod != -1)
+		if (types[i] != acc->type || typmods[i] != -1)
 			ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
 							errmsg("column \"%s\" of profile_columns is declared %s, but accessor "
 								   "%s returns %s",
-								   NameStr(att->attname),
-								   format_type_with_typemod(att->atttypid, att->atttypmod),
+								   names[i], format_type_with_typemod(types[i], typmods[i]),
 								   acc->name, format_type_be(acc->type)),
 							errhint("Declare column %d as %s.", i + 1, format_type_be(acc->type))));
 	}
+}
+
+/* the same for the tuple descriptor of a call's column definition list */
+static void
+pc_check_tupdesc(const PcSpec *c, TupleDesc td)
+{
+	const char **names = palloc(sizeof(char *) * Max(td->natts, 1));
+	Oid *types = palloc(sizeof(Oid) * Max(td->natts, 1));
+	int32 *typmods = palloc(sizeof(int32) * Max(td->natts, 1));
+
+	for (int i = 0; i < td->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(td, i);
+
+		names[i] = NameStr(att->attname);
+		types[i] = att->atttypid;
+		typmods[i] = att->atttypmod;
+	}
+	pc_check_columns(c, td->natts, names, types, typmods);
 }
 
 /*

@@ -75,6 +75,13 @@ extern PcSpec *pc_spec_parse(const char *spec, int len);
  */
 extern PcSpec *pc_spec_parse_cached(const char *spec, int len, TupleDesc *desc);
 
+/*
+ * ERROR with a hint unless a column definition list (n columns: names,
+ * types, typmods) declares each entry of the spec with its type.
+ */
+extern void pc_check_columns(const PcSpec *spec, int n, const char *const *names, const Oid *types,
+							 const int32 *typmods);
+
 /* the type of a column's values: int8, numeric, text, timestamptz, text[], jsonb, float8 */
 extern Oid pc_column_type(const PcSpec *spec, int col);
 extern const char *pc_accessor_name(PcAccessor acc);

@@ -26,6 +26,17 @@
  * and the same columns; the targetlist and filters are the Nested Loop's,
  * unchanged.
  *
+ * Only a call that reads the outer row (the join passes it parameters)
+ * and has no volatile argument is replaced: a Function Scan whose
+ * parameters do not change computes its row once.  The node does what the
+ * Function Scan's start did (EXECUTE on the function checked, the execute
+ * hook called), and raises the call's errors where the call raised them:
+ * a spec that is not valid, or a column definition list that does not
+ * fit it, on the first row computed.  Under EvalPlanQual (a row locked by
+ * FOR UPDATE that another transaction changed) the columns are computed
+ * again from the row as rechecked, where the Function Scan returned the
+ * copy of its row it had kept.
+ *
  * The function scan stays in the plan as the node's inner plan, never
  * run: EXPLAIN names the function's columns through it.  EXPLAIN VERBOSE
  * shows the call ("Function Call"), with the spec the projection hook
@@ -35,6 +46,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/objectaccess.h"
 #include "commands/explain.h"
 #include "executor/executor.h"
 #include "executor/nodeCustom.h"
@@ -42,7 +54,9 @@
 #include "nodes/extensible.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
 #include "optimizer/planner.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -108,39 +122,20 @@ static const CustomExecMethods exec_methods = {
 
 /*
  * The call of a Function Scan that reads profile_columns(states, '<spec>')
- * alone, with a constant spec whose columns the column definition list
- * declares with the spec's types; NULL otherwise.
+ * alone, with a constant spec; NULL otherwise.  The spec and the column
+ * definition list are checked when the node first computes a row, where
+ * the call would have raised their errors (not in an EXPLAIN, nor when the
+ * outer side returns no row).
  */
 static FuncExpr *
 columns_call(Plan *plan)
 {
 	FunctionScan *fs;
-	RangeTblFunction *rtf;
-	FuncExpr *f;
-	Const *spec;
-	PcSpec *parsed;
-	ListCell *t, *m;
-	int i = 0;
 
 	if (plan == NULL || !IsA(plan, FunctionScan) || plan->initPlan != NIL)
 		return NULL;
 	fs = (FunctionScan *) plan;
-	if ((f = pz_profile_columns_call(fs->functions, fs->funcordinality)) == NULL)
-		return NULL;
-	rtf = linitial_node(RangeTblFunction, fs->functions);
-	spec = lsecond_node(Const, f->args);
-	/* a spec that is not valid ERRORs here as the call would when run */
-	parsed = pc_spec_parse_cached(VARDATA_ANY(DatumGetPointer(spec->constvalue)),
-								  VARSIZE_ANY_EXHDR(DatumGetPointer(spec->constvalue)), NULL);
-	/* a column definition list that does not fit: the call's ERROR, when run */
-	if (list_length(rtf->funccoltypes) != parsed->ncols)
-		return NULL;
-	forboth(t, rtf->funccoltypes, m, rtf->funccoltypmods)
-	{
-		if (lfirst_oid(t) != pc_column_type(parsed, i++) || lfirst_int(m) != -1)
-			return NULL;
-	}
-	return f;
+	return pz_profile_columns_call(fs->functions, fs->funcordinality);
 }
 
 static Plan *
@@ -149,9 +144,18 @@ columns_scan_from(NestLoop *nl)
 	CustomScan *cs;
 	Plan *inner = innerPlan(nl);
 
+	FuncExpr *f;
+
 	if (nl->join.jointype != JOIN_INNER && nl->join.jointype != JOIN_LEFT)
 		return (Plan *) nl;
-	if (columns_call(inner) == NULL)
+	/*
+	 * Only a call that reads the outer row (LATERAL): a Function Scan whose
+	 * parameters do not change computes its row once and reads it back from
+	 * its tuplestore for every outer row, where this node computes it for
+	 * each (and a volatile argument would then give other rows).
+	 */
+	if ((f = columns_call(inner)) == NULL || nl->nestParams == NIL ||
+		contain_volatile_functions((Node *) f))
 		return (Plan *) nl;
 
 	cs = makeNode(CustomScan);
@@ -285,28 +289,57 @@ begin_scan(CustomScanState *node, EState *estate, int eflags)
 	ColumnsScanState *s = (ColumnsScanState *) node;
 	CustomScan *cs = (CustomScan *) node->ss.ps.plan;
 	FunctionScan *fs = (FunctionScan *) innerPlan(cs);
-	RangeTblFunction *rtf = linitial_node(RangeTblFunction, fs->functions);
-	FuncExpr *f = (FuncExpr *) rtf->funcexpr;
-	Const *spec = lsecond_node(Const, f->args);
-	TupleDesc desc;
-	TupleDesc inner_desc;
-	ListCell *lc;
-	int i = 0;
+	FuncExpr *f = (FuncExpr *) linitial_node(RangeTblFunction, fs->functions)->funcexpr;
+	AclResult acl;
+
+	/* what the Function Scan's initialization checked (init_sexpr) */
+	acl = pg_proc_aclcheck(f->funcid, GetUserId(), ACL_EXECUTE);
+	if (acl != ACLCHECK_OK)
+		aclcheck_error(acl, OBJECT_FUNCTION, get_func_name(f->funcid));
+	InvokeFunctionExecuteHook(f->funcid);
 
 	s->jointype = (JoinType) intVal(list_nth(cs->custom_private, PRIV_JOINTYPE));
 	s->nest_params = list_nth(cs->custom_private, PRIV_NESTPARAMS);
 	s->joinqual = ExecInitQual(list_nth(cs->custom_private, PRIV_JOINQUAL), &node->ss.ps);
-	outerPlanState(node) = ExecInitNode(outerPlan(cs), estate, eflags);
-
-	s->spec = pc_spec_parse_cached(VARDATA_ANY(DatumGetPointer(spec->constvalue)),
-								   VARSIZE_ANY_EXHDR(DatumGetPointer(spec->constvalue)), &desc);
-	s->spec->colnames = palloc(sizeof(char *) * Max(s->spec->ncols, 1));
-	foreach (lc, rtf->funccolnames)
-		s->spec->colnames[i++] = strVal(lfirst(lc));
-	s->states = palloc0(sizeof(PzState *) * Max(s->spec->ntraits, 1));
-	s->columns = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
 	s->states_arg = ExecInitExpr(linitial(f->args), &node->ss.ps);
 	s->fqual = ExecInitQual(fs->scan.plan.qual, &node->ss.ps);
+	s->now = GetCurrentTransactionStartTimestamp();
+	outerPlanState(node) = ExecInitNode(outerPlan(cs), estate, eflags);
+}
+
+/*
+ * On the first outer row, as the call would on its first: the spec parsed
+ * and the column definition list checked against it (the call's ERRORs),
+ * the function's row and the null row of a LEFT join.
+ */
+static void
+columns_setup(ColumnsScanState *s)
+{
+	CustomScanState *node = &s->css;
+	EState *estate = node->ss.ps.state;
+	FunctionScan *fs = (FunctionScan *) innerPlan(node->ss.ps.plan);
+	RangeTblFunction *rtf = linitial_node(RangeTblFunction, fs->functions);
+	text *spec =
+		DatumGetTextPP(lsecond_node(Const, ((FuncExpr *) rtf->funcexpr)->args)->constvalue);
+	int n = list_length(rtf->funccoltypes);
+	MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
+	const char **names = palloc(sizeof(char *) * Max(n, 1));
+	Oid *types = palloc(sizeof(Oid) * Max(n, 1));
+	int32 *typmods = palloc(sizeof(int32) * Max(n, 1));
+	TupleDesc desc;
+	TupleDesc inner_desc;
+
+	s->spec = pc_spec_parse_cached(VARDATA_ANY(spec), VARSIZE_ANY_EXHDR(spec), &desc);
+	for (int i = 0; i < n; i++)
+	{
+		names[i] = strVal(list_nth(rtf->funccolnames, i));
+		types[i] = list_nth_oid(rtf->funccoltypes, i);
+		typmods[i] = list_nth_int(rtf->funccoltypmods, i);
+	}
+	pc_check_columns(s->spec, n, names, types, typmods);
+	s->spec->colnames = names;
+	s->states = palloc0(sizeof(PzState *) * Max(s->spec->ntraits, 1));
+	s->columns = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
 	inner_desc = desc;
 	if (!returns_columns(fs, s->spec->ncols))
 	{
@@ -317,7 +350,7 @@ begin_scan(CustomScanState *node, EState *estate, int eflags)
 	}
 	if (s->jointype == JOIN_LEFT)
 		s->null_inner = ExecInitNullTupleSlot(estate, inner_desc, &TTSOpsVirtual);
-	s->now = GetCurrentTransactionStartTimestamp();
+	MemoryContextSwitchTo(old);
 }
 
 /* the function's row for the current outer row; NULL if its scan's filter drops it */
@@ -381,6 +414,8 @@ exec_scan(CustomScanState *node)
 			prm->value = slot_getattr(outer, nlp->paramval->varattno, &prm->isnull);
 		}
 
+		if (s->spec == NULL)
+			columns_setup(s);
 		old = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
 		inner = inner_row(s, econtext);
 		MemoryContextSwitchTo(old);

@@ -4,12 +4,12 @@
  *	  personalize.profile_view as jsonb, equal to to_jsonb() of the view's
  *	  row, read without the executor.
  *
- * The view (_regenerate_view) is
+ * The view (personalize--0.2.0--0.3.0.sql, _regenerate_view) is
  *
- *	  SELECT p.id AS profile_id,
- *	         personalize._namespace_name(p.key_namespace_id) AS key_namespace,
- *	         p.key_value, p.first_seen, p.last_seen, p.updated_at, c.*
+ *	  SELECT p.id AS profile_id, n.name AS key_namespace, p.key_value,
+ *	         p.first_seen, p.last_seen, p.updated_at, c.*
  *	    FROM personalize.profiles p
+ *	    LEFT JOIN personalize.namespaces n ON n.id = p.key_namespace_id
  *	    LEFT JOIN LATERAL personalize.profile_columns(p.states, '<spec>') AS c(...) ON true
  *
  * with one trait column per entry of the spec.  A point read through it
@@ -698,7 +698,7 @@ gp_read(int64 profile_id, const GpColumns *cols, Oid owner, bool ns_listed, bool
 
 	base[0] = row[gp_profiles_attr[GP_P_ID] - 1];
 	basenull[0] = false;
-	/* key_namespace: the name of namespace p.key_namespace_id, as _namespace_name() reads it */
+	/* key_namespace: LEFT JOIN personalize.namespaces n ON n.id = p.key_namespace_id */
 	basenull[1] = true;
 	base[1] = (Datum) 0;
 	if (ns_listed && !rownulls[gp_profiles_attr[GP_P_KEY_NAMESPACE_ID] - 1])

@@ -141,8 +141,8 @@ project_profile_columns(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblE
 			needed = bms_add_member(needed, a);
 	}
 
-	t = spec_projected(VARDATA_ANY(DatumGetPointer(spec->constvalue)),
-					   VARSIZE_ANY_EXHDR(DatumGetPointer(spec->constvalue)), needed, &changed);
+	t = DatumGetTextPP(spec->constvalue); /* a constant may be compressed */
+	t = spec_projected(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), needed, &changed);
 	if (!changed)
 		return;
 	/* a new call with a new spec: the query's other nodes are left as they were */

@@ -149,27 +149,6 @@ $node->safe_psql('postgres',
 	q{CREATE OR REPLACE FUNCTION public.dev_norm(text) RETURNS text IMMUTABLE LANGUAGE sql RETURN lower($1)});
 is($long->query_safe(q{SELECT personalize.normalize_identifier('code', 'AB')}), 'ab',
 	'it sees a normalizer another backend replaced, no namespace row changed');
-
-# The profile view's key_namespace (_namespace_name) gives what a join of the
-# namespaces table under the statement's snapshot gives, also when the
-# backend's list, read with the latest snapshot, no longer has the namespace:
-# a REPEATABLE READ transaction still sees a namespace dropped after it began.
-$node->safe_psql('postgres', q{
-SELECT personalize.create_namespace('kiosk', 3);
-});
-my $kiosk = $node->safe_psql('postgres', q{SELECT id FROM personalize.namespaces WHERE name = 'kiosk'});
-is($long->query_safe(qq{SELECT personalize._namespace_name($kiosk)}), 'kiosk',
-	'_namespace_name: a namespace by its id');
-# the transaction's snapshot first, the list read after the drop
-$long->query_safe('BEGIN ISOLATION LEVEL REPEATABLE READ');
-$long->query_safe('SELECT count(*) FROM personalize.profiles');
-$node->safe_psql('postgres', q{SELECT personalize.drop_namespace('kiosk')});
-is($long->query_safe(q{SELECT count(*) FROM personalize.namespaces n
-	WHERE n.name IS NOT DISTINCT FROM personalize._namespace_name(n.id) AND n.name = 'kiosk'}), '1',
-	'a snapshot older than its drop still reads its name, as the join read it');
-$long->query_safe('COMMIT');
-is($long->query_safe(qq{SELECT personalize._namespace_name($kiosk) IS NULL}), 't',
-	'after the transaction it has none');
 $long->quit;
 
 $node->stop;
