@@ -201,9 +201,11 @@ DROP ROLE vp_reader;
 -- EXPLAIN shows the call, the join's type and its filters
 EXPLAIN (VERBOSE, COSTS OFF)
 SELECT p.shopper, c.orders FROM vp_profiles p LEFT JOIN LATERAL profile_columns(p.p, '9:count;8:value') AS c(orders bigint, spent numeric) ON c.spent > p.shopper / 10 WHERE p.shopper < 5 AND c.orders IS DISTINCT FROM 3;
--- EXPLAIN ANALYZE counts the rows
+-- EXPLAIN ANALYZE counts the rows, and those the call's filter removed
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
 SELECT shopper FROM vp_view WHERE shopper % 3 = 0 AND coalesce(orders, 0) >= 0;
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+SELECT p.shopper FROM vp_profiles p JOIN LATERAL profile_columns(p.p, '9:count') AS c(orders bigint) ON c.orders > p.shopper % 7;
 
 -- a whole-row reference to the call: UPDATE ... FROM keeps a copy of each
 -- joined row of the view, which the custom scan projects

@@ -381,7 +381,10 @@ inner_row(ColumnsScanState *s, ExprContext *econtext)
 	ExecStoreVirtualTuple(slot);
 	econtext->ecxt_scantuple = slot;
 	if (s->fqual != NULL && !ExecQual(s->fqual, econtext))
+	{
+		InstrCountFiltered2(&s->css, 1);
 		return NULL;
+	}
 	return s->fproj != NULL ? ExecProject(s->fproj) : slot;
 }
 
@@ -513,6 +516,20 @@ explain_scan(CustomScanState *node, List *ancestors, ExplainState *es)
 				params_as_outer((Node *) make_ands_explicit(fs->scan.plan.qual), s->nest_params),
 				context, useprefix, false),
 			es);
+	if ((joinqual != NIL || fs->scan.plan.qual != NIL) && es->analyze &&
+		node->ss.ps.instrument != NULL)
+	{
+		/* as EXPLAIN shows a Nested Loop's and a Function Scan's (both counted in nfiltered2) */
+		double nloops = node->ss.ps.instrument->nloops;
+		double removed = node->ss.ps.instrument->nfiltered2;
+
+		if (removed > 0 || es->format != EXPLAIN_FORMAT_TEXT)
+			ExplainPropertyFloat(joinqual == NIL ? "Rows Removed by Function Filter"
+								 : fs->scan.plan.qual == NIL
+									 ? "Rows Removed by Join Filter"
+									 : "Rows Removed by Join or Function Filter",
+								 NULL, nloops > 0 ? removed / nloops : 0.0, 0, es);
+	}
 }
 
 void
