@@ -182,6 +182,16 @@ SELECT c.* FROM vp_profiles p, LATERAL profile_columns(p.p, '9:nothing') AS c(or
 -- Scan, and one with a volatile argument too: both are left as they are
 SELECT vp_nodes($q$SELECT g, c.* FROM generate_series(1, 3) g, LATERAL profile_columns('{}', '9:count') AS c(orders bigint)$q$);
 SELECT vp_nodes($q$SELECT c.* FROM vp_profiles p, LATERAL profile_columns(CASE WHEN random() < 2 THEN p.p END, '9:count') AS c(orders bigint)$q$);
+-- a function of the same name and arity that is not this library's is not
+-- rewritten nor run as profile_columns() (it was: its jsonb read as a profile)
+CREATE FUNCTION profile_columns(x jsonb, spec text) RETURNS record STABLE LANGUAGE sql
+    AS $$ SELECT ROW(length(spec)::bigint) $$;
+CREATE TABLE vp_json AS SELECT g, jsonb_build_object('a', g) AS j FROM generate_series(1, 3) g;
+SELECT vp_nodes($q$SELECT g, c.* FROM vp_json, LATERAL profile_columns(vp_json.j, '9:count') AS c(n bigint)$q$);
+SELECT vp_spec($q$SELECT g FROM vp_json, LATERAL profile_columns(vp_json.j, '9:count;9:count') AS c(n bigint, m bigint)$q$);
+SELECT g, c.* FROM vp_json, LATERAL profile_columns(vp_json.j, '9:count') AS c(n bigint) ORDER BY g;
+DROP TABLE vp_json;
+DROP FUNCTION profile_columns(jsonb, text);
 -- EXECUTE on profile_columns() is checked, as the Function Scan checks it
 CREATE ROLE vp_reader;
 GRANT SELECT ON vp_view TO vp_reader;

@@ -18,6 +18,7 @@
 #include "postgres.h"
 
 #include "access/tupdesc.h"
+#include "fmgr.h"
 #include "utils/timestamp.h"
 
 #include "profile.h"
@@ -64,6 +65,9 @@ typedef struct PcSpec
 	bool *trait_read;      /* per trait: a column that is not skipped reads it */
 	const char **colnames; /* the columns' names, for errors; NULL: by number */
 } PcSpec;
+
+/* profile_columns(profile, text), the SQL function (by its address, profile_scan.c) */
+extern PGDLLEXPORT Datum pz_profile_columns(PG_FUNCTION_ARGS);
 
 /* Parse a spec (ERROR with a hint if it is not valid), in CurrentMemoryContext. */
 extern PcSpec *pc_spec_parse(const char *spec, int len);

@@ -143,7 +143,6 @@ columns_scan_from(NestLoop *nl)
 {
 	CustomScan *cs;
 	Plan *inner = innerPlan(nl);
-
 	FuncExpr *f;
 
 	if (nl->join.jointype != JOIN_INNER && nl->join.jointype != JOIN_LEFT)

@@ -37,24 +37,29 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 
+#include "profile_columns.h"
 #include "profile_scan.h"
 
 bool pz_view_projection = true;
 
 static set_rel_pathlist_hook_type prev_set_rel_pathlist_hook = NULL;
 
+/*
+ * By what the function runs, not by its name: a function of the same name
+ * that a user made (in a schema "personalize" of a database without the
+ * extension, say) is not ours to rewrite or to run as ours.  Only a
+ * superuser can declare a C function of this library's symbol.
+ */
 bool
 pz_is_profile_columns(Oid funcid)
 {
 	char *name = get_func_name(funcid);
-	Oid nsp;
-	char *nspname;
+	FmgrInfo flinfo;
 
-	if (name == NULL || strcmp(name, "profile_columns") != 0)
+	if (name == NULL || strcmp(name, "profile_columns") != 0 || get_func_nargs(funcid) != 2)
 		return false;
-	nsp = get_func_namespace(funcid);
-	nspname = get_namespace_name(nsp);
-	return nspname != NULL && strcmp(nspname, "personalize") == 0 && get_func_nargs(funcid) == 2;
+	fmgr_info(funcid, &flinfo);
+	return flinfo.fn_addr == pz_profile_columns;
 }
 
 /* the spec with '-' before entry i for each i not in needed (1-based columns) */
