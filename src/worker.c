@@ -200,12 +200,20 @@ pz_my_database_worker(void)
 	return NULL;
 }
 
-/* Committing backends wake their database's worker: the commit is decoded at once. */
+/*
+ * Committing backends wake their database's worker: the commit is decoded at
+ * once.  Only a commit already flushed wakes it: the worker decodes flushed
+ * WAL only, so an asynchronous commit woke it for nothing, and a stream of
+ * them (tens of thousands a second) kept it going to sleep and waking to no
+ * use.  The worker flushes asynchronous commits itself, at most every
+ * personalize.worker_poll_interval, and decodes them then.
+ */
 static void
 wake_worker_at_commit(XactEvent event, void *arg)
 {
 	if (event != XACT_EVENT_COMMIT || pz_worker_control == NULL ||
-		!TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		!TransactionIdIsValid(GetTopTransactionIdIfAny()) ||
+		XactLastCommitEnd > GetFlushRecPtr(NULL))
 		return;
 	for (int i = 0; i < pz_worker_control->nworkers; i++)
 	{
@@ -241,8 +249,8 @@ pz_worker_init(void)
 	DefineCustomIntVariable(
 		"personalize.worker_poll_interval",
 		"How long the worker sleeps when it has applied everything, unless a commit wakes it.",
-		"Backends wake the worker when they commit; the poll catches asynchronous commits "
-		"that the WAL writer flushes later.",
+		"A backend whose commit is flushed wakes the worker; asynchronous commits are "
+		"flushed by the worker and decoded at the poll.",
 		&pz_poll_interval, 10, 1, 60000, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable(
 		"personalize.worker_memory_limit",
