@@ -77,10 +77,21 @@ extern SPIPlanPtr aud_keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oi
 /* run it; ERROR naming what unless SPI returns expect */
 extern void aud_run_plan(SPIPlanPtr plan, Datum *values, int expect, const char *what);
 
+/* ---- entries and exits written without the executor (audience_store.c) ---- */
+/*
+ * Write n changes in order (profile pid[i] entering or leaving audience
+ * aud[i], named names[i]), at at, for why, and note them for NOTIFY; false,
+ * nothing written, if the tables are not plain: the caller uses SQL.
+ */
+extern bool aud_store_changes(int n, const int32 *aud, const char *const *names, const int64 *pid,
+							  const bool *entered, TimestampTz at, const char *why);
+
 /* ---- NOTIFY at commit (audience_notify.c) ---- */
 
 /* the events just written (audience, entered, id), for the commit's NOTIFY */
 extern void aud_notify_events(SPITupleTable *tt, uint64 n);
+/* one event just written, for the commit's NOTIFY */
+extern void aud_notify_event(const char *audience, bool entered, int64 id);
 /* the transaction callbacks, from pz_audience_init */
 extern void aud_notify_init(void);
 

@@ -35,46 +35,54 @@ typedef struct NoteCount
 static List *pending_notes = NIL; /* of NoteCount, in TopTransactionContext */
 
 void
+aud_notify_event(const char *audience, bool entered, int64 id)
+{
+	int level = GetCurrentTransactionNestLevel();
+	NoteCount *c = NULL;
+	ListCell *lc;
+
+	foreach (lc, pending_notes)
+	{
+		NoteCount *x = lfirst(lc);
+
+		if (x->level == level && strcmp(x->audience, audience) == 0)
+		{
+			c = x;
+			break;
+		}
+	}
+	if (c == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		c = palloc0(sizeof(NoteCount));
+		c->audience = pstrdup(audience);
+		c->level = level;
+		c->first = c->last = id;
+		pending_notes = lappend(pending_notes, c);
+		MemoryContextSwitchTo(old);
+	}
+	if (entered)
+		c->entered++;
+	else
+		c->exited++;
+	c->first = Min(c->first, id);
+	c->last = Max(c->last, id);
+}
+
+void
 aud_notify_events(SPITupleTable *tt, uint64 n)
 {
-	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
-	int level = GetCurrentTransactionNestLevel();
-
 	for (uint64 i = 0; i < n; i++)
 	{
 		bool isnull;
 		char *aud = TextDatumGetCString(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull));
 		bool entered = DatumGetBool(SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull));
 		int64 id = DatumGetInt64(SPI_getbinval(tt->vals[i], tt->tupdesc, 3, &isnull));
-		NoteCount *c = NULL;
-		ListCell *lc;
 
-		foreach (lc, pending_notes)
-		{
-			NoteCount *x = lfirst(lc);
-
-			if (x->level == level && strcmp(x->audience, aud) == 0)
-			{
-				c = x;
-				break;
-			}
-		}
-		if (c == NULL)
-		{
-			c = palloc0(sizeof(NoteCount));
-			c->audience = aud;
-			c->level = level;
-			c->first = c->last = id;
-			pending_notes = lappend(pending_notes, c);
-		}
-		if (entered)
-			c->entered++;
-		else
-			c->exited++;
-		c->first = Min(c->first, id);
-		c->last = Max(c->last, id);
+		aud_notify_event(aud, entered, id);
+		pfree(aud);
 	}
-	MemoryContextSwitchTo(old);
 }
 
 /* at pre-commit: one payload per audience */

@@ -562,14 +562,58 @@ static SPIPlanPtr plan_due_set = NULL;
 static SPIPlanPtr plan_due_clear = NULL;
 static SPIPlanPtr plan_record_error = NULL;
 
-/* the entries and exits: memberships changed, events appended, NOTIFY queued */
+typedef struct RunChange
+{
+	int64 pid;
+	int32 aud;
+	int k; /* the run's audience */
+	bool entered;
+} RunChange;
+
+/* by profile, then audience id: the order of the events' ids */
+static int
+change_cmp(const void *a, const void *b)
+{
+	const RunChange *x = a, *y = b;
+
+	if (x->pid != y->pid)
+		return x->pid < y->pid ? -1 : 1;
+	return x->aud < y->aud ? -1 : x->aud > y->aud;
+}
+
+/*
+ * The entries and exits: memberships changed, events appended, NOTIFY
+ * queued.  Written directly (audience_store.c), or with SQL where the
+ * tables have what only the executor maintains, such as a user's trigger.
+ */
 static void
-write_changes(PzAudienceRun *run, int n, int32 *aud, int64 *pid, bool *entered)
+write_changes(PzAudienceRun *run, int n, RunChange *ch)
 {
 	Datum v[5];
+	int32 *aud;
+	int64 *pid;
+	bool *entered;
+	const char **names;
 
 	if (n == 0)
 		return;
+	qsort(ch, n, sizeof(RunChange), change_cmp);
+	aud = palloc(sizeof(int32) * n);
+	pid = palloc(sizeof(int64) * n);
+	entered = palloc(sizeof(bool) * n);
+	names = palloc(sizeof(char *) * n);
+	for (int i = 0; i < n; i++)
+	{
+		aud[i] = ch[i].aud;
+		pid[i] = ch[i].pid;
+		entered[i] = ch[i].entered;
+		names[i] = run->aud[ch[i].k].def->name;
+	}
+	if (aud_store_changes(n, aud, names, pid, entered, run->now, run->why))
+	{
+		run->changes += n;
+		return;
+	}
 	v[0] = PointerGetDatum(aud_int4_array(aud, n));
 	v[1] = PointerGetDatum(aud_int8_array(pid, n));
 	v[2] = PointerGetDatum(aud_bool_array(entered, n));
@@ -629,9 +673,7 @@ aud_run_flush(PzAudienceRun *run)
 	HASHCTL info = {0};
 	uint8 *current;
 	TimestampTz *old_due;
-	int32 *ch_aud;
-	int64 *ch_pid;
-	bool *ch_e;
+	RunChange *ch;
 	int nch = 0;
 	PzUserContext saved;
 	bool as_owner;
@@ -666,9 +708,7 @@ aud_run_flush(PzAudienceRun *run)
 	}
 	current = palloc0(sizeof(uint8) * nrows * run->n);
 	old_due = palloc0(sizeof(TimestampTz) * nrows);
-	ch_aud = palloc(sizeof(int32) * nrows * run->n);
-	ch_pid = palloc(sizeof(int64) * nrows * run->n);
-	ch_e = palloc(sizeof(bool) * nrows * run->n);
+	ch = palloc(sizeof(RunChange) * nrows * run->n);
 	MemoryContextSwitchTo(old);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -768,15 +808,16 @@ aud_run_flush(PzAudienceRun *run)
 
 			if (now_in == 2 || now_in == current[r * run->n + k])
 				continue;
-			ch_aud[nch] = run->aud[k].def->id;
-			ch_pid[nch] = ids[r];
-			ch_e[nch] = now_in == 1;
+			ch[nch].aud = run->aud[k].def->id;
+			ch[nch].pid = ids[r];
+			ch[nch].k = k;
+			ch[nch].entered = now_in == 1;
 			nch++;
 		}
 	}
-	write_changes(run, nch, ch_aud, ch_pid, ch_e);
+	write_changes(run, nch, ch);
 	for (int i = 0; i < nch; i++)
-		aud_cache_set(ch_pid[i], ch_aud[i], ch_e[i]);
+		aud_cache_set(ch[i].pid, ch[i].aud, ch[i].entered);
 
 	if (dues)
 	{
