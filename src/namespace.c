@@ -90,12 +90,18 @@ pz_namespace_invalidate(void)
 
 /*
  * A rolled-back (sub)transaction may have created, changed or dropped
- * namespaces that the list was read with: read it again.
+ * namespaces that the list was read with: read it again.  Only one that
+ * wrote (and so had a transaction id: a subtransaction has one if any of
+ * its children wrote) can have.  The worker's logical decoding ends the
+ * replay of every decoded transaction with an abort of a transaction that
+ * wrote nothing; reading the list again after each made the worker run a
+ * query per batch, a few percent of its time under single-row writers.
  */
 static void
 ns_xact_callback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	if ((event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT) &&
+		(event == XACT_EVENT_PARALLEL_ABORT || TransactionIdIsValid(GetTopTransactionIdIfAny())))
 		ns_valid = false;
 	if ((event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
 		 event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
@@ -108,7 +114,7 @@ static void
 ns_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid,
 					void *arg)
 {
-	if (event == SUBXACT_EVENT_ABORT_SUB)
+	if (event == SUBXACT_EVENT_ABORT_SUB && TransactionIdIsValid(GetCurrentTransactionIdIfAny()))
 		ns_valid = false;
 }
 
