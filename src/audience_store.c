@@ -87,17 +87,6 @@ store_plain(Relation rel, CatalogIndexState ind)
 	return true;
 }
 
-/* every privilege in mode, for the current user (the run's writer) */
-static bool
-store_may(Relation rel, AclMode mode)
-{
-	for (AclMode bit = 1; bit != 0 && bit <= mode; bit <<= 1)
-		if ((mode & bit) &&
-			pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), bit) != ACLCHECK_OK)
-			return false;
-	return true;
-}
-
 static void
 store_close(AudStore *st)
 {
@@ -137,8 +126,8 @@ store_open(AudStore *st)
 		st->events->rd_rel->relkind != RELKIND_RELATION ||
 		!store_columns_are(st->members, membership_columns, lengthof(membership_columns)) ||
 		!store_columns_are(st->events, event_columns, lengthof(event_columns)) ||
-		!store_may(st->members, ACL_SELECT | ACL_INSERT | ACL_DELETE) ||
-		!store_may(st->events, ACL_INSERT) ||
+		!pz_table_privileges_all(members, GetUserId(), ACL_SELECT | ACL_INSERT | ACL_DELETE) ||
+		!pz_table_privileges_all(events, GetUserId(), ACL_INSERT) ||
 		!OidIsValid(pk = RelationGetPrimaryKeyIndex(st->members)) ||
 		!OidIsValid(st->events_seq = getIdentitySequence(events, 1, true)))
 	{

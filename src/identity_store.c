@@ -54,6 +54,7 @@
 #include "audience.h"
 #include "identity_internal.h"
 #include "profile.h"
+#include "security.h"
 
 /* ---- statements: what stays SQL ---- */
 
@@ -215,10 +216,8 @@ store_relid(const char *name)
 static void
 store_check_acl(Relation rel, AclMode mode)
 {
-	for (AclMode bit = 1; bit != 0 && bit <= mode; bit <<= 1)
-		if ((mode & bit) &&
-			pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), bit) != ACLCHECK_OK)
-			aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, RelationGetRelationName(rel));
+	if (!pz_table_privileges_all(RelationGetRelid(rel), GetUserId(), mode))
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, RelationGetRelationName(rel));
 }
 
 /* identities' columns, in order: the store writes whole rows */

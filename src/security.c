@@ -119,6 +119,17 @@ pz_require_admin(const char *action)
 						 quote_identifier(GetUserNameFromId(GetUserId(), false)))));
 }
 
+/* ---- privileges ---- */
+
+bool
+pz_table_privileges_all(Oid relid, Oid role, AclMode mode)
+{
+	for (AclMode bit = 1; bit != 0 && bit <= mode; bit <<= 1)
+		if ((mode & bit) && pg_class_aclcheck(relid, role, bit) != ACLCHECK_OK)
+			return false;
+	return true;
+}
+
 /* ---- normalizers ---- */
 
 bool

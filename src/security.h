@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "nodes/parsenodes.h"
 
 /* the user id and security context to go back to */
 typedef struct PzUserContext
@@ -54,6 +55,12 @@ extern void pz_require_admin(const char *action);
  * and hold EXECUTE on it.
  */
 extern char *pz_normalizer_problem(Oid fn, Oid owner);
+
+/*
+ * Whether role holds every privilege in mode on relation relid
+ * (pg_class_aclcheck alone accepts any one of them).
+ */
+extern bool pz_table_privileges_all(Oid relid, Oid role, AclMode mode);
 
 /* the function is one of the extension's own C normalizers (no switch needed) */
 extern bool pz_is_own_c_function(Oid fn);
