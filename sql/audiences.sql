@@ -243,6 +243,13 @@ SELECT (SELECT array_agg(row(profile_id, entered, why) ORDER BY id) FROM audienc
          WHERE e.id > :before_trigger AND e.id <= :before_direct) AS same_as_with_sql,
        (SELECT count(*) FROM public.seen_events) = (SELECT count(*) FROM audience_events
          WHERE id > :before_trigger AND id <= :before_direct) AS trigger_gone;
+-- a check of yours on audience_events: written with SQL, which checks it
+ALTER TABLE audience_events ADD CONSTRAINT positive_profile CHECK (profile_id > 0);
+SET client_min_messages = debug1;
+SELECT alter_audience('repeat_buyers', 'orders >= 1') > 0 AS entered_some;
+SET client_min_messages = warning;
+ALTER TABLE audience_events DROP CONSTRAINT positive_profile;
+SELECT alter_audience('repeat_buyers', 'orders >= 2') >= 0 AS left_again;
 -- memberships and events agree: a refresh finds nothing to change
 SELECT refresh_audience('repeat_buyers') AS nothing_to_change;
 SELECT count(*) = (SELECT count(*) FROM profile_view WHERE orders >= 2) AS members_as_view

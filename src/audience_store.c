@@ -14,10 +14,10 @@
  * machinery is gone.
  *
  * Plain means what catalog code maintains: no trigger, no rule, no
- * row-level security, and indexes without expressions, predicates,
- * exclusion or deferred checks.  Otherwise aud_store_open says no and the
- * run uses the SQL statement, so that a user's trigger on audience_events
- * (a consumer) still fires.
+ * row-level security, no check but the extension's own, and indexes
+ * without expressions, predicates, exclusion or deferred checks.
+ * Otherwise store_open says no and the run uses the SQL statement, so that
+ * a user's trigger on audience_events (a consumer) still fires.
  */
 #include "postgres.h"
 
@@ -69,11 +69,19 @@ store_columns_are(Relation rel, const char *const *columns, int n)
 	return true;
 }
 
-/* nothing that the executor maintains and catalog code does not */
+/*
+ * Nothing that the executor maintains and catalog code does not: checks
+ * beyond the extension's own (nchecks: the rows written pass those),
+ * triggers (foreign keys too), rules, row-level security, indexes with
+ * expressions, predicates, exclusion or deferred checks.
+ */
 static bool
-store_plain(Relation rel, CatalogIndexState ind)
+store_plain(Relation rel, CatalogIndexState ind, int nchecks)
 {
+	TupleConstr *constr = RelationGetDescr(rel)->constr;
+
 	if (rel->trigdesc != NULL || rel->rd_rules != NULL ||
+		(constr != NULL && constr->num_check > nchecks) ||
 		check_enable_rls(RelationGetRelid(rel), InvalidOid, true) == RLS_ENABLED)
 		return false;
 	for (int i = 0; i < ind->ri_NumIndices; i++)
@@ -138,8 +146,9 @@ store_open(AudStore *st)
 	st->events_ind = CatalogOpenIndexes(st->events);
 	st->members_pk = index_open(pk, RowExclusiveLock);
 	/* the primary key on (profile_id, audience_id), as the extension made it */
-	if (!store_plain(st->members, st->members_ind) || !store_plain(st->events, st->events_ind) ||
-		st->members_pk->rd_index->indnkeyatts != 2 ||
+	/* audience_events has one check of the extension's: why is one of the reasons */
+	if (!store_plain(st->members, st->members_ind, 0) ||
+		!store_plain(st->events, st->events_ind, 1) || st->members_pk->rd_index->indnkeyatts != 2 ||
 		st->members_pk->rd_index->indkey.values[0] != 2 ||
 		st->members_pk->rd_index->indkey.values[1] != 1)
 	{
