@@ -28,8 +28,11 @@
 #include "catalog/dependency.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
 #include "commands/sequence.h"
+#include "executor/executor.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -42,7 +45,13 @@
 #include "audience_internal.h"
 
 static const char *const membership_columns[] = {"audience_id", "profile_id", "since"};
+static const Oid membership_types[] = {INT4OID, INT8OID, TIMESTAMPTZOID};
 static const char *const event_columns[] = {"id", "audience", "profile_id", "entered", "at", "why"};
+static const Oid event_types[] = {INT8OID, TEXTOID, INT8OID, BOOLOID, TIMESTAMPTZOID, TEXTOID};
+
+/* the reasons audience_events.why takes, as its check (audience_events_why_check) says */
+static const char *const event_reasons[] = {"event",   "erasure", "merge", "rebuild",
+											"refresh", "split",   "time"};
 
 typedef struct AudStore
 {
@@ -54,36 +63,40 @@ typedef struct AudStore
 	Oid events_seq;
 } AudStore;
 
-/* the columns, in order, as the extension made them */
+/* an ordinary heap table with the columns, in order, of the types, as the extension made it */
 static bool
-store_columns_are(Relation rel, const char *const *columns, int n)
+store_columns_are(Relation rel, const char *const *columns, const Oid *types, int n)
 {
 	TupleDesc td = RelationGetDescr(rel);
 
-	if (td->natts != n)
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relam != HEAP_TABLE_AM_OID ||
+		rel->rd_rel->relhassubclass || td->natts != n)
 		return false;
 	for (int i = 0; i < n; i++)
-		if (TupleDescAttr(td, i)->attisdropped ||
+		if (TupleDescAttr(td, i)->attisdropped || TupleDescAttr(td, i)->atttypid != types[i] ||
 			strcmp(NameStr(TupleDescAttr(td, i)->attname), columns[i]) != 0)
 			return false;
 	return true;
 }
 
 /*
- * Nothing that the executor maintains and catalog code does not: checks
- * beyond the extension's own (nchecks: the rows written pass those),
- * triggers (foreign keys too), rules, row-level security, indexes with
- * expressions, predicates, exclusion or deferred checks.
+ * Nothing that the executor maintains and catalog code does not: a check
+ * other than the extension's own (own_check, or NULL: none; the rows
+ * written pass it), triggers (foreign keys too), rules, row-level
+ * security, indexes with expressions, predicates, exclusion or deferred
+ * checks.
  */
 static bool
-store_plain(Relation rel, CatalogIndexState ind, int nchecks)
+store_plain(Relation rel, CatalogIndexState ind, const char *own_check)
 {
 	TupleConstr *constr = RelationGetDescr(rel)->constr;
 
 	if (rel->trigdesc != NULL || rel->rd_rules != NULL ||
-		(constr != NULL && constr->num_check > nchecks) ||
 		check_enable_rls(RelationGetRelid(rel), InvalidOid, true) == RLS_ENABLED)
 		return false;
+	for (int i = 0; constr != NULL && i < constr->num_check; i++)
+		if (own_check == NULL || strcmp(constr->check[i].ccname, own_check) != 0)
+			return false;
 	for (int i = 0; i < ind->ri_NumIndices; i++)
 	{
 		IndexInfo *info = ind->ri_IndexRelationInfo[i];
@@ -130,10 +143,9 @@ store_open(AudStore *st)
 		return false;
 	st->members = table_open(members, RowExclusiveLock);
 	st->events = table_open(events, RowExclusiveLock);
-	if (st->members->rd_rel->relkind != RELKIND_RELATION ||
-		st->events->rd_rel->relkind != RELKIND_RELATION ||
-		!store_columns_are(st->members, membership_columns, lengthof(membership_columns)) ||
-		!store_columns_are(st->events, event_columns, lengthof(event_columns)) ||
+	if (!store_columns_are(st->members, membership_columns, membership_types,
+						   lengthof(membership_columns)) ||
+		!store_columns_are(st->events, event_columns, event_types, lengthof(event_columns)) ||
 		!pz_table_privileges_all(members, GetUserId(), ACL_SELECT | ACL_INSERT | ACL_DELETE) ||
 		!pz_table_privileges_all(events, GetUserId(), ACL_INSERT) ||
 		!OidIsValid(pk = RelationGetPrimaryKeyIndex(st->members)) ||
@@ -146,9 +158,9 @@ store_open(AudStore *st)
 	st->events_ind = CatalogOpenIndexes(st->events);
 	st->members_pk = index_open(pk, RowExclusiveLock);
 	/* the primary key on (profile_id, audience_id), as the extension made it */
-	/* audience_events has one check of the extension's: why is one of the reasons */
-	if (!store_plain(st->members, st->members_ind, 0) ||
-		!store_plain(st->events, st->events_ind, 1) || st->members_pk->rd_index->indnkeyatts != 2 ||
+	if (!store_plain(st->members, st->members_ind, NULL) ||
+		!store_plain(st->events, st->events_ind, "audience_events_why_check") ||
+		st->members_pk->rd_index->indnkeyatts != 2 ||
 		st->members_pk->rd_index->indkey.values[0] != 2 ||
 		st->members_pk->rd_index->indkey.values[1] != 1)
 	{
@@ -158,7 +170,12 @@ store_open(AudStore *st)
 	return true;
 }
 
-/* an exit: the membership row goes (none: nothing to delete) */
+/*
+ * An exit: the membership row goes (none: nothing to delete).  A row that
+ * a session changed or deleted meanwhile (by hand: every writer of
+ * memberships takes the lock the caller holds) is waited for and looked
+ * up again, as a READ COMMITTED DELETE would.
+ */
 static void
 store_delete_member(AudStore *st, IndexScanDesc scan, TupleTableSlot *slot, int64 profile_id,
 					int32 audience_id)
@@ -167,9 +184,23 @@ store_delete_member(AudStore *st, IndexScanDesc scan, TupleTableSlot *slot, int6
 
 	ScanKeyInit(&key[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(profile_id));
 	ScanKeyInit(&key[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(audience_id));
-	index_rescan(scan, key, 2, NULL, 0);
-	if (index_getnext_slot(scan, ForwardScanDirection, slot))
-		simple_heap_delete(st->members, &slot->tts_tid);
+	for (;;)
+	{
+		TM_FailureData tmfd;
+		TM_Result result;
+
+		index_rescan(scan, key, 2, NULL, 0);
+		if (!index_getnext_slot(scan, ForwardScanDirection, slot))
+			break;
+		result = heap_delete(st->members, &slot->tts_tid, GetCurrentCommandId(true),
+							 InvalidSnapshot, true /* wait */, &tmfd, false);
+		ExecClearTuple(slot);
+		if (result == TM_Ok)
+			break;
+		if (result != TM_Updated && result != TM_Deleted)
+			elog(ERROR, "personalize audiences: unexpected result %d deleting a membership",
+				 (int) result);
+	}
 	ExecClearTuple(slot);
 }
 
@@ -189,9 +220,14 @@ aud_store_changes(int n, const int32 *aud, const char *const *names, const int64
 	TupleTableSlot *slot = NULL;
 	Datum why_text;
 
+	bool reason = false;
+
 	if (n == 0)
 		return true;
-	if (!store_open(&st))
+	/* a reason the check does not know: the SQL statement raises its error */
+	for (int i = 0; i < (int) lengthof(event_reasons); i++)
+		reason |= strcmp(why, event_reasons[i]) == 0;
+	if (!reason || !store_open(&st))
 		return false;
 	why_text = CStringGetTextDatum(why);
 	for (int i = 0; i < n; i++)
@@ -212,12 +248,15 @@ aud_store_changes(int n, const int32 *aud, const char *const *names, const int64
 		{
 			if (scan == NULL)
 			{
+				/* deletes need a replica identity where a publication publishes them */
+				CheckCmdReplicaIdentity(st.members, CMD_DELETE);
 				slot = table_slot_create(st.members, NULL);
 				scan = index_beginscan(st.members, st.members_pk, SnapshotSelf, 2, 0);
 			}
 			store_delete_member(&st, scan, slot, pid[i], aud[i]);
 		}
-		id = nextval_internal(st.events_seq, true);
+		/* as the column's identity default takes it: no privilege of its own checked */
+		id = nextval_internal(st.events_seq, false);
 		{
 			Datum v[6] = {Int64GetDatum(id),       CStringGetTextDatum(names[i]),
 						  Int64GetDatum(pid[i]),   BoolGetDatum(entered[i]),
