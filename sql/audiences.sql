@@ -250,6 +250,13 @@ SELECT alter_audience('repeat_buyers', 'orders >= 1') > 0 AS entered_some;
 SET client_min_messages = warning;
 ALTER TABLE audience_events DROP CONSTRAINT positive_profile;
 SELECT alter_audience('repeat_buyers', 'orders >= 2') >= 0 AS left_again;
+-- a table inheriting from audience_memberships: a DELETE reaches it, so SQL again
+CREATE TABLE public.old_members () INHERITS (audience_memberships);
+SET client_min_messages = debug1;
+SELECT alter_audience('repeat_buyers', 'orders >= 1') > 0 AS entered_some;
+SET client_min_messages = warning;
+DROP TABLE public.old_members;
+SELECT alter_audience('repeat_buyers', 'orders >= 2') >= 0 AS left_again;
 -- memberships and events agree: a refresh finds nothing to change
 SELECT refresh_audience('repeat_buyers') AS nothing_to_change;
 SELECT count(*) = (SELECT count(*) FROM profile_view WHERE orders >= 2) AS members_as_view
