@@ -97,15 +97,7 @@ store_plain(Relation rel, CatalogIndexState ind, const char *own_check)
 	for (int i = 0; constr != NULL && i < constr->num_check; i++)
 		if (own_check == NULL || strcmp(constr->check[i].ccname, own_check) != 0)
 			return false;
-	for (int i = 0; i < ind->ri_NumIndices; i++)
-	{
-		IndexInfo *info = ind->ri_IndexRelationInfo[i];
-
-		if (info->ii_Expressions != NIL || info->ii_Predicate != NIL ||
-			info->ii_ExclusionOps != NULL || !ind->ri_IndexRelationDescs[i]->rd_index->indimmediate)
-			return false;
-	}
-	return true;
+	return pz_indexes_catalog_maintained(ind);
 }
 
 static void
@@ -219,7 +211,6 @@ aud_store_changes(int n, const int32 *aud, const char *const *names, const int64
 	IndexScanDesc scan = NULL;
 	TupleTableSlot *slot = NULL;
 	Datum why_text;
-
 	bool reason = false;
 
 	if (n == 0)

@@ -253,19 +253,13 @@ store_check_plain(Relation rel, const char *const *columns, int ncolumns, Catalo
 					 errmsg("personalize.%s does not have the columns this library writes", name),
 					 errhint("Is the extension up to date (ALTER EXTENSION personalize UPDATE)?")));
 	}
-	for (int i = 0; ind != NULL && i < ind->ri_NumIndices; i++)
-	{
-		IndexInfo *info = ind->ri_IndexRelationInfo[i];
-
-		if (info->ii_Expressions != NIL || info->ii_Predicate != NIL ||
-			info->ii_ExclusionOps != NULL || !ind->ri_IndexRelationDescs[i]->rd_index->indimmediate)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("personalize.%s has an index with expressions, a predicate, an "
-							"exclusion or a deferred check, which this library does not maintain",
-							name),
-					 errhint("Drop that index; personalize's own indexes are plain.")));
-	}
+	if (ind != NULL && !pz_indexes_catalog_maintained(ind))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("personalize.%s has an index with expressions, a predicate, an "
+						"exclusion or a deferred check, which this library does not maintain",
+						name),
+				 errhint("Drop that index; personalize's own indexes are plain.")));
 }
 
 /* open for reading (resolve) or writing (the caller holds the graph's lock) */

@@ -40,6 +40,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
+#include "utils/rel.h"
 #include "utils/rls.h"
 #include "utils/syscache.h"
 
@@ -127,6 +128,20 @@ pz_table_privileges_all(Oid relid, Oid role, AclMode mode)
 	for (AclMode bit = 1; bit != 0 && bit <= mode; bit <<= 1)
 		if ((mode & bit) && pg_class_aclcheck(relid, role, bit) != ACLCHECK_OK)
 			return false;
+	return true;
+}
+
+bool
+pz_indexes_catalog_maintained(CatalogIndexState ind)
+{
+	for (int i = 0; i < ind->ri_NumIndices; i++)
+	{
+		IndexInfo *info = ind->ri_IndexRelationInfo[i];
+
+		if (info->ii_Expressions != NIL || info->ii_Predicate != NIL ||
+			info->ii_ExclusionOps != NULL || !ind->ri_IndexRelationDescs[i]->rd_index->indimmediate)
+			return false;
+	}
 	return true;
 }
 

@@ -14,6 +14,7 @@
 
 #include "postgres.h"
 
+#include "catalog/indexing.h"
 #include "fmgr.h"
 #include "nodes/parsenodes.h"
 
@@ -61,6 +62,14 @@ extern char *pz_normalizer_problem(Oid fn, Oid owner);
  * (pg_class_aclcheck alone accepts any one of them).
  */
 extern bool pz_table_privileges_all(Oid relid, Oid role, AclMode mode);
+
+/*
+ * Whether catalog code maintains every index of a table opened with
+ * CatalogOpenIndexes (as the stores write rows): none has expressions, a
+ * predicate, an exclusion or a deferred check, which it would leave
+ * unmaintained or unchecked.
+ */
+extern bool pz_indexes_catalog_maintained(CatalogIndexState ind);
 
 /* the function is one of the extension's own C normalizers (no switch needed) */
 extern bool pz_is_own_c_function(Oid fn);
