@@ -16,7 +16,8 @@
 #include "storage/spin.h"
 #include "utils/timestamp.h"
 
-#define PZ_MAX_WORKERS 8
+/* databases one server streams, one worker each (a few hundred bytes of shared memory apiece) */
+#define PZ_MAX_WORKERS 16
 
 typedef enum WorkerState
 {
