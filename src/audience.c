@@ -38,8 +38,8 @@ AudienceSet *aud_set = NULL;
 bool aud_set_stale = true;
 static Oid aud_relid_cached = InvalidOid;
 
-static void
-aud_inval(Datum arg, Oid relid)
+void
+pz_audience_relcache_changed(Oid relid)
 {
 	if (!OidIsValid(relid) || relid == aud_relid_cached)
 		aud_set_stale = true;
@@ -69,7 +69,6 @@ pz_audience_init(void)
 		"changed memberships.  About 80 bytes a profile; a full cache is emptied.  0 turns it "
 		"off.",
 		&pz_audience_cache_size, 250000, 0, 100000000, PGC_SIGHUP, 0, NULL, NULL, NULL);
-	CacheRegisterRelcacheCallback(aud_inval, (Datum) 0);
 	aud_notify_init();
 }
 

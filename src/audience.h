@@ -33,6 +33,9 @@ extern int pz_audience_cache_size;
 
 /* GUCs and the invalidation callback, from _PG_init */
 extern void pz_audience_init(void);
+
+/* a relcache invalidation of relid (InvalidOid: every relation), from personalize.c */
+extern void pz_audience_relcache_changed(Oid relid);
 /* the shared count of membership writers (audience_cache.c), from the shmem hooks */
 extern void pz_audience_shmem_request(void);
 extern void pz_audience_shmem_startup(void);

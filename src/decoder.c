@@ -49,6 +49,7 @@
 #include "utils/fmgroids.h"
 #include "utils/timestamp.h"
 
+#include "citus.h"
 #include "field.h"
 #include "security.h"
 #include "state.h"
@@ -142,13 +143,16 @@ typedef struct DecoderState
 	SourcesShape sources_shape; /* how stream_sources says who reads each source */
 	Oid stream_traits;
 	HTAB *sources;
+	/* the last replication origin looked at in this transaction, and whether it copies */
+	RepOriginId origin_seen;
+	bool origin_copies;
 	int ntraitdefs;
 	StreamTrait *traitdefs;
 } DecoderState;
 
 /* the state of the decoding running in this process, for the relcache callback */
 static DecoderState *current_state = NULL;
-static bool relcache_callback_registered = false;
+static bool role_callbacks_registered = false;
 
 static const char *const kind_names[] = {
 	[STREAM_COUNT] = "count",
@@ -180,8 +184,8 @@ stream_kind_name(StreamTraitKind kind)
 	return kind >= 1 && kind <= STREAM_KIND_MAX ? kind_names[kind] : "?";
 }
 
-static void
-decoder_relcache_callback(Datum arg, Oid relid)
+void
+pz_decoder_relcache_changed(Oid relid)
 {
 	if (current_state != NULL)
 		current_state->valid = false;
@@ -366,36 +370,74 @@ reader_clone(ColumnReader *dst, const ColumnReader *src, Relation rel)
 	return reader_init(dst, rel, src->name, src->key ? text_to_cstring(src->key) : NULL);
 }
 
+/* the registered source of relid, or NULL */
+static SourceDesc *
+registered_source(DecoderState *st, Oid relid)
+{
+	SourceDesc *src = OidIsValid(relid) ? hash_search(st->sources, &relid, HASH_FIND, NULL) : NULL;
+
+	return src != NULL && !src->not_source && src->source_id != 0 ? src : NULL;
+}
+
+/* the top of relid's partition tree, or InvalidOid if relid is no partition */
+static Oid
+partition_top(Oid relid)
+{
+	List *ancestors = get_rel_relispartition(relid) ? get_partition_ancestors(relid) : NIL;
+
+	return ancestors != NIL ? llast_oid(ancestors) : InvalidOid;
+}
+
 /*
- * A table that is not a source itself: a partition of a registered
- * partitioned table is read as its parent's source, through readers set up
- * for the partition's own columns (the same names, perhaps at other
- * positions: a table attached with another column order, or with dropped
- * columns).  Access was checked on the parent, as a SELECT of the parent
- * would check it.  Any other table is remembered as no source.  Partitions
- * attached later are found the same way: attaching one invalidates the
- * relcache, and the configuration is read afresh.
+ * The source whose rows rel's are, though rel is not registered: a
+ * partition of a registered partitioned table, or a Citus shard of a
+ * registered distributed table (citus.c), or a shard of one of its
+ * partitions, or a partition of one of its shards.  *what says which.
+ */
+static SourceDesc *
+derived_root(DecoderState *st, Relation rel, const char **what, bool *shard_unknown)
+{
+	Oid relid = RelationGetRelid(rel);
+	Oid top = rel->rd_rel->relispartition ? partition_top(relid) : InvalidOid;
+	Oid table;
+	SourceDesc *root;
+
+	*what = "partition";
+	*shard_unknown = false;
+	if ((root = registered_source(st, top)) != NULL)
+		return root;
+	*what = "shard";
+	table = pz_citus_shard_table(relid, shard_unknown);
+	if ((root = registered_source(st, table)) != NULL ||
+		(OidIsValid(table) && (root = registered_source(st, partition_top(table))) != NULL))
+		return root;
+	if (OidIsValid(top) &&
+		(root = registered_source(st, pz_citus_shard_table(top, shard_unknown))) != NULL)
+		return root;
+	*shard_unknown = false;
+	return NULL;
+}
+
+/*
+ * A table that is not a source itself, but whose rows are a source's
+ * (derived_root): read as that source, through readers set up for its own
+ * columns (the same names, perhaps at other positions: a partition
+ * attached with another column order, a shard made after a column was
+ * dropped).  Access was checked on the source, as a SELECT of it would
+ * check it.  Any other table is remembered as no source.  Partitions
+ * attached and shards made later are found the same way: either
+ * invalidates the relcache, and the configuration is read afresh.
  */
 static SourceDesc *
 partition_source(DecoderState *st, Relation rel)
 {
 	Oid relid = RelationGetRelid(rel);
-	SourceDesc *root = NULL, *src;
+	const char *what;
+	bool shard_unknown;
+	SourceDesc *root = derived_root(st, rel, &what, &shard_unknown), *src;
 	MemoryContext old = MemoryContextSwitchTo(st->config_cxt);
+	const char *name = RelationGetRelationName(rel);
 
-	if (rel->rd_rel->relispartition)
-	{
-		List *ancestors = get_partition_ancestors(relid);
-
-		if (ancestors != NIL)
-		{
-			Oid top = llast_oid(ancestors);
-
-			root = hash_search(st->sources, &top, HASH_FIND, NULL);
-			if (root != NULL && root->not_source)
-				root = NULL;
-		}
-	}
 	src = hash_search(st->sources, &relid, HASH_ENTER, NULL);
 	memset(((char *) src) + sizeof(Oid), 0, sizeof(SourceDesc) - sizeof(Oid));
 	if (root == NULL)
@@ -407,26 +449,31 @@ partition_source(DecoderState *st, Relation rel)
 	src->source_id = root->source_id;
 	src->owner = root->owner;
 	src->bad = root->bad;
+	/* named as its shard, but pg_dist_shard no longer knows it: its rows are dead letters */
+	if (shard_unknown && src->bad == NULL)
+		src->bad = psprintf("%s is named as a shard of the source, and pg_dist_shard does not "
+							"know it (split or dropped since?)",
+							name);
 	src->denied = root->denied;
 	src->time_how = root->time_how;
 	src->has_type_column = root->has_type_column;
 	src->type_constant = root->type_constant;
 	if (root->time.attnum != InvalidAttrNumber && !reader_clone(&src->time, &root->time, rel) &&
 		!src->bad)
-		src->bad = psprintf("event time column %s of partition %s is missing", root->time.name,
-							RelationGetRelationName(rel));
+		src->bad =
+			psprintf("event time column %s of %s %s is missing", root->time.name, what, name);
 	if (src->has_type_column && root->type.attnum != InvalidAttrNumber &&
 		!reader_clone(&src->type, &root->type, rel) && !src->bad)
-		src->bad = psprintf("event type column %s of partition %s is missing", root->type.name,
-							RelationGetRelationName(rel));
+		src->bad =
+			psprintf("event type column %s of %s %s is missing", root->type.name, what, name);
 	src->nids = root->nids;
 	src->id_ns = root->id_ns;
 	src->ids = palloc0(sizeof(ColumnReader) * Max(src->nids, 1));
 	for (int i = 0; i < src->nids; i++)
 		if (root->ids[i].attnum != InvalidAttrNumber &&
 			!reader_clone(&src->ids[i], &root->ids[i], rel) && !src->bad)
-			src->bad = psprintf("identifier column %s of partition %s is missing",
-								root->ids[i].name, RelationGetRelationName(rel));
+			src->bad =
+				psprintf("identifier column %s of %s %s is missing", root->ids[i].name, what, name);
 	src->ntraits = root->ntraits;
 	src->traits = palloc0(sizeof(TraitInput) * Max(src->ntraits, 1));
 	for (int i = 0; i < src->ntraits; i++)
@@ -437,12 +484,12 @@ partition_source(DecoderState *st, Relation rel)
 		*in = *rin;
 		if (rin->has_value && rin->value.attnum != InvalidAttrNumber &&
 			!reader_clone(&in->value, &rin->value, rel) && !src->bad)
-			src->bad = psprintf("column %s of partition %s, read by a trait, is missing",
-								rin->value.name, RelationGetRelationName(rel));
+			src->bad = psprintf("column %s of %s %s, read by a trait, is missing", rin->value.name,
+								what, name);
 		if (rin->has_item && rin->item.attnum != InvalidAttrNumber &&
 			!reader_clone(&in->item, &rin->item, rel) && !src->bad)
-			src->bad = psprintf("column %s of partition %s, read by a trait, is missing",
-								rin->item.name, RelationGetRelationName(rel));
+			src->bad = psprintf("column %s of %s %s, read by a trait, is missing", rin->item.name,
+								what, name);
 	}
 	MemoryContextSwitchTo(old);
 	return src;
@@ -1039,12 +1086,11 @@ decoder_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_i
 	opt->output_type = OUTPUT_PLUGIN_BINARY_OUTPUT;
 	opt->receive_rewrites = false;
 	current_state = st;
-	if (!relcache_callback_registered)
+	if (!role_callbacks_registered)
 	{
-		CacheRegisterRelcacheCallback(decoder_relcache_callback, (Datum) 0);
 		CacheRegisterSyscacheCallback(AUTHOID, decoder_role_callback, (Datum) 0);
 		CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, decoder_role_callback, (Datum) 0);
-		relcache_callback_registered = true;
+		role_callbacks_registered = true;
 	}
 }
 
@@ -1062,13 +1108,34 @@ decoder_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 
 	/* 'B' is written with the transaction's first message: empty ones are skipped */
 	st->txn_begun = false;
+	st->origin_seen = InvalidRepOriginId;
 	pz_decoder_replayed = true;
 }
 
+/*
+ * The worker's own transactions (profile writes), and writes marked as not
+ * to be replicated (Citus's shard copies among them), are not decoded.
+ * Other origins are judged per change, in a transaction (decoder_change).
+ */
 static bool
 decoder_filter_by_origin(LogicalDecodingContext *ctx, RepOriginId origin_id)
 {
-	return origin_id != InvalidRepOriginId && origin_id == pz_decoder_skip_origin;
+	return origin_id != InvalidRepOriginId &&
+		   (origin_id == pz_decoder_skip_origin || origin_id == DoNotReplicateId);
+}
+
+/* whether a change with this origin is a copy of rows that exist elsewhere (citus.c) */
+static bool
+origin_copies(DecoderState *st, RepOriginId origin_id)
+{
+	if (origin_id == InvalidRepOriginId)
+		return false;
+	if (origin_id != st->origin_seen)
+	{
+		st->origin_copies = pz_citus_origin_is_copy(origin_id);
+		st->origin_seen = origin_id;
+	}
+	return st->origin_copies;
 }
 
 static void
@@ -1103,7 +1170,7 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation rela
 		return;
 	}
 	src = find_source(st, relation);
-	if (src == NULL)
+	if (src == NULL || origin_copies(st, change->origin_id))
 		return;
 
 	old = MemoryContextSwitchTo(st->row_cxt);
@@ -1153,7 +1220,7 @@ decoder_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int nrelati
 			continue;
 		}
 		src = find_source(st, relations[i]);
-		if (src == NULL)
+		if (src == NULL || origin_copies(st, change->origin_id))
 			continue;
 		write_begin_if_needed(ctx, st, txn);
 		write_source_message(ctx, 'R', src);

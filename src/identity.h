@@ -57,6 +57,13 @@ extern void pz_identity_shmem_startup(void);
  */
 extern uint64 pz_identity_changes(void);
 
+/*
+ * A relcache invalidation of relid (InvalidOid: every relation), from
+ * personalize.c: the identity cache and the namespace list learn of a
+ * prepared change's COMMIT PREPARED this way.
+ */
+extern void pz_identity_relcache_changed(Oid relid);
+
 /* links refused by a merge rule in this process, ever (the worker's statistics; identity_graph.c) */
 extern uint64 pz_identity_refusals;
 

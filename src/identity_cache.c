@@ -35,6 +35,7 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -193,13 +194,35 @@ identity_xact_callback(XactEvent event, void *arg)
 			xact_writes_graph = false;
 			break;
 		case XACT_EVENT_PRE_PREPARE:
-			if (changes_pending)
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("cannot PREPARE a transaction that changed the identity graph"),
-						 errdetail("Other backends' identity caches learn of changes at commit, "
-								   "which COMMIT PREPARED does not run in this backend."),
-						 errhint("Commit identity changes in an ordinary transaction.")));
+			/*
+			 * A prepared transaction commits later, in whichever backend runs
+			 * COMMIT PREPARED (Citus's two-phase commit of the configuration
+			 * a coordinator sends its nodes, citus.c), where no callback of
+			 * ours moves the counter.  So the counter moves now, and the
+			 * transaction is the last change: until it commits, nobody keeps
+			 * what they read (pz_cache_may_keep).  And relcache
+			 * invalidations of both tables go into its state, which
+			 * PostgreSQL sends to every backend at COMMIT PREPARED, also
+			 * after a restart: each empties its cache and reads the
+			 * namespaces again then (graph_relcache_callback).
+			 */
+			if (changes_pending && pz_shared != NULL)
+			{
+				Oid nsp = get_namespace_oid("personalize", true);
+
+				pg_atomic_write_u32(&pz_shared->last_change_xid, GetTopTransactionIdIfAny());
+				changes_bump();
+				if (OidIsValid(nsp))
+				{
+					Oid identities = get_relname_relid("identities", nsp);
+					Oid namespaces = get_relname_relid("namespaces", nsp);
+
+					if (OidIsValid(identities))
+						CacheInvalidateRelcacheByRelid(identities);
+					if (OidIsValid(namespaces))
+						CacheInvalidateRelcacheByRelid(namespaces);
+				}
+			}
 			break;
 		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_ABORT:
@@ -239,6 +262,19 @@ identity_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 /* the identities table the cache is of: DROP and CREATE EXTENSION make a new one */
 static Oid cache_relid = InvalidOid;
+
+/*
+ * A relcache invalidation of relid (InvalidOid: of every relation), from
+ * personalize.c: among them those a prepared change of the graph sends at
+ * COMMIT PREPARED (XACT_EVENT_PRE_PREPARE above), which no counter reports.
+ */
+void
+pz_identity_relcache_changed(Oid relid)
+{
+	if (relid == InvalidOid || (OidIsValid(cache_relid) && relid == cache_relid))
+		cache_reset();
+	pz_namespace_relation_changed(relid);
+}
 
 /* once per backend: the callbacks that move the counter at commit */
 static void

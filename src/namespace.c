@@ -39,6 +39,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
+#include "citus.h"
 #include "identity.h" /* pz_identity_changes only: the graph's shared change counter */
 #include "namespace.h"
 #include "security.h"
@@ -67,6 +68,13 @@ static SPIPlanPtr ns_plan = NULL; /* the read of the list, planned once */
 static uint64 ns_changes = 0;
 static Oid ns_relid = InvalidOid;
 static bool ns_procs_changed = false;
+
+void
+pz_namespace_relation_changed(Oid relid)
+{
+	if (relid == InvalidOid || (OidIsValid(ns_relid) && relid == ns_relid))
+		ns_valid = false;
+}
 
 static void
 ns_proc_changed(Datum arg, int cacheid, uint32 hashvalue)
@@ -509,6 +517,7 @@ pz_create_namespace(PG_FUNCTION_ARGS)
 	PzNamespace tmp;
 
 	pz_require_admin("create a namespace");
+	pz_citus_refuse_on_worker_node("create a namespace");
 	check_namespace_name(name);
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -570,6 +579,7 @@ pz_create_namespace(PG_FUNCTION_ARGS)
 	pz_run_as_end(&saved);
 	SPI_finish();
 	pz_namespace_invalidate();
+	pz_citus_send_config(); /* on a Citus coordinator, to every node */
 	PG_RETURN_VOID();
 }
 
@@ -585,6 +595,7 @@ pz_alter_namespace(PG_FUNCTION_ARGS)
 	PzUserContext saved;
 
 	pz_require_admin("alter a namespace");
+	pz_citus_refuse_on_worker_node("alter a namespace");
 	(void) pz_namespace_by_name(name); /* ERROR if unknown */
 	check_max_per_profile(fcinfo, 2);
 	if (remove_limit && !PG_ARGISNULL(2))
@@ -606,6 +617,7 @@ pz_alter_namespace(PG_FUNCTION_ARGS)
 	pz_run_as_end(&saved);
 	SPI_finish();
 	pz_namespace_invalidate();
+	pz_citus_send_config(); /* on a Citus coordinator, to every node */
 	PG_RETURN_VOID();
 }
 
@@ -621,6 +633,7 @@ pz_drop_namespace(PG_FUNCTION_ARGS)
 	PzUserContext saved;
 
 	pz_require_admin("drop a namespace");
+	pz_citus_refuse_on_worker_node("drop a namespace");
 	ns = pz_namespace_by_name(name);
 	id = ns->id;
 	values[0] = Int32GetDatum(id);
@@ -640,6 +653,7 @@ pz_drop_namespace(PG_FUNCTION_ARGS)
 	pz_run_as_end(&saved);
 	SPI_finish();
 	pz_namespace_invalidate();
+	pz_citus_send_config(); /* on a Citus coordinator, to every node */
 	PG_RETURN_VOID();
 }
 
@@ -654,6 +668,7 @@ blocked_arg(FunctionCallInfo fcinfo, const PzNamespace **nsp, const char *fname)
 	int32 len;
 
 	pz_require_admin(psprintf("call %s", fname));
+	pz_citus_refuse_on_worker_node(psprintf("call %s", fname));
 	ns = pz_namespace_by_name(name);
 	if (PG_ARGISNULL(1))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("value must not be NULL")));
@@ -698,6 +713,8 @@ change_blocked(FunctionCallInfo fcinfo, bool block)
 	pz_run_as_end(&saved);
 	SPI_finish();
 	pz_namespace_invalidate();
+	if (changed)
+		pz_citus_send_config(); /* on a Citus coordinator, to every node */
 	PG_RETURN_BOOL(changed);
 }
 

@@ -43,6 +43,14 @@ extern const PzNamespace *pz_namespace_at(int i);
 extern void pz_namespace_invalidate(void);
 
 /*
+ * A relcache invalidation of relid (InvalidOid: of every relation) reached
+ * this backend: the namespace list is read again if it is of that table.
+ * Among them is the one a prepared change sends at COMMIT PREPARED
+ * (identity_cache.c passes them on).
+ */
+extern void pz_namespace_relation_changed(Oid relid);
+
+/*
  * The value as the namespace stores it, palloc'd, or NULL when the
  * normalizer finds nothing usable (empty, not an address, ...).
  */

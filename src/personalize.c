@@ -16,6 +16,7 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 
 #include "audience.h"
 #include "identity.h"
@@ -53,6 +54,19 @@ pz_shmem_startup(void)
 	pz_worker_shmem_startup();
 }
 
+/*
+ * Every relcache invalidation, passed to the caches that care.  One
+ * callback for all of them: PostgreSQL 15 gives a backend ten, its own plan,
+ * type and relfilenode caches take three, and Citus five.
+ */
+static void
+relcache_changed(Datum arg, Oid relid)
+{
+	pz_audience_relcache_changed(relid);
+	pz_identity_relcache_changed(relid);
+	pz_decoder_relcache_changed(relid);
+}
+
 void
 _PG_init(void)
 {
@@ -83,6 +97,7 @@ _PG_init(void)
 	pz_audience_init();
 	pz_profile_scan_init();
 	pz_profile_columns_scan_init();
+	CacheRegisterRelcacheCallback(relcache_changed, (Datum) 0);
 	MarkGUCPrefixReserved("personalize");
 
 	/*

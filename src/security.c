@@ -44,6 +44,7 @@
 #include "utils/rls.h"
 #include "utils/syscache.h"
 
+#include "citus.h"
 #include "security.h"
 
 /* ---- running as another role ---- */
@@ -304,7 +305,8 @@ typedef struct ConfigureCall
 {
 	FmgrInfo impl;
 	int nargs;
-	char *action; /* "call register_source", for the permission error */
+	char *action;      /* "call register_source", for the permission error */
+	bool sends_config; /* it changes what every Citus node streams by (not an audience) */
 } ConfigureCall;
 
 PG_FUNCTION_INFO_V1(pz_configure);
@@ -319,7 +321,7 @@ PG_FUNCTION_INFO_V1(pz_configure);
 Datum
 pz_configure(PG_FUNCTION_ARGS)
 {
-	ConfigureCall *call = fcinfo->flinfo->fn_extra;
+	ConfigureCall *volatile call = fcinfo->flinfo->fn_extra;
 	FunctionCallInfo impl_fcinfo;
 	Oid saved = configuring_role;
 	Datum result;
@@ -342,10 +344,14 @@ pz_configure(PG_FUNCTION_ARGS)
 		call->nargs = proc->pronargs;
 		call->action = MemoryContextStrdup(fcinfo->flinfo->fn_mcxt,
 										   psprintf("call %s", NameStr(proc->proname)));
+		call->sends_config = strstr(NameStr(proc->proname), "audience") == NULL;
 		ReleaseSysCache(tup);
 		fcinfo->flinfo->fn_extra = call;
 	}
 	pz_require_admin(call->action);
+	/* a Citus worker node's configuration is the coordinator's (citus.c) */
+	if (call->sends_config)
+		pz_citus_refuse_on_worker_node(call->action);
 
 	impl_fcinfo = palloc0(SizeForFunctionCallInfo(call->nargs));
 	InitFunctionCallInfoData(*impl_fcinfo, &call->impl, call->nargs, fcinfo->fncollation, NULL,
@@ -369,6 +375,9 @@ pz_configure(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 	fcinfo->isnull = impl_fcinfo->isnull;
+	/* on a Citus coordinator, every node takes the change in this transaction */
+	if (call->sends_config)
+		pz_citus_send_config();
 	return result;
 }
 

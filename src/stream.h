@@ -81,6 +81,9 @@ extern const char *stream_kind_name(StreamTraitKind kind);
 /* decoder.c: the plugin's entry point is _PG_output_plugin_init */
 extern Datum pz_decode_message(PG_FUNCTION_ARGS);
 
+/* decoder.c: a relcache invalidation (from personalize.c): the plugin reads its configuration again */
+extern void pz_decoder_relcache_changed(Oid relid);
+
 /* worker.c: registration and shared memory, called from _PG_init */
 extern void pz_worker_init(void);
 extern void pz_worker_shmem_request(void);

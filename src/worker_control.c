@@ -165,12 +165,25 @@ wait_timeout_arg(FunctionCallInfo fcinfo, const char *fname)
 	return us / 1000 >= (double) LONG_MAX ? LONG_MAX : (long) (us / 1000);
 }
 
-/* a source that Citus distributed after its registration (citus.c) */
+/* what is left of timeout_ms (< 0: no limit) since start, at least 0 */
+static long
+remaining_ms(TimestampTz start, long timeout_ms)
+{
+	long secs;
+	int usecs;
+
+	if (timeout_ms < 0)
+		return timeout_ms;
+	TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
+	return Max(0, timeout_ms - (secs * 1000 + usecs / 1000));
+}
+
+/* a registered Citus table whose inserts no worker streams (citus.c) */
 #define UNSTREAMED_HINT                                                                            \
-	"Its inserts go to shards that no personalize worker streams yet (docs/scale-out.md); "        \
-	"personalize.unstreamed_sources lists it.  Unregister it with "                                \
-	"personalize.unregister_source(); to stream it again, make it a plain local table (Citus's "   \
-	"undistribute_table()) and register it again."
+	"personalize.unstreamed_sources lists it, with why.  A distributed table is streamed by the "  \
+	"nodes that hold its shards once each has it in its configuration: call "                      \
+	"personalize.citus_sync_config() on the coordinator (docs/scale-out.md).  Otherwise "          \
+	"unregister it with personalize.unregister_source()."
 
 /* the worker applies a transaction only after it commits */
 static void
@@ -202,7 +215,14 @@ pz_wait_for_apply(PG_FUNCTION_ARGS)
 						  errhint(UNSTREAMED_HINT)));
 		PG_RETURN_BOOL(false);
 	}
-	PG_RETURN_BOOL(wait_for_worker(w, timeout_ms));
+	{
+		TimestampTz start = GetCurrentTimestamp();
+
+		if (!wait_for_worker(w, timeout_ms))
+			PG_RETURN_BOOL(false);
+		/* and on a Citus coordinator, every node's worker (citus.c), in what is left of it */
+		PG_RETURN_BOOL(pz_citus_wait_nodes(remaining_ms(start, timeout_ms)));
+	}
 }
 
 /*
@@ -229,6 +249,7 @@ pz_await_apply(PG_FUNCTION_ARGS)
 	long timeout_ms = wait_timeout_arg(fcinfo, "await_apply");
 	PzWorkerShared *w;
 	char *unstreamed;
+	TimestampTz start;
 
 	refuse_own_writes("await_apply");
 	w = require_worker("await_apply");
@@ -237,6 +258,20 @@ pz_await_apply(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						errmsg("await_apply: %s: its inserts are not streamed", unstreamed),
 						errhint(UNSTREAMED_HINT)));
+	/* on a Citus coordinator, every node's worker first (citus.c; a query, with a snapshot) */
+	start = GetCurrentTimestamp();
+	if (!pz_citus_wait_nodes(timeout_ms))
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 timeout_ms >= 0
+					 ? errmsg("await_apply: the personalize workers of the Citus nodes have not "
+							  "applied what was committed there before the call within %ld ms",
+							  timeout_ms)
+					 : errmsg("await_apply: the personalize workers of the Citus nodes could not "
+							  "be waited for"),
+				 errhint("See personalize.worker_status on each node: a worker is behind, "
+						 "stopped, or not running, or a node is down.")));
+	timeout_ms = remaining_ms(start, timeout_ms);
 
 	/*
 	 * The active snapshot is the portal's (CALL's, or a DO block's or

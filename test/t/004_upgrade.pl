@@ -2,16 +2,16 @@
 # states stored in a table, moves through 0.2.0 (identity resolution) and
 # 0.3.0 (sources, traits, profiles), 0.4.0 (streaming), 0.5.0 (await_apply)
 # to 0.6.0 (trust boundaries), 0.7.0 (audiences), 0.8.0 (Citus tables
-# refused as sources) and 0.9.0 (rebuild's identities resolved in memory)
-# and keeps its data; the upgraded extension has
+# refused as sources), 0.9.0 (rebuild's identities resolved in memory)
+# and 0.10.0 (Citus distributed tables as sources) and keeps its data; the upgraded extension has
 # exactly the objects of a fresh one.  A database configured at 0.5.0 learns
 # who configured its namespaces and sources.
 #
-# Every released version: a database created at each of 0.1.0 .. 0.8.0
+# Every released version: a database created at each of 0.1.0 .. 0.9.0
 # (0.1.0 updated one version at a time), with the identities, profiles,
 # sources and traits that version kept and the worker's slot made when the
-# database was, is updated to 0.9.0: its schema is then the same as a fresh
-# 0.9.0's, installed from the one script personalize--0.9.0.sql (pg_dump
+# database was, is updated to 0.10.0: its schema is then the same as a fresh
+# 0.10.0's, installed from the one script personalize--0.10.0.sql (pg_dump
 # --binary-upgrade --schema-only, which writes every object of the
 # extension with its ACL and comment, compared with the OIDs left out), the
 # data is there, and the stream goes on from the same slot: the events
@@ -23,7 +23,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my @released = qw(0.1.0 0.2.0 0.3.0 0.4.0 0.5.0 0.6.0 0.7.0 0.8.0);
+my @released = qw(0.1.0 0.2.0 0.3.0 0.4.0 0.5.0 0.6.0 0.7.0 0.8.0 0.9.0);
 my %db = map { my $d = $_; $d =~ tr/./_/; ($_ => "v$d") } @released;
 
 my $node = PostgreSQL::Test::Cluster->new('upgrade');
@@ -50,7 +50,7 @@ my $before = $node->safe_psql('old_db', 'SELECT string_agg(r::text, E\'\\n\' ORD
 
 $node->safe_psql('old_db', 'ALTER EXTENSION personalize UPDATE');
 is($node->safe_psql('old_db', "SELECT extversion FROM pg_extension WHERE extname = 'personalize'"),
-	'0.9.0', 'updated to 0.9.0');
+	'0.10.0', 'updated to 0.10.0');
 is($node->safe_psql('old_db', 'SELECT string_agg(r::text, E\'\\n\' ORDER BY g) FROM kept'),
 	$before, 'stored states are unchanged');
 
@@ -60,7 +60,7 @@ my $objects = q{SELECT string_agg(pg_describe_object(classid, objid, objsubid), 
                 FROM pg_depend WHERE deptype = 'e'
                  AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'personalize')};
 is($node->safe_psql('old_db', $objects), $node->safe_psql('fresh_db', $objects),
-	'the updated extension has the same objects as a fresh 0.9.0');
+	'the updated extension has the same objects as a fresh 0.10.0');
 
 $node->safe_psql('old_db',
 	q{SELECT personalize.create_namespace('email', 1, 5, 'personalize.normalize_email(text)')});
@@ -213,7 +213,7 @@ sub update
 	die "$d: $sql: deadlocked 10 times";
 }
 # 0.1.0 one version at a time; the others in one UPDATE
-update($db{'0.1.0'}, "ALTER EXTENSION personalize UPDATE TO '$_'") for @released[ 1 .. $#released ], '0.9.0';
+update($db{'0.1.0'}, "ALTER EXTENSION personalize UPDATE TO '$_'") for @released[ 1 .. $#released ], '0.10.0';
 update($db{$_}, 'ALTER EXTENSION personalize UPDATE') for @released[ 1 .. $#released ];
 
 my $fresh = schema_of('fresh_db');
@@ -221,10 +221,10 @@ like($fresh, qr/CREATE FUNCTION personalize\.create_audience\(/, 'the schema dum
 for my $v (@released)
 {
 	my $d = $db{$v};
-	is($node->safe_psql($d, "SELECT extversion FROM pg_extension WHERE extname = 'personalize'"), '0.9.0',
-		"$v: updated to 0.9.0");
+	is($node->safe_psql($d, "SELECT extversion FROM pg_extension WHERE extname = 'personalize'"), '0.10.0',
+		"$v: updated to 0.10.0");
 	my $got = schema_of($d);
-	ok($got eq $fresh, "$v: the updated schema is the same as a fresh 0.9.0's (personalize--0.9.0.sql)")
+	ok($got eq $fresh, "$v: the updated schema is the same as a fresh 0.10.0's (personalize--0.10.0.sql)")
 	  or diag(schema_diff($fresh, $got));
 	next if $v eq '0.1.0';
 	is($node->safe_psql($d, 'SELECT personalize.recent_values(r) FROM kept'), '{sku-1}', "$v: stored states kept");
