@@ -30,7 +30,7 @@ DISTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).c
 dist:
 	git archive --format zip --prefix=$(EXTENSION)-$(DISTVERSION)/ -o $(EXTENSION)-$(DISTVERSION).zip HEAD
 
-.PHONY: dist test demo bench bench-identity bench-profiles bench-stream bench-audiences format
+.PHONY: dist test demo bench bench-identity bench-profiles bench-stream bench-audiences bench-citus format
 test:
 	test/run
 demo:
@@ -45,5 +45,7 @@ bench-stream:
 	bench/stream/run
 bench-audiences:
 	bench/audiences/run
+bench-citus:
+	bench/citus/run
 format:
 	clang-format -i src/*.c src/*.h
