@@ -24,7 +24,8 @@
 #      of its own), each node's worker streams the inserts into its shards
 #      into its own profiles, every event once over all nodes, also while a
 #      shard moves and the table is rebalanced under writers (Citus's copies
-#      of rows are no events); a trait added on the coordinator reaches
+#      of rows are no events), and after a node's worker and a whole node
+#      crashed under writers; a trait added on the coordinator reaches
 #      every node's view, a namespace made there reaches every node's worker
 #      (taken in a prepared transaction); configuration functions on a worker
 #      node are refused; the waits on the coordinator wait for every node.
@@ -35,6 +36,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
+use Time::HiRes;
 
 my $sharedir = `pg_config --sharedir`;
 chomp $sharedir;
@@ -52,6 +54,7 @@ shared_preload_libraries = 'citus,personalize'
 personalize.database = 'shop'
 personalize.worker_poll_interval = 5ms
 citus.enable_change_data_capture = on
+restart_after_crash = on
 max_replication_slots = 10
 max_wal_senders = 10
 max_worker_processes = 20
@@ -293,6 +296,38 @@ ok(sql(q{SELECT count(*) FROM d_orders}) > 1000, 'they wrote');
 is(sql(q{SELECT personalize.wait_for_apply('60 s')}), 't', 'applied on every node');
 is(node_profiles(), $expected->(),
 	'every event once over the nodes: the rows Citus copied for the move and the rebalance are no events');
+
+# crashes while writers write: a node's worker SIGKILLed (the postmaster restarts its backends),
+# then a whole node (postmaster and every process at once), started again; the writers' inserts
+# into the crashed node's shards fail meanwhile, and pgbench goes on
+sub crash_node
+{
+	my ($node) = @_;
+	my $pid = $node->{_pid};
+	my @children = grep { /^\d+$/ } split /\s+/, `pgrep -P $pid`;
+	kill 'KILL', $pid, @children;
+	$node->{_pid} = undef;
+	Time::HiRes::usleep(100_000) while kill 0, $pid, @children;
+}
+my $rows_before = sql(q{SELECT count(*) FROM d_orders});
+$writers = IPC::Run::start([ @pgbench[ 0 .. $#pgbench - 3 ], '-T', '10', '--max-tries=1', 'shop' ],
+	'>', \$stdout, '2>', \$stderr);
+sleep 2;
+kill 'KILL', $workers[0]->safe_psql('shop', 'SELECT pid FROM personalize.worker_status');
+sleep 2;
+crash_node($workers[1]);
+sleep 1;
+$workers[1]->start;
+$writers->finish;
+ok($workers[1]->poll_query_until('shop', q{SELECT state IN ('streaming', 'idle') FROM personalize.worker_status}),
+	'the crashed node\'s worker streams again');
+ok($workers[0]->poll_query_until('shop', q{SELECT state IN ('streaming', 'idle') FROM personalize.worker_status}),
+	'and so does the killed worker');
+# Citus finishes the two-phase commits the crash left in doubt
+sql(q{SELECT recover_prepared_transactions()});
+ok(sql(q{SELECT count(*) FROM d_orders}) > $rows_before + 100, 'the writers wrote through the crashes');
+is(sql(q{SELECT personalize.wait_for_apply('60 s')}), 't', 'applied on every node after the crashes');
+is(node_profiles(), $expected->(), 'every committed event once over the nodes after a worker and a node crashed');
 
 # the configuration follows the coordinator
 sql(q{SELECT personalize.add_trait('biggest', 'max', field => 'amount')});
