@@ -521,6 +521,38 @@ BEGIN
     -- pz_configure sends the configuration once this returns
 END $$;
 
+-- Every node's streaming workers: this server's rows of worker_status, then,
+-- on a Citus coordinator, each worker node's, asked as the extension's owner
+-- over Citus's connections; a node that does not answer is one row of state
+-- 'unreachable', with the error as last_error.
+CREATE FUNCTION _citus_node_worker_status() RETURNS TABLE (node text, status jsonb)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY SELECT 'local'::text, to_jsonb(w) FROM personalize.worker_status w;
+    IF personalize._citus_is_coordinator() THEN
+        RETURN QUERY EXECUTE
+            'SELECT r.nodename || '':'' || r.nodeport, x
+               FROM pg_catalog.run_command_on_workers($1) r,
+                    jsonb_array_elements(CASE WHEN r.success THEN r.result::jsonb
+                                              ELSE jsonb_build_array(jsonb_build_object(''state'', ''unreachable'',
+                                                                                        ''last_error'', r.result)) END) x'
+            USING 'SELECT coalesce(jsonb_agg(to_jsonb(w)), ''[]'') FROM personalize.worker_status w';
+    END IF;
+END $$;
+COMMENT ON FUNCTION _citus_node_worker_status() IS
+    'This server''s streaming workers and, on a Citus coordinator, every worker node''s, as JSON (internal: read personalize.node_worker_status).';
+
+CREATE VIEW node_worker_status AS
+SELECT s.node, w.*
+  FROM personalize._citus_node_worker_status() s,
+       jsonb_populate_record(NULL::personalize.worker_status, s.status) w;
+COMMENT ON VIEW node_worker_status IS
+    'personalize.worker_status of this server (node local) and, on a Citus coordinator, of every worker node (node host:port; state unreachable where a node does not answer).';
+REVOKE ALL ON node_worker_status FROM PUBLIC;
+GRANT SELECT ON node_worker_status TO personalize_reader, personalize_admin;
+REVOKE EXECUTE ON FUNCTION _citus_node_worker_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION _citus_node_worker_status() TO personalize_reader, personalize_admin;
+
 COMMENT ON FUNCTION _citus_upsert(text, text, jsonb) IS
     'Rows given as a JSON array into a configuration table, each replacing the row of the same key (internal).';
 COMMENT ON FUNCTION _citus_on_every_node(regclass) IS

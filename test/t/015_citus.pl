@@ -23,12 +23,13 @@
 #      coordinator's configuration (the same trait and namespace ids, a view
 #      of its own), each node's worker streams the inserts into its shards
 #      into its own profiles, every event once over all nodes, also while a
-#      shard moves and the table is rebalanced under writers (Citus's copies
+#      shard moves, the table is rebalanced and a shard split under writers (Citus's copies
 #      of rows are no events), and after a node's worker and a whole node
 #      crashed under writers; a trait added on the coordinator reaches
 #      every node's view, a namespace made there reaches every node's worker
 #      (taken in a prepared transaction); configuration functions on a worker
-#      node are refused; the waits on the coordinator wait for every node.
+#      node are refused; the waits on the coordinator wait for every node,
+#      and personalize.node_worker_status there shows every node's worker.
 # Where Citus is not installed, the whole file is skipped, with the reason.
 use strict;
 use warnings;
@@ -63,6 +64,13 @@ CONF
 	# Citus reaches the node itself (a shard move's subscription) by this name
 	$node->append_conf('postgresql.conf', "citus.local_hostname = '" . $node->host . "'\n");
 	$node->start;
+	# a build that accepts only the output plugins it lists must list Citus's (shard splits decode with it)
+	my $plugins = $node->safe_psql('postgres', q{SELECT setting FROM pg_settings WHERE name = 'output_plugin_libraries'});
+	if ($node->safe_psql('postgres', q{SELECT count(*) FROM pg_settings WHERE name = 'output_plugin_libraries'}))
+	{
+		$node->append_conf('postgresql.conf', "output_plugin_libraries = '" . join(', ', grep { $_ ne '' } $plugins, 'citus') . "'\n");
+		$node->reload;
+	}
 	$node->safe_psql('postgres', 'CREATE DATABASE shop');
 	$node->safe_psql('shop', 'CREATE EXTENSION citus');
 	push @nodes, $node;
@@ -279,7 +287,7 @@ ok((grep { $_->safe_psql('shop', q{SELECT count(*) FROM personalize.profiles}) >
 my $script = $coord->basedir . '/insert.sql';
 PostgreSQL::Test::Utils::append_to_file($script,
 	"INSERT INTO d_orders VALUES (1000 + (random() * 99)::int, 3, now());\n");
-my @pgbench = ('pgbench', '-n', '-h', $coord->host, '-p', $coord->port, '-f', $script, '-c', '2', '-T', '8', 'shop');
+my @pgbench = ('pgbench', '-n', '-h', $coord->host, '-p', $coord->port, '-f', $script, '-c', '2', '-T', '12', 'shop');
 my ($stdout, $stderr) = ('', '');
 my $writers = IPC::Run::start(\@pgbench, '>', \$stdout, '2>', \$stderr);
 my $shard = sql(q{SELECT s.shardid FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)
@@ -290,12 +298,19 @@ sql(sprintf(q{SELECT citus_move_shard_placement(%s, '%s', %d, '%s', %d, shard_tr
 is(sql(qq{SELECT n.nodeport FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid) WHERE p.shardid = $shard}),
 	$workers[1]->port, 'a shard moved to the other node while writers wrote');
 sql(q{SELECT rebalance_table_shards('d_orders', shard_transfer_mode => 'force_logical')});
+# a split: one shard into two new ones, one on each node (its old shard dropped)
+my ($split, $lo, $hi) = split /\|/, sql(q{SELECT shardid, shardminvalue, shardmaxvalue FROM pg_dist_shard
+                                          WHERE logicalrelid = 'd_orders'::regclass ORDER BY shardid LIMIT 1});
+sql(sprintf(q{SELECT citus_split_shard_by_split_points(%s, ARRAY['%s'], ARRAY(SELECT nodeid FROM pg_dist_node
+                                                         WHERE nodeport IN (%d, %d) ORDER BY nodeport), 'force_logical')},
+	$split, int(($lo + $hi) / 2), $workers[0]->port, $workers[1]->port));
+is(sql(qq{SELECT count(*) FROM pg_dist_shard WHERE shardid = $split}), '0', 'a shard split in two while writers wrote');
 $writers->finish;
-is($writers->result(0), 0, 'the writers ran through the move and the rebalance') or diag($stderr);
+is($writers->result(0), 0, 'the writers ran through the move, the rebalance and the split') or diag($stderr);
 ok(sql(q{SELECT count(*) FROM d_orders}) > 1000, 'they wrote');
 is(sql(q{SELECT personalize.wait_for_apply('60 s')}), 't', 'applied on every node');
 is(node_profiles(), $expected->(),
-	'every event once over the nodes: the rows Citus copied for the move and the rebalance are no events');
+	'every event once over the nodes: the rows Citus copied for the move, the rebalance and the split are no events');
 
 # crashes while writers write: a node's worker SIGKILLed (the postmaster restarts its backends),
 # then a whole node (postmaster and every process at once), started again; the writers' inserts
@@ -357,11 +372,20 @@ is(join('', map { $_->safe_psql('shop', q{SELECT key_namespace || ':' || key_val
                                           WHERE i.value = 'a@example.com'}) } @workers),
 	'email:a@example.com', 'the node\'s worker used the namespace made since, with its priority: the email is the profile\'s key');
 
+# every node's workers, on the coordinator
+is(sql(q{SELECT string_agg(CASE WHEN node = 'local' THEN 'local' ELSE 'node' END || ':'
+                           || CASE WHEN state IN ('streaming', 'idle') THEN 'up' ELSE state END, ',' ORDER BY node = 'local' DESC, node)
+           FROM personalize.node_worker_status}),
+	'local:up,node:up,node:up', 'node_worker_status on the coordinator: its worker and every node\'s');
+is(sql(q{SELECT string_agg(node, ',' ORDER BY node) FROM personalize.node_worker_status WHERE node <> 'local'}),
+	join(',', sort map { $_->host . ':' . $_->port } @workers), 'named host:port');
+
 # a node's worker stopped: the coordinator's waits say so
 $workers[1]->safe_psql('shop', q{SELECT personalize.worker_stop()});
 ok($workers[1]->poll_query_until('shop', q{SELECT state = 'paused' FROM personalize.worker_status}), 'a node\'s worker paused');
 sql(q{INSERT INTO d_orders SELECT 1000 + c, 1, now() FROM generate_series(0, 99) c});
 is(sql(q{SELECT personalize.wait_for_apply('2 s')}), 'f', 'wait_for_apply() on the coordinator is false while a node\'s worker is paused');
+is(sql(q{SELECT count(*) FROM personalize.node_worker_status WHERE state = 'paused'}), '1', 'node_worker_status shows the paused one');
 ($rc, $out, $err) = $coord->psql('shop', q{CALL personalize.await_apply('2 s')});
 like($err, qr/ERROR:  await_apply: the personalize workers of the Citus nodes have not applied/, 'await_apply() is an ERROR');
 $workers[1]->safe_psql('shop', q{SELECT personalize.worker_start()});
