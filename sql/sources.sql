@@ -257,3 +257,13 @@ SELECT t AS text, personalize._field_number(t)::text AS stream, (trim(t)::numeri
                     '1e3', '-2.5E-2', '1.25e+2']) t;
 SELECT t AS text, personalize._field_number(t) AS stream
   FROM unnest(ARRAY['', ' ', '-', '.', '1.2.3', '1e', '1e10000', 'abc', '12a', '--1', '1 2']) t;
+
+-- the Citus functions where Citus is not installed (test/t/015_citus.pl runs them on a cluster)
+SELECT personalize.citus_sync_config();
+SELECT personalize._citus_take_config('{"namespaces": [], "sources": [], "traits": []}');
+SELECT personalize._citus_node_config() IS NULL AS no_config_to_send,
+       personalize._citus_is_coordinator() AS coordinator,
+       personalize._citus_unstreamed_reason('pg_class') IS NULL AS no_reason;
+SELECT count(*) = (SELECT count(*) FROM personalize.worker_status) AS local_rows_only,
+       count(*) FILTER (WHERE node <> 'local') = 0 AS no_other_node
+  FROM personalize.node_worker_status;

@@ -52,6 +52,8 @@ personalize_function(const char *name, int nargs, Oid *argtypes)
 						  argtypes, true);
 }
 
+static char *owner_query(const char *query);
+
 /* whether this database has Citus's metadata */
 static bool
 citus_here(void)
@@ -103,47 +105,27 @@ pz_citus_refuse_on_worker_node(const char *action)
 char *
 pz_citus_unstreamed_source(void)
 {
-	Oid kind_fn;
-	Oid reason_fn;
 	Oid sources;
-	bool may_name;
-	PzUserContext saved;
-	MemoryContext caller = CurrentMemoryContext;
-	char *found = NULL;
+	char *found;
 
-	/* no Citus in this database: nothing to look at (and no query) */
-	if (!OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE)))
-		return NULL;
-	/* the extension's schema before 0.8.0 has no _citus_table_kind */
-	kind_fn = LookupFuncName(list_make2(makeString("personalize"), makeString("_citus_table_kind")),
-							 1, (Oid[]){REGCLASSOID}, true);
-	if (!OidIsValid(kind_fn))
+	/* no Citus in this database, or a schema before 0.8.0: nothing to look at (and no query) */
+	if (!citus_here() ||
+		!OidIsValid(personalize_function("_citus_table_kind", 1, (Oid[]){REGCLASSOID})))
 		return NULL;
 	/* since 0.10.0: a distributed table is streamed by the nodes that hold its shards */
-	reason_fn = personalize_function("_citus_unstreamed_reason", 1, (Oid[]){REGCLASSOID});
+	found = owner_query(
+		OidIsValid(personalize_function("_citus_unstreamed_reason", 1, (Oid[]){REGCLASSOID}))
+			? "SELECT format('source %s is %s', s.relation, r.reason) "
+			  "FROM personalize.sources s, personalize._citus_unstreamed_reason(s.relation) "
+			  "r(reason) WHERE r.reason IS NOT NULL ORDER BY s.id LIMIT 1"
+			: "SELECT format('source %s is a Citus %s table', s.relation, k.kind) "
+			  "FROM personalize.sources s, personalize._citus_table_kind(s.relation) "
+			  "k(kind) WHERE k.kind IS NOT NULL ORDER BY s.id LIMIT 1");
 	/* a caller who may not read the sources learns that one is not streamed, not which */
 	sources = get_relname_relid("sources", get_namespace_oid("personalize", false));
-	may_name =
-		OidIsValid(sources) && pg_class_aclcheck(sources, GetUserId(), ACL_SELECT) == ACLCHECK_OK;
-	pz_run_as_begin(pz_extension_owner(), &saved);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "personalize: SPI_connect failed");
-	if (SPI_execute(
-			OidIsValid(reason_fn)
-				? "SELECT format('source %s is %s', s.relation, r.reason) "
-				  "FROM personalize.sources s, personalize._citus_unstreamed_reason(s.relation) "
-				  "r(reason) WHERE r.reason IS NOT NULL ORDER BY s.id LIMIT 1"
-				: "SELECT format('source %s is a Citus %s table', s.relation, k.kind) "
-				  "FROM personalize.sources s, personalize._citus_table_kind(s.relation) "
-				  "k(kind) WHERE k.kind IS NOT NULL ORDER BY s.id LIMIT 1",
-			false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "personalize: could not read personalize.sources");
-	if (SPI_processed > 0)
-		found = may_name ? MemoryContextStrdup(caller, SPI_getvalue(SPI_tuptable->vals[0],
-																	SPI_tuptable->tupdesc, 1))
-						 : MemoryContextStrdup(caller, "a registered source is a Citus table");
-	SPI_finish();
-	pz_run_as_end(&saved);
+	if (found != NULL && !(OidIsValid(sources) &&
+						   pg_class_aclcheck(sources, GetUserId(), ACL_SELECT) == ACLCHECK_OK))
+		found = pstrdup("a registered source is a Citus table");
 	return found;
 }
 
@@ -249,8 +231,8 @@ pz_citus_shard_table(Oid relid, bool *by_name_only)
 	char *prefix;
 
 	*by_name_only = false;
-	if (relname == NULL || (sep = strrchr(relname, '_')) == NULL || sep == relname ||
-		sep[1] == '\0' || sep[1] == '0')
+	if (!citus_here() || relname == NULL || (sep = strrchr(relname, '_')) == NULL ||
+		sep == relname || sep[1] == '\0' || sep[1] == '0')
 		return InvalidOid;
 	for (const char *p = sep + 1; *p != '\0'; p++)
 	{
@@ -312,39 +294,31 @@ pz_citus_origin_is_copy(RepOriginId origin)
 }
 
 /*
- * The text of the first column of query's one row, run as the extension's
+ * The text of the first column of query's first row, run as the extension's
  * owner (the functions it calls are not the caller's to execute), or NULL.
+ * An ERROR aborts the transaction, which restores the caller's user.
  */
 static char *
-owner_query(const char *query, int nargs, Oid *types, Datum *values)
+owner_query(const char *query)
 {
-	Oid save_userid;
-	int save_sec;
+	PzUserContext saved;
 	MemoryContext caller = CurrentMemoryContext;
-	char *volatile result = NULL;
+	char *result = NULL;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(pz_extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	PG_TRY();
+	pz_run_as_begin(pz_extension_owner(), &saved);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "personalize: SPI_connect failed");
+	if (SPI_execute(query, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "personalize: could not run %s", query);
+	if (SPI_processed > 0)
 	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "personalize: SPI_connect failed");
-		if (SPI_execute_with_args(query, nargs, types, values, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "personalize: could not run %s", query);
-		if (SPI_processed > 0)
-		{
-			char *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		char *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
-			if (v != NULL)
-				result = MemoryContextStrdup(caller, v);
-		}
-		SPI_finish();
+		if (v != NULL)
+			result = MemoryContextStrdup(caller, v);
 	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_userid, save_sec);
-	}
-	PG_END_TRY();
+	SPI_finish();
+	pz_run_as_end(&saved);
 	return result;
 }
 
@@ -365,27 +339,18 @@ pz_citus_send_config(void)
 	typedef void (*SendCommand)(const char *command);
 	char *command;
 	SendCommand send;
-	Oid save_userid;
-	int save_sec;
+	PzUserContext saved;
 
 	if (!citus_here() || !OidIsValid(personalize_function("_citus_node_config", 0, NULL)))
 		return;
-	command = owner_query("SELECT personalize._citus_node_config()", 0, NULL, NULL);
+	command = owner_query("SELECT personalize._citus_node_config()");
 	if (command == NULL)
 		return;
 	send = (SendCommand) load_external_function("$libdir/citus", "SendCommandToWorkersWithMetadata",
 												false, NULL);
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(pz_extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	PG_TRY();
-	{
-		send(command);
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_userid, save_sec);
-	}
-	PG_END_TRY();
+	pz_run_as_begin(pz_extension_owner(), &saved);
+	send(command);
+	pz_run_as_end(&saved);
 }
 
 /*
@@ -405,7 +370,6 @@ pz_citus_wait_nodes(long timeout_ms)
 	/* (a number of ms, or NULL: no limit, as wait_for_apply takes it) */
 	applied = owner_query(
 		timeout_ms < 0 ? "SELECT personalize._citus_wait_nodes(NULL)"
-					   : psprintf("SELECT personalize._citus_wait_nodes('%ld ms')", timeout_ms),
-		0, NULL, NULL);
+					   : psprintf("SELECT personalize._citus_wait_nodes('%ld ms')", timeout_ms));
 	return applied != NULL && strcmp(applied, "t") == 0;
 }
